@@ -1,0 +1,47 @@
+# Usufruct: `make run` (embedded, no external service) and `make test` (PostgreSQL + broker).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/usufruct
+export CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test lint fmt bench clean
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py seed_demo
+	@echo ""
+	@echo "  Usufruct is starting at http://127.0.0.1:$${USUFRUCT_PORT:-8000}/  (Ctrl-C stops everything)"
+	@echo "  Log in as bank / acme / taxco / regulator / admin, password usufruct-demo"
+	@echo ""
+	$(BIN)/honcho start -f Procfile
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(CELERY_BROKER_URL_TEST) \
+		$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy compute/protocol compute/algorithms compute/node ledger/merkle.py ledger/checkpoint.py marketplace/money.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var

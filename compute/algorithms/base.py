@@ -1,0 +1,147 @@
+"""The contract every federated algorithm implements.
+
+Pure module: no Django, no I/O beyond what a node context offers. The hub drives an
+algorithm as a state machine (``start`` then ``on_result`` per arriving message) and
+persists ``state`` between messages, so no task ever blocks waiting for a party. The
+node side is ``node_step``: a signed step in, a result body (and usage) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class ParamError(ValueError):
+    """Invalid job parameters, with messages per field (mapped to a 400)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class StepRefused(Exception):
+    """The node will not run this step (policy, right, group size); ``code`` names why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # "number" | "integer" | "string"
+    role: str  # "id" | "feature" | "label"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    id: int
+    name: str
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class Party:
+    """A participant as the hub sees it: a node, and for providers the dataset + grant."""
+
+    key: str  # unique within the job, e.g. "consumer" or "provider:12"
+    node: str  # node slug, i.e. its queue is node.<slug>
+    role: str  # "consumer" | "provider"
+    dataset_id: int | None = None
+    dataset_local: str | None = None
+    grant: dict[str, Any] | None = None
+
+
+@dataclass
+class JobView:
+    id: str
+    params: dict[str, Any]
+    parties: list[Party]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def consumer(self) -> Party:
+        return next(p for p in self.parties if p.role == "consumer")
+
+    @property
+    def providers(self) -> list[Party]:
+        return [p for p in self.parties if p.role == "provider"]
+
+    def party(self, key: str) -> Party:
+        return next(p for p in self.parties if p.key == key)
+
+
+@dataclass(frozen=True)
+class Send:
+    party: str
+    step: str
+    body: dict[str, Any]
+    round: int = 0
+
+
+@dataclass
+class Progress:
+    """What the hub should do after a message: send more, finish, and the progress."""
+
+    sends: list[Send] = field(default_factory=list)
+    outputs: dict[str, Any] | None = None  # set when the job is finished
+    percent: int = 0
+
+
+@dataclass
+class StepResult:
+    body: dict[str, Any]
+    rows: int | None = None  # rows of the provider dataset this step touched (for receipts)
+
+
+class NodeContext(Protocol):
+    slug: str
+
+    def load_rows(self, local_name: str) -> list[dict[str, str]]: ...
+
+    def state_get(self, job: str) -> dict[str, Any]: ...
+
+    def state_put(self, job: str, value: dict[str, Any]) -> None: ...
+
+    def state_drop(self, job: str) -> None: ...
+
+    @property
+    def min_group_size(self) -> int: ...
+
+    def allows(self, operation: str) -> bool: ...
+
+
+class Algorithm(Protocol):
+    name: str
+    operation: str  # what a usage right must permit
+    summary: str
+
+    def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]: ...
+
+    def start(self, job: JobView) -> Progress: ...
+
+    def on_result(self, job: JobView, step: str, party: str, body: dict[str, Any]) -> Progress: ...
+
+    def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult: ...
+
+
+REGISTRY: dict[str, Algorithm] = {}
+
+
+def register(cls: Callable[[], Algorithm]) -> Callable[[], Algorithm]:
+    instance = cls()
+    REGISTRY[instance.name] = instance
+    return cls
+
+
+def get_algorithm(name: str) -> Algorithm:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ParamError({"algorithm": [f"unknown algorithm {name!r}"]}) from None

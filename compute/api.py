@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, permissions
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compute import services
+from compute.models import Job
+from compute.serializers import JobCreateSerializer, JobSerializer
+from marketplace.api import IDEMPOTENCY, org_of
+
+
+class JobListCreate(APIView):
+    """The consumer's jobs; POST submits one (``Idempotency-Key`` required)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses=JobSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        jobs = Job.objects.filter(consumer=org_of(request)).prefetch_related("parties__node", "parties__dataset")
+        return Response(JobSerializer(jobs, many=True).data)
+
+    @extend_schema(
+        request=JobCreateSerializer, responses={201: JobSerializer, 200: JobSerializer}, parameters=[IDEMPOTENCY]
+    )
+    def post(self, request: Request) -> Response:
+        s = JobCreateSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        job, created = services.job_submit(
+            consumer=org_of(request),
+            user=request.user,
+            algorithm=s.validated_data["algorithm"],
+            params=s.validated_data["params"],
+            rights=s.validated_data["rights"],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
+        return Response(JobSerializer(job).data, status=201 if created else 200)
+
+
+class JobDetail(generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Job]:
+        return Job.objects.filter(consumer=org_of(self.request)).prefetch_related("parties__node", "parties__dataset")

@@ -1,0 +1,216 @@
+"""What a node does with one message: verify, check policy and right, compute, sign.
+
+Pure with respect to the hub: signed envelope in, signed envelope (+ receipt) out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from compute.algorithms import get_algorithm
+from compute.algorithms.base import StepRefused
+from compute.node import datasets
+from compute.node.config import NodeConfig
+from compute.protocol import envelope, keys
+
+log = logging.getLogger(__name__)
+
+CONSUMER_STEPS = {"keygen", "decrypt"}
+
+
+@dataclass
+class LocalContext:
+    """The NodeContext an algorithm sees: local files, per-job state, effective policy."""
+
+    config: NodeConfig
+    job: str
+    min_group_size: int
+
+    @property
+    def slug(self) -> str:
+        return self.config.slug
+
+    def load_rows(self, local_name: str) -> list[dict[str, str]]:
+        try:
+            return datasets.read_rows(self.config.data_dir, local_name)
+        except datasets.DatasetError as exc:
+            raise StepRefused("no_dataset", str(exc)) from None
+
+    def _state_path(self, name: str) -> Path:
+        return self.config.state_dir / self.job / f"{name}.json"
+
+    def state_get(self, name: str) -> dict[str, Any]:
+        path = self._state_path(name)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def state_put(self, name: str, value: dict[str, Any]) -> None:
+        path = self._state_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, path)  # atomic: a crash never leaves half a key on disk
+
+    def state_drop(self, name: str) -> None:
+        self._state_path(name).unlink(missing_ok=True)
+        job_dir = self.config.state_dir / self.job
+        if job_dir.exists() and not any(job_dir.iterdir()):
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    def allows(self, operation: str) -> bool:
+        return operation in self.config.policy.get("operations", [])
+
+
+def _seen(config: NodeConfig, nonce: str) -> bool:
+    """Record a nonce; True if it was already recorded (a redelivery or replay)."""
+    seen = config.state_dir / "seen"
+    seen.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(seen / nonce, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return True
+    os.close(fd)
+    return False
+
+
+def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) -> dict[str, Any]:
+    """The node's own check of the right the hub presents; it refuses what it does not allow."""
+    grant = payload["body"].get("grant")
+    if not isinstance(grant, dict):
+        raise StepRefused("no_right", "a provider step must present a usage right")
+    if grant.get("node") != config.slug:
+        raise StepRefused("no_right", "the right is for another node")
+    if operation not in grant.get("operations", []):
+        raise StepRefused("not_permitted", f"the right does not permit {operation!r}")
+    if envelope.parse_time(grant["expires_at"]) <= envelope.utcnow():
+        raise StepRefused("right_expired", "the usage right has expired")
+    if grant.get("dataset_local") != payload["body"]["args"].get("dataset"):
+        raise StepRefused("no_right", "the right covers another dataset")
+    return grant
+
+
+def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]]:
+    """Process one hub → node message; return the signed messages to send to the hub.
+
+    A replayed or redelivered step returns nothing: the first delivery already answered.
+    Refusals are answered with a signed ``refused`` message so the job fails cleanly.
+    """
+    try:
+        opened = envelope.open_envelope(
+            wire,
+            resolve_key=lambda kid: config.hub_public_key if kid == keys.key_id(config.hub_public_key) else None,
+            recipient=config.slug,
+        )
+    except envelope.EnvelopeError as exc:
+        log.warning("node %s dropped a message: %s (%s)", config.slug, exc, exc.code)
+        return []
+    payload = opened.payload
+    if _seen(config, payload["nonce"]):
+        log.info("node %s ignored a redelivered step %s", config.slug, payload["nonce"])
+        return []
+    job, step = payload["job"], payload["step"]
+    body = payload["body"]
+    reply: dict[str, Any]
+    receipt = None
+    try:
+        algorithm = get_algorithm(body["algorithm"])
+        if not config.policy.get("operations") or not any(
+            op == algorithm.operation for op in config.policy["operations"]
+        ):
+            raise StepRefused("policy", f"this node's policy does not allow {algorithm.operation!r}")
+        min_group = int(config.policy.get("min_group_size", 1))
+        grant = None
+        if step not in CONSUMER_STEPS:
+            grant = _check_grant(config, payload, algorithm.operation)
+            min_group = max(min_group, int(grant.get("min_group_size", 1)))
+        ctx = LocalContext(config=config, job=job, min_group_size=min_group)
+        result = algorithm.node_step(ctx, step, body["args"])
+        reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}
+        if grant is not None:
+            receipt = sign_receipt(config, payload, grant, algorithm.operation, result.rows)
+            reply["receipt"] = receipt
+    except StepRefused as exc:
+        reply = {"status": "refused", "code": exc.code, "reason": str(exc), "in_reply_to": opened.digest}
+    except Exception as exc:  # a bug or bad data must fail the job, not hang it
+        log.exception("node %s failed step %s of job %s", config.slug, step, job)
+        reply = {"status": "error", "code": "node_error", "reason": str(exc)[:500], "in_reply_to": opened.digest}
+    out = envelope.seal(
+        job=job,
+        step=step,
+        round=payload["round"],
+        sender=config.slug,
+        recipient="hub",
+        body={"party": body["party"], **reply},
+        key=config.private_key,
+        kid=config.kid,
+        ttl=timedelta(hours=6),
+    )
+    return [out]
+
+
+def sign_receipt(
+    config: NodeConfig,
+    payload: dict[str, Any],
+    grant: dict[str, Any],
+    operation: str,
+    rows: int | None,
+) -> dict[str, Any]:
+    """The node's signed statement of a use: what ran, on which dataset, under which right."""
+    receipt = {
+        "type": "usage_receipt",
+        "job": payload["job"],
+        "step": payload["step"],
+        "round": payload["round"],
+        "node": config.slug,
+        "dataset": grant["dataset"],
+        "right": grant["right"],
+        "consumer": grant["consumer"],
+        "operation": operation,
+        "rows": rows or 0,
+        "request": payload["nonce"],
+        "at": envelope.format_time(envelope.utcnow()),
+    }
+    return envelope.sign_payload(receipt, key=config.private_key, kid=config.kid)
+
+
+def enrolment_message(config: NodeConfig, token: str) -> dict[str, Any]:
+    """Proof of possession of the new key, bound to the one-time enrolment token."""
+    return envelope.seal(
+        job="",
+        step="enrol",
+        round=0,
+        sender=config.slug,
+        recipient="hub",
+        body={"token": token, "public_key": keys.public_b64(config.private_key)},
+        key=config.private_key,
+        kid=config.kid,
+    )
+
+
+def announcement_messages(config: NodeConfig) -> list[dict[str, Any]]:
+    """One signed manifest per dataset the node's datasets.json declares."""
+    messages = []
+    for spec in config.dataset_specs():
+        body = {"manifest": datasets.manifest(config.data_dir, spec)}
+        messages.append(
+            envelope.seal(
+                job="",
+                step="announce",
+                round=0,
+                sender=config.slug,
+                recipient="hub",
+                body=body,
+                key=config.private_key,
+                kid=config.kid,
+                ttl=timedelta(days=1),
+            )
+        )
+    return messages

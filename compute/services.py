@@ -1,0 +1,320 @@
+"""Job coordination on the hub: submit, start, receive node messages, finish.
+
+The hub advances a job only when a node message arrives (no task waits for a party).
+Every message is persisted with its digest before it is acted on; a redelivered or
+replayed message hits the unique digest/nonce and changes nothing.
+Lock order: usage rights (ascending id) → job → ledger head.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compute.algorithms import get_algorithm
+from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
+from compute.models import Job, JobParty, Message
+from compute.protocol import envelope
+from compute.protocol.canonical import canonical, sha256_hex
+from ledger.hubkey import hub_kid, hub_private_key
+from ledger.services import entry_append
+from marketplace import services as market
+from marketplace.exceptions import Conflict, Invalid, invalid
+from marketplace.models import Dataset, Node, Organization, UsageRight
+
+log = logging.getLogger(__name__)
+NODE_TASK = "usufruct.node.run_step"
+
+
+def _dataset_info(dataset: Dataset) -> DatasetInfo:
+    return DatasetInfo(
+        id=dataset.id,
+        name=dataset.name,
+        columns=tuple(Column(c["name"], c["type"], c["role"]) for c in dataset.columns),
+    )
+
+
+def job_submit(
+    *,
+    consumer: Organization,
+    user: AbstractBaseUser,
+    algorithm: str,
+    params: dict[str, Any],
+    rights: list[int],
+    idempotency_key: str,
+) -> tuple[Job, bool]:
+    """Validate and queue a job; reserve one quota unit on each right atomically."""
+    if not idempotency_key or len(idempotency_key) > 100:
+        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
+    request_hash = sha256_hex(canonical({"algorithm": algorithm, "params": params, "rights": sorted(rights)}))
+    existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used for a different request")
+        return existing, False
+    try:
+        algo = get_algorithm(algorithm)
+    except ParamError as exc:
+        raise Invalid(str(exc), fields=exc.errors) from None
+    if not rights or len(set(rights)) != len(rights):
+        raise invalid("rights", "Choose one or more distinct usage rights.")
+    held = {
+        r.id: r for r in UsageRight.objects.select_related("dataset__node").filter(id__in=rights, consumer=consumer)
+    }
+    missing = [r for r in rights if r not in held]
+    if missing:
+        raise invalid("rights", f"You hold no usage right with id {', '.join(map(str, missing))}.")
+    datasets = [held[r].dataset for r in rights]
+    if len({d.id for d in datasets}) != len(datasets):
+        raise invalid("rights", "Each dataset may take part once.")
+    try:
+        clean = algo.validate(params, [_dataset_info(d) for d in datasets])
+    except ParamError as exc:
+        raise Invalid("invalid parameters", fields=exc.errors) from None
+    consumer_node = consumer.nodes.filter(status=Node.Status.ACTIVE).order_by("id").first()
+    if consumer_node is None:
+        raise invalid("node", "Your organisation needs an enrolled node to hold the job's keys.")
+    try:
+        with transaction.atomic():
+            for right_id in sorted(rights):  # fixed lock order: ascending right id
+                market.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer)
+            job = Job.objects.create(
+                consumer=consumer,
+                submitted_by=user,
+                consumer_node=consumer_node,
+                algorithm=algorithm,
+                params=clean,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+            JobParty.objects.create(job=job, key="consumer", role="consumer", node=consumer_node)
+            for right_id in rights:
+                right = held[right_id]
+                JobParty.objects.create(
+                    job=job,
+                    key=f"provider:{right.dataset_id}",
+                    role="provider",
+                    node=right.dataset.node,
+                    dataset=right.dataset,
+                    right=right,
+                )
+            transaction.on_commit(lambda: _enqueue_start(job.id))
+    except IntegrityError:
+        existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        if existing.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used for a different request") from None
+        return existing, False
+    return job, True
+
+
+def _enqueue_start(job_id: Any) -> None:
+    from compute.tasks import start_job
+
+    start_job.delay(str(job_id))
+
+
+def _view(job: Job) -> JobView:
+    parties = []
+    for p in job.parties.select_related("node", "dataset", "right__dataset__node", "right__consumer"):
+        parties.append(
+            Party(
+                key=p.key,
+                node=p.node.slug,
+                role=p.role,
+                dataset_id=p.dataset_id,
+                dataset_local=p.dataset.local_name if p.dataset else None,
+                grant=market.grant_for(p.right) if p.right else None,
+            )
+        )
+    return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
+
+
+def _apply(job: Job, view: JobView, progress: Progress) -> None:
+    """Persist the algorithm's new state and queue its outgoing steps after commit."""
+    job.state = view.state
+    job.progress = max(job.progress, progress.percent)
+    wires = []
+    for send in progress.sends:
+        party = view.party(send.party)
+        body = {"algorithm": job.algorithm, "party": party.key, "args": send.body, "grant": party.grant}
+        wire = envelope.seal(
+            job=view.id,
+            step=send.step,
+            round=send.round,
+            sender="hub",
+            recipient=party.node,
+            body=body,
+            key=hub_private_key(),
+            kid=hub_kid(),
+            ttl=timedelta(seconds=settings.USUFRUCT_MESSAGE_TTL_SECONDS),
+        )
+        _record(job=job, wire=wire, direction=Message.Direction.OUT, digest=sha256_hex(canonical(wire["payload"])))
+        wires.append((party.node, wire))
+    if progress.outputs is not None:
+        job.parties.filter(role="consumer").update(status=JobParty.Status.DONE)
+        job.outputs = progress.outputs
+        job.status = Job.Status.SUCCEEDED
+        job.finished_at = timezone.now()
+    job.save()
+    for node_slug, wire in wires:
+        transaction.on_commit(lambda n=node_slug, w=wire: _send(n, w))
+
+
+def _send(node_slug: str, wire: dict[str, Any]) -> None:
+    from config.celery import app
+
+    app.send_task(NODE_TASK, args=[wire], queue=f"node.{node_slug}")
+
+
+def _record(*, job: Job | None, wire: dict[str, Any], direction: str, digest: str) -> Message:
+    p = wire["payload"]
+    return Message.objects.create(
+        job=job,
+        direction=direction,
+        step=p["step"],
+        round=p["round"],
+        sender=p["sender"],
+        recipient=p["recipient"],
+        nonce=p["nonce"],
+        digest=digest,
+        kid=wire["kid"],
+        envelope=wire,
+    )
+
+
+def job_start(*, job_id: str) -> None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=job_id).first()
+        if job is None or job.status != Job.Status.QUEUED:
+            return  # already started (a redelivered start task) or gone
+        view = _view(job)
+        progress = get_algorithm(job.algorithm).start(view)
+        job.status = Job.Status.RUNNING
+        _apply(job, view, progress)
+
+
+def _fail(job: Job, reason: str) -> None:
+    job.status = Job.Status.FAILED
+    job.error = reason
+    job.finished_at = timezone.now()
+    job.save()
+    for party in job.parties.filter(role="provider", quota_settled=False):
+        market.right_settle(right_id=party.right_id, consumed=False)
+        party.quota_settled = True
+        party.save(update_fields=["quota_settled"])
+
+
+def message_receive(*, wire: dict[str, Any]) -> str:
+    """Entry point for every node → hub message. Returns what happened (for logs/tests)."""
+    payload = wire.get("payload") if isinstance(wire, dict) else None
+    step = payload.get("step") if isinstance(payload, dict) else None
+    if step == "enrol":
+        opened = _open(wire, resolve=lambda kid: _presented_key(wire, kid))
+        market.node_enrol(opened=opened)
+        return "enrolled"
+    opened = _open(wire, resolve=market.node_public_key)
+    node = Node.objects.get(kid=opened.kid)
+    if node.slug != opened.payload["sender"]:
+        raise envelope.EnvelopeError("impersonation", "sender does not own the signing key")
+    Node.objects.filter(id=node.id).update(last_seen_at=timezone.now())
+    if step == "announce":
+        market.dataset_register(node=node, opened=opened)
+        return "announced"
+    return _job_message(node=node, wire=wire, opened=opened)
+
+
+def _presented_key(wire: dict[str, Any], kid: str) -> Any:
+    from compute.protocol import keys
+
+    try:
+        public = keys.public_from_b64(wire["payload"]["body"]["public_key"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return public if keys.key_id(public) == kid else None
+
+
+def _open(wire: dict[str, Any], resolve: Any) -> envelope.Opened:
+    return envelope.open_envelope(wire, resolve_key=resolve, recipient="hub")
+
+
+def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -> str:
+    payload = opened.payload
+    body = payload["body"]
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(id=payload["job"]).first()
+        if job is None:
+            raise envelope.EnvelopeError("unknown_job", f"no job {payload['job']}")
+        if (
+            Message.objects.filter(digest=opened.digest).exists()
+            or Message.objects.filter(sender=node.slug, nonce=payload["nonce"]).exists()
+        ):
+            return "duplicate"
+        party = job.parties.filter(key=body.get("party")).select_related("node").first()
+        if party is None or party.node_id != node.id:
+            raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
+        _record(job=job, wire=wire, direction=Message.Direction.IN, digest=opened.digest)
+        if job.status != Job.Status.RUNNING:
+            return "ignored"
+        if body.get("status") != "ok":
+            party.status = JobParty.Status.REFUSED
+            party.save(update_fields=["status"])
+            _fail(job, f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})")
+            return "refused"
+        if party.role == "provider":
+            _record_usage(job=job, party=party, node=node, receipt_wire=body.get("receipt"))
+        view = _view(job)
+        try:
+            progress = get_algorithm(job.algorithm).on_result(view, payload["step"], party.key, body["result"])
+        except (KeyError, ValueError, TypeError) as exc:
+            _fail(job, f"bad result from {node.slug} at step {payload['step']}: {exc}")
+            return "failed"
+        _apply(job, view, progress)
+        return "advanced"
+
+
+def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -> None:
+    """Verify the node's receipt, append a ``usage`` entry and consume the reserved unit."""
+    if not isinstance(receipt_wire, dict):
+        raise envelope.EnvelopeError("no_receipt", "a provider result must carry a usage receipt")
+    receipt = envelope.verify_signed(receipt_wire, market.node_public_key)
+    r = receipt.payload
+    if receipt.kid != node.kid or r.get("node") != node.slug:
+        raise envelope.EnvelopeError("impersonation", "receipt not signed by the party's node")
+    if r.get("job") != str(job.id) or r.get("dataset") != party.dataset_id or r.get("right") != party.right_id:
+        raise envelope.EnvelopeError("receipt_mismatch", "receipt does not match the job, dataset or right")
+    right = party.right
+    entry_append(
+        kind="usage",
+        event_id=f"usage:{receipt.digest}",
+        payload={
+            "job": str(job.id),
+            "step": r["step"],
+            "dataset": party.dataset_id,
+            "right": right.id,
+            "order": right.order_id,
+            "consumer": job.consumer_id,
+            "provider": party.dataset.organization_id,
+            "operation": r["operation"],
+            "rows": r["rows"],
+            "units": 1,
+            "receipt": receipt_wire,
+        },
+        producer_time=envelope.parse_time(r["at"]),
+        dataset_id=party.dataset_id,
+        consumer_id=job.consumer_id,
+        provider_id=party.dataset.organization_id,
+        right_id=right.id,
+    )
+    if not party.quota_settled:
+        market.right_settle(right_id=right.id, consumed=True)
+        party.quota_settled = True
+    party.status = JobParty.Status.DONE
+    party.save(update_fields=["quota_settled", "status"])

@@ -1,0 +1,31 @@
+"""Hub tasks: thin wrappers that call one service each."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from compute import services
+from compute.protocol.envelope import EnvelopeError
+from marketplace.exceptions import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="usufruct.hub.start_job")
+def start_job(job_id: str) -> None:
+    services.job_start(job_id=job_id)
+
+
+@shared_task(name="usufruct.hub.receive")
+def receive(wire: dict[str, Any]) -> str:
+    """A node → hub message. Bad messages are logged and dropped, never retried."""
+    try:
+        outcome = services.message_receive(wire=wire)
+    except (EnvelopeError, ServiceError) as exc:
+        log.warning("hub rejected a message: %s", exc)
+        return f"rejected: {exc}"
+    log.info("hub message: %s", outcome)
+    return outcome

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from compute import services
+from compute.forms import StatsJobForm
+from compute.models import Job
+from marketplace import selectors
+from marketplace.exceptions import ServiceError
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    jobs = Job.objects.filter(consumer=org).prefetch_related("parties__dataset")
+    return render(request, "compute/jobs.html", {"jobs": jobs})
+
+
+@login_required
+def job_new(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    form = StatsJobForm(request.POST or None, consumer=org)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job, _ = services.job_submit(
+                consumer=org,
+                user=request.user,
+                algorithm="stats",
+                params={"column": form.cleaned_data["column"]},
+                rights=[r.id for r in form.cleaned_data["rights"]],
+                idempotency_key=form.cleaned_data["idempotency_key"],
+            )
+        except ServiceError as exc:
+            for field, msgs in exc.fields.items():
+                for msg in msgs:
+                    form.add_error(field if field in form.fields else None, msg)
+            if not exc.fields:
+                form.add_error(None, exc.message)
+        else:
+            return redirect("job", pk=job.id)
+    numeric: dict[str, set[str]] = {}
+    for right in form.fields["rights"].queryset:
+        for c in right.dataset.columns:
+            if c["type"] in ("number", "integer") and c["role"] != "id":
+                numeric.setdefault(c["name"], set()).add(right.dataset.name)
+    return render(request, "compute/job_new.html", {"form": form, "numeric": sorted(numeric.items())})
+
+
+@login_required
+def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    job = get_object_or_404(Job.objects.filter(consumer=org), pk=pk)
+    parties = job.parties.select_related("node", "dataset", "right")
+    msgs = job.messages.order_by("created_at", "id")
+    return render(
+        request,
+        "compute/job.html",
+        {"job": job, "parties": parties, "msgs": msgs, "live": job.status in ("queued", "running")},
+    )

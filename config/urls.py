@@ -1,0 +1,50 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from compute import api as compute_api
+from compute import views as compute_views
+from ledger import api as ledger_api
+from ledger import views as ledger_views
+from marketplace import api as market_api
+from marketplace import views as market_views
+
+api = [
+    path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
+    path("api/datasets/<int:pk>/", market_api.DatasetDetail.as_view(), name="api-dataset"),
+    path("api/offers/", market_api.OfferCreate.as_view(), name="api-offers"),
+    path("api/orders/", market_api.OrderListCreate.as_view(), name="api-orders"),
+    path("api/rights/", market_api.RightList.as_view(), name="api-rights"),
+    path("api/nodes/", market_api.NodeListCreate.as_view(), name="api-nodes"),
+    path("api/hub/key/", market_api.HubKey.as_view(), name="api-hub-key"),
+    path("api/billing/bill/", market_api.Bill.as_view(), name="api-bill"),
+    path("api/billing/revenue/", market_api.Revenue.as_view(), name="api-revenue"),
+    path("api/jobs/", compute_api.JobListCreate.as_view(), name="api-jobs"),
+    path("api/jobs/<uuid:pk>/", compute_api.JobDetail.as_view(), name="api-job"),
+    path("api/ledger/entries/", ledger_api.EntryList.as_view(), name="api-ledger"),
+    path("api/ledger/entries/<int:seq>/", ledger_api.EntryDetail.as_view(), name="api-ledger-entry"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]
+
+pages = [
+    path("", market_views.catalog, name="catalog"),
+    path("datasets/<int:pk>/", market_views.dataset_detail, name="dataset"),
+    path("rights/", market_views.rights, name="rights"),
+    path("bill/", market_views.bill, name="bill"),
+    path("provider/", market_views.provider_home, name="provider"),
+    path("provider/offers/new/", market_views.offer_new, name="offer-new"),
+    path("provider/nodes/new/", market_views.node_new, name="node-new"),
+    path("revenue/", market_views.revenue, name="revenue"),
+    path("jobs/", compute_views.job_list, name="jobs"),
+    path("jobs/new/", compute_views.job_new, name="job-new"),
+    path("jobs/<uuid:pk>/", compute_views.job_detail, name="job"),
+    path("ledger/", ledger_views.entries, name="ledger"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
+
+urlpatterns = api + pages

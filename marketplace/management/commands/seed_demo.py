@@ -1,0 +1,111 @@
+"""Seed the demo: organisations, users, three nodes with local data, datasets, offers.
+
+Each node directory gets its own data, policy, the hub's public key and a one-time
+enrolment token. The node's key pair is generated in the node's own directory (here by
+the node library, as the node operator would) and only its public key reaches the hub.
+Running the command again changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from compute import demo_data
+from compute import services as compute_services
+from compute.node.config import NodeConfig
+from compute.node.runtime import announcement_messages, enrolment_message
+from ledger.hubkey import hub_public_b64
+from marketplace import services
+from marketplace.models import Dataset, Membership, Node, Offer, Organization
+
+PASSWORD = "usufruct-demo"
+ORGS = [
+    # slug, name, provider, consumer, regulator, username, node
+    ("northwind", "Northwind Bank", False, True, False, "bank", "bank"),
+    ("acme", "Acme Commerce", True, False, False, "acme", "acme"),
+    ("taxco", "TaxCo Invoice Bureau", True, False, False, "taxco", "taxco"),
+    ("dpa", "Data Protection Authority", False, False, True, "regulator", None),
+]
+OFFERS = {
+    "acme": dict(
+        title="Credit-risk features, compute only",
+        amount_minor=150,
+        currency="EUR",
+        quota_jobs=20,
+        duration_days=365,
+        min_group_size=25,
+        terms="Compute-only use for credit risk assessment. No re-identification. No resale.",
+    ),
+    "taxco": dict(
+        title="SME invoice signals, compute only",
+        amount_minor=200,
+        currency="EUR",
+        quota_jobs=10,
+        duration_days=180,
+        min_group_size=50,
+        terms="Compute-only use for lending decisions. Aggregates only, minimum group 50.",
+    ),
+}
+
+
+def node_dir(slug: str) -> Path:
+    return Path(settings.VAR_DIR) / "nodes" / slug
+
+
+class Command(BaseCommand):
+    help = "Create demo organisations, users, nodes, datasets and offers (idempotent)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--quiet", action="store_true")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        data = demo_data.generate()
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "admin@example.org", PASSWORD)
+        for slug, name, provider, consumer, regulator, username, node_slug in ORGS:
+            with transaction.atomic():
+                org, _ = Organization.objects.get_or_create(
+                    slug=slug,
+                    defaults=dict(name=name, is_provider=provider, is_consumer=consumer, is_regulator=regulator),
+                )
+                user = User.objects.filter(username=username).first()
+                if user is None:
+                    user = User.objects.create_user(username, f"{username}@example.org", PASSWORD)
+                Membership.objects.get_or_create(user=user, organization=org, defaults={"role": "admin"})
+            if node_slug and not Node.objects.filter(slug=node_slug).exists():
+                self._make_node(org, node_slug, data[node_slug])
+        for slug, offer in OFFERS.items():
+            dataset = Dataset.objects.filter(node__slug=slug).first()
+            if dataset and not Offer.objects.filter(dataset=dataset).exists():
+                services.offer_publish(
+                    organization=dataset.organization, dataset=dataset, operations=["stats"], **offer
+                )
+        if not opts["quiet"]:
+            self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password: {PASSWORD}):"))
+            for _, name, *_rest, username, _node in ORGS:
+                self.stdout.write(f"  {username:10s} {name}")
+            self.stdout.write(f"  {'admin':10s} platform staff (Django admin)")
+
+    def _make_node(self, org: Organization, slug: str, rows: list[dict[str, object]]) -> None:
+        directory = node_dir(slug)
+        spec = demo_data.DATASET_SPECS[slug]
+        demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
+        (directory / "datasets.json").write_text(json.dumps(spec, indent=2))
+        (directory / "policy.json").write_text(json.dumps({"operations": ["stats"], "min_group_size": 20}))
+        (directory / "hub.pub").write_text(hub_public_b64() + "\n")
+        node, token = services.node_create(organization=org, slug=slug)
+        # Act as the node operator on this one machine: the node library makes the key in
+        # the node's directory and signs its enrolment and manifests; the hub verifies
+        # them exactly as if they had come over the broker.
+        config = NodeConfig(slug=slug, directory=directory, broker_url="memory://", broker_dir=None)
+        compute_services.message_receive(wire=enrolment_message(config, token))
+        for message in announcement_messages(config):
+            compute_services.message_receive(wire=message)

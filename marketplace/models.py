@@ -1,0 +1,190 @@
+"""Marketplace data: organisations, nodes, datasets, offers, orders and usage rights.
+
+Models hold fields, choices and constraints; workflows live in ``services.py``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    is_provider = models.BooleanField(default=False)
+    is_consumer = models.BooleanField(default=False)
+    is_regulator = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="one_membership")]
+
+
+class Node(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting enrolment"
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="nodes")
+    slug = models.SlugField(max_length=60, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    enrolment_token_hash = models.CharField(max_length=64, blank=True)
+    public_key = models.CharField(max_length=64, blank=True)
+    kid = models.CharField(max_length=16, blank=True, db_index=True)
+    enrolled_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def queue(self) -> str:
+        return f"node.{self.slug}"
+
+
+class Dataset(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="datasets")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="datasets")
+    local_name = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    columns = models.JSONField(default=list)
+    row_count = models.PositiveBigIntegerField()
+    content_sha256 = models.CharField(max_length=64)
+    manifest = models.JSONField()  # the node-signed envelope, kept as attested
+    attested_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["node", "local_name"], name="dataset_per_node")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Offer(models.Model):
+    class Status(models.TextChoices):
+        PUBLISHED = "published", "Published"
+        RETIRED = "retired", "Retired"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="offers")
+    title = models.CharField(max_length=200)
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PUBLISHED)
+    operations = models.JSONField(default=list)
+    duration_days = models.PositiveIntegerField(default=365)
+    quota_jobs = models.PositiveIntegerField(default=10)
+    min_group_size = models.PositiveIntegerField(default=10)
+    terms = models.TextField(blank=True)
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-published_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "title", "version"], name="offer_version"),
+            models.CheckConstraint(condition=Q(quota_jobs__gt=0), name="offer_quota_positive"),
+            models.CheckConstraint(condition=Q(duration_days__gt=0), name="offer_duration_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.version}"
+
+
+class PricePlan(models.Model):
+    class Kind(models.TextChoices):
+        PER_JOB = "per_job", "Per job"
+
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="plans")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PER_JOB)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount_minor__gte=0), name="plan_amount_nonnegative")]
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PAID = "paid", "Paid"
+
+    consumer = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="orders")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="orders")
+    plan = models.ForeignKey(PricePlan, on_delete=models.PROTECT, related_name="orders")
+    purpose = models.TextField()
+    accepted_terms = models.TextField()  # copied: the text the buyer agreed to
+    plan_kind = models.CharField(max_length=20)
+    unit_price_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    quota_jobs = models.PositiveIntegerField()
+    duration_days = models.PositiveIntegerField()
+    operations = models.JSONField()
+    idempotency_key = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PAID)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "idempotency_key"], name="order_idempotency"),
+        ]
+
+
+class UsageRight(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXHAUSTED = "exhausted", "Exhausted"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="right")
+    consumer = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="rights")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="rights")
+    operations = models.JSONField()
+    quota_total = models.PositiveIntegerField()
+    quota_used = models.PositiveIntegerField(default=0)
+    quota_reserved = models.PositiveIntegerField(default=0)
+    min_group_size = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quota_used__lte=F("quota_total") - F("quota_reserved")),
+                name="right_never_oversold",
+            ),
+        ]
+
+    @property
+    def quota_left(self) -> int:
+        return self.quota_total - self.quota_used - self.quota_reserved

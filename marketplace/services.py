@@ -1,0 +1,391 @@
+"""Every write of the marketplace: nodes, datasets, offers, orders and usage rights.
+
+Each service is atomic and keyword-only. Ledger entries are appended in the same
+transaction as the change they record, so neither exists without the other.
+Lock order: usage rights (by id) → ledger head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compute.algorithms import REGISTRY
+from compute.protocol import keys
+from compute.protocol.canonical import canonical, sha256_hex
+from compute.protocol.envelope import Opened, parse_time
+from ledger.services import entry_append
+from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, invalid
+from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
+from marketplace.money import CURRENCIES
+
+RIGHT_TRANSITIONS: dict[str, set[str]] = {
+    UsageRight.Status.ACTIVE: {UsageRight.Status.EXHAUSTED, UsageRight.Status.EXPIRED, UsageRight.Status.REVOKED},
+    UsageRight.Status.EXHAUSTED: set(),
+    UsageRight.Status.EXPIRED: set(),
+    UsageRight.Status.REVOKED: set(),
+}
+
+
+def right_set_status(right: UsageRight, status: str) -> None:
+    if status == right.status:
+        return
+    if status not in RIGHT_TRANSITIONS[right.status]:
+        raise Conflict(f"a right cannot go from {right.status} to {status}")
+    right.status = status
+
+
+# --- nodes ------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def node_create(*, organization: Organization, slug: str) -> tuple[Node, str]:
+    """A node awaiting enrolment, and its one-time token (shown once, stored hashed)."""
+    if not (organization.is_provider or organization.is_consumer):
+        raise Forbidden("only provider or consumer organisations run nodes")
+    token = secrets.token_urlsafe(24)
+    try:
+        with transaction.atomic():
+            node = Node.objects.create(organization=organization, slug=slug, enrolment_token_hash=_token_hash(token))
+    except IntegrityError:
+        raise invalid("slug", f"a node named {slug!r} already exists") from None
+    return node, token
+
+
+def node_enrol(*, opened: Opened) -> Node:
+    """Register the public key a node generated, against its one-time token.
+
+    The envelope was signed by the key it presents (proof of possession). A repeat of
+    the same enrolment is a no-op; a second key for the same token is refused.
+    """
+    body = opened.payload["body"]
+    public = keys.public_from_b64(body["public_key"])
+    if keys.key_id(public) != opened.kid:
+        raise invalid("kid", "key id does not match the presented key")
+    with transaction.atomic():
+        node = Node.objects.select_for_update().filter(slug=opened.payload["sender"]).first()
+        if node is None or node.enrolment_token_hash == "":
+            if node is not None and node.kid == opened.kid:
+                return node
+            raise Forbidden("unknown node or enrolment already used")
+        if not secrets.compare_digest(node.enrolment_token_hash, _token_hash(str(body["token"]))):
+            raise Forbidden("bad enrolment token")
+        node.public_key = body["public_key"]
+        node.kid = opened.kid
+        node.enrolment_token_hash = ""
+        node.status = Node.Status.ACTIVE
+        node.enrolled_at = node.last_seen_at = timezone.now()
+        node.save()
+    return node
+
+
+def node_public_key(kid: str) -> Any:
+    node = Node.objects.filter(kid=kid, status=Node.Status.ACTIVE).first()
+    return keys.public_from_b64(node.public_key) if node else None
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+def dataset_register(*, node: Node, opened: Opened) -> Dataset:
+    """List (or refresh) a dataset from its node-signed manifest. Rows never arrive here."""
+    manifest = opened.payload["body"]["manifest"]
+    errors: dict[str, list[str]] = {}
+    for field in ("local", "name", "columns", "row_count", "sha256"):
+        if field not in manifest:
+            errors[field] = ["This field is required."]
+    if errors:
+        raise Invalid("incomplete manifest", fields=errors)
+    if not node.organization.is_provider and not node.organization.is_consumer:
+        raise Forbidden("organisation cannot list datasets")
+    with transaction.atomic():
+        dataset, created = Dataset.objects.select_for_update().get_or_create(
+            node=node,
+            local_name=manifest["local"],
+            defaults={
+                "organization": node.organization,
+                "name": manifest["name"],
+                "description": manifest.get("description", ""),
+                "tags": manifest.get("tags", []),
+                "columns": manifest["columns"],
+                "row_count": manifest["row_count"],
+                "content_sha256": manifest["sha256"],
+                "manifest": {"payload": opened.payload, "kid": opened.kid},
+                "attested_at": parse_time(opened.payload["issued_at"]),
+            },
+        )
+        if not created and dataset.content_sha256 != manifest["sha256"]:
+            dataset.columns = manifest["columns"]
+            dataset.row_count = manifest["row_count"]
+            dataset.content_sha256 = manifest["sha256"]
+            dataset.manifest = {"payload": opened.payload, "kid": opened.kid}
+            dataset.attested_at = parse_time(opened.payload["issued_at"])
+            dataset.save()
+        elif not created:
+            return dataset
+        entry_append(
+            kind="dataset_listed",
+            event_id=f"dataset_listed:{opened.digest}",
+            payload={
+                "dataset": dataset.id,
+                "provider": node.organization_id,
+                "node": node.slug,
+                "node_kid": opened.kid,
+                "manifest_digest": opened.digest,
+                "row_count": dataset.row_count,
+                "content_sha256": dataset.content_sha256,
+            },
+            dataset_id=dataset.id,
+            provider_id=node.organization_id,
+        )
+    return dataset
+
+
+# --- offers ---------------------------------------------------------------------------------
+
+
+def validate_price(amount_minor: Any, currency: Any) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        errors["amount_minor"] = ["Price must be a whole number of minor units (e.g. cents)."]
+    elif amount_minor < 0:
+        errors["amount_minor"] = ["Price cannot be negative."]
+    if currency not in CURRENCIES:
+        errors["currency"] = [f"Unknown or unsupported ISO 4217 currency {currency!r}."]
+    return errors
+
+
+def offer_publish(
+    *,
+    organization: Organization,
+    dataset: Dataset,
+    title: str,
+    operations: list[str],
+    amount_minor: int,
+    currency: str,
+    quota_jobs: int,
+    duration_days: int,
+    min_group_size: int = 10,
+    terms: str = "",
+) -> Offer:
+    if dataset.organization_id != organization.id:
+        raise Forbidden("you can only offer your own datasets")
+    errors = validate_price(amount_minor, currency)
+    unknown = [op for op in operations if op not in {a.operation for a in REGISTRY.values()}]
+    if not operations:
+        errors["operations"] = ["Permit at least one operation."]
+    elif unknown:
+        errors["operations"] = [f"Unknown operation(s): {', '.join(unknown)}."]
+    if not title.strip():
+        errors["title"] = ["This field is required."]
+    for name, value in (
+        ("quota_jobs", quota_jobs),
+        ("duration_days", duration_days),
+        ("min_group_size", min_group_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors[name] = ["Must be a whole number of at least 1."]
+    if errors:
+        raise Invalid("invalid offer", fields=errors)
+    with transaction.atomic():
+        version = Offer.objects.filter(dataset=dataset, title=title).count() + 1
+        offer = Offer.objects.create(
+            dataset=dataset,
+            title=title.strip(),
+            version=version,
+            operations=sorted(set(operations)),
+            quota_jobs=quota_jobs,
+            duration_days=duration_days,
+            min_group_size=min_group_size,
+            terms=terms,
+        )
+        plan = PricePlan.objects.create(
+            offer=offer, kind=PricePlan.Kind.PER_JOB, amount_minor=amount_minor, currency=currency
+        )
+        entry_append(
+            kind="offer_published",
+            event_id=f"offer_published:{offer.id}",
+            payload={
+                "offer": offer.id,
+                "version": offer.version,
+                "dataset": dataset.id,
+                "provider": organization.id,
+                "operations": offer.operations,
+                "plans": [
+                    {"id": plan.id, "kind": plan.kind, "amount_minor": plan.amount_minor, "currency": plan.currency}
+                ],
+                "terms": {"quota_jobs": quota_jobs, "duration_days": duration_days, "min_group_size": min_group_size},
+            },
+            dataset_id=dataset.id,
+            provider_id=organization.id,
+        )
+    return offer
+
+
+# --- orders and rights ---------------------------------------------------------------------
+
+
+def order_place(
+    *,
+    consumer: Organization,
+    buyer: AbstractBaseUser,
+    offer_id: int,
+    plan_id: int | None,
+    purpose: str,
+    accept_terms: bool,
+    idempotency_key: str,
+) -> tuple[Order, bool]:
+    """Buy a usage right. Returns (order, created); a repeated key returns the first order.
+
+    The order copies price and terms; later edits of the offer never change it.
+    """
+    if not idempotency_key or len(idempotency_key) > 100:
+        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
+    request_hash = sha256_hex(
+        canonical({"offer": offer_id, "plan": plan_id, "purpose": purpose, "accept_terms": bool(accept_terms)})
+    )
+    existing = Order.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used for a different request")
+        return existing, False
+    if not consumer.is_consumer:
+        raise Forbidden("only consumer organisations can buy usage rights")
+    offer = Offer.objects.select_related("dataset").filter(id=offer_id).first()
+    if offer is None or offer.status != Offer.Status.PUBLISHED:
+        raise invalid("offer", "This offer is not listed.")
+    plans = list(offer.plans.all())
+    plan = next((p for p in plans if p.id == plan_id), None) if plan_id else (plans[0] if len(plans) == 1 else None)
+    if plan is None:
+        raise invalid("plan", "Choose one of the offer's price plans.")
+    errors: dict[str, list[str]] = {}
+    if offer.dataset.organization_id == consumer.id:
+        errors["offer"] = ["You cannot buy a right on your own dataset."]
+    if not purpose or not purpose.strip():
+        errors["purpose"] = ["Declare the purpose of use."]
+    if not accept_terms:
+        errors["accept_terms"] = ["You must accept the terms."]
+    if errors:
+        raise Invalid("order refused", fields=errors)
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                consumer=consumer,
+                buyer=buyer,
+                offer=offer,
+                plan=plan,
+                purpose=purpose.strip(),
+                accepted_terms=offer.terms,
+                plan_kind=plan.kind,
+                unit_price_minor=plan.amount_minor,
+                currency=plan.currency,
+                quota_jobs=offer.quota_jobs,
+                duration_days=offer.duration_days,
+                operations=offer.operations,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+            right = UsageRight.objects.create(
+                order=order,
+                consumer=consumer,
+                dataset=offer.dataset,
+                operations=offer.operations,
+                quota_total=offer.quota_jobs,
+                min_group_size=offer.min_group_size,
+                expires_at=timezone.now() + timedelta(days=offer.duration_days),
+            )
+            entry_append(
+                kind="right_granted",
+                event_id=f"right_granted:{right.id}",
+                payload={
+                    "right": right.id,
+                    "order": order.id,
+                    "consumer": consumer.id,
+                    "provider": offer.dataset.organization_id,
+                    "dataset": offer.dataset_id,
+                    "offer": offer.id,
+                    "offer_version": offer.version,
+                    "operations": right.operations,
+                    "quota": right.quota_total,
+                    "expires_at": right.expires_at.isoformat(),
+                    "purpose": order.purpose,
+                    "price": {"kind": plan.kind, "amount_minor": plan.amount_minor, "currency": plan.currency},
+                },
+                dataset_id=offer.dataset_id,
+                consumer_id=consumer.id,
+                provider_id=offer.dataset.organization_id,
+                right_id=right.id,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its order.
+        existing = Order.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        if existing.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used for a different request") from None
+        return existing, False
+    return order, True
+
+
+def right_expire_if_due(right: UsageRight) -> None:
+    if right.status == UsageRight.Status.ACTIVE and right.expires_at <= timezone.now():
+        right_set_status(right, UsageRight.Status.EXPIRED)
+        right.save(update_fields=["status"])
+
+
+def right_reserve(*, right_id: int, operation: str, consumer: Organization) -> UsageRight:
+    """Reserve one job unit on a right (caller holds a transaction; lock by id order)."""
+    right = UsageRight.objects.select_for_update().filter(id=right_id, consumer=consumer).first()
+    if right is None:
+        raise NotFound("usage right not found")
+    right_expire_if_due(right)
+    if right.status != UsageRight.Status.ACTIVE:
+        raise Conflict(
+            f"usage right {right.id} is {right.status}", fields={"rights": [f"Right {right.id} is {right.status}."]}
+        )
+    if operation not in right.operations:
+        raise invalid("algorithm", f"Right {right.id} does not permit {operation!r}.")
+    if right.quota_left <= 0:
+        raise Conflict(
+            f"usage right {right.id} has no quota left", fields={"rights": [f"Right {right.id} has no quota left."]}
+        )
+    right.quota_reserved += 1
+    right.save(update_fields=["quota_reserved"])
+    return right
+
+
+def right_settle(*, right_id: int, consumed: bool) -> UsageRight:
+    """Turn one reserved unit into a used one (consumed) or give it back (released)."""
+    with transaction.atomic():
+        right = UsageRight.objects.select_for_update().get(id=right_id)
+        right.quota_reserved -= 1
+        if consumed:
+            right.quota_used += 1
+            if right.quota_used >= right.quota_total and right.status == UsageRight.Status.ACTIVE:
+                right_set_status(right, UsageRight.Status.EXHAUSTED)
+        right.save(update_fields=["quota_reserved", "quota_used", "status"])
+    return right
+
+
+def grant_for(right: UsageRight) -> dict[str, Any]:
+    """What the node is shown of a right: enough to refuse a step it does not cover."""
+    dataset = right.dataset
+    return {
+        "right": right.id,
+        "node": dataset.node.slug,
+        "dataset": dataset.id,
+        "dataset_local": dataset.local_name,
+        "consumer": right.consumer.slug,
+        "operations": right.operations,
+        "expires_at": right.expires_at.isoformat(),
+        "min_group_size": right.min_group_size,
+    }

@@ -1,0 +1,165 @@
+"""Server-rendered pages. Each view reads through selectors and writes through services."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from ledger.hubkey import hub_public_b64
+from marketplace import selectors, services
+from marketplace.exceptions import ServiceError
+from marketplace.forms import BuyForm, NodeForm, OfferForm
+from marketplace.models import Dataset, Node, Offer, Order, UsageRight
+
+
+def catalog(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "").strip()
+    datasets = selectors.catalog()
+    if q:
+        datasets = datasets.filter(name__icontains=q) | datasets.filter(description__icontains=q)
+    return render(request, "marketplace/catalog.html", {"datasets": datasets, "q": q})
+
+
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = get_object_or_404(selectors.catalog(), pk=pk)
+    org = selectors.current_org(request.user)
+    forms_by_offer = {}
+    error_offer = None
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"/login/?next={request.path}")
+        form = BuyForm(request.POST)
+        if form.is_valid() and org is not None:
+            try:
+                order, _ = services.order_place(
+                    consumer=org,
+                    buyer=request.user,
+                    offer_id=form.cleaned_data["offer"],
+                    plan_id=form.cleaned_data["plan"],
+                    purpose=form.cleaned_data["purpose"],
+                    accept_terms=form.cleaned_data["accept_terms"],
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                )
+            except ServiceError as exc:
+                for field, msgs in exc.fields.items():
+                    for msg in msgs:
+                        form.add_error(field if field in form.fields else None, msg)
+                if not exc.fields:
+                    form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Usage right #{order.right.id} granted: {order.quota_jobs} jobs.")
+                return redirect("rights")
+        elif org is None:
+            form.add_error(None, "Your account belongs to no organisation.")
+        error_offer = form.data.get("offer")
+        forms_by_offer[str(error_offer)] = form
+    offers = []
+    for offer in dataset.published_offers:
+        form = forms_by_offer.get(str(offer.id)) or BuyForm(
+            initial={"offer": offer.id, "plan": offer.plans.all()[0].id, "idempotency_key": BuyForm.fresh_key()}
+        )
+        offers.append({"offer": offer, "plan": offer.plans.all()[0], "form": form})
+    own = org is not None and org.id == dataset.organization_id
+    id_columns = [c["name"] for c in dataset.columns if c["role"] == "id"]
+    return render(
+        request,
+        "marketplace/dataset.html",
+        {
+            "dataset": dataset,
+            "offers": offers,
+            "own": own,
+            "id_columns": id_columns,
+            "manifest_kid": dataset.manifest.get("kid"),
+            "error_offer": error_offer,
+        },
+    )
+
+
+@login_required
+def rights(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    qs = UsageRight.objects.filter(consumer=org).select_related("dataset__organization", "order")
+    for right in qs:
+        services.right_expire_if_due(right)
+    return render(request, "marketplace/rights.html", {"rights": qs})
+
+
+@login_required
+def bill(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    statement = selectors.consumer_bill(org) if org else None
+    orders = Order.objects.filter(consumer=org).select_related("offer__dataset") if org else []
+    return render(request, "marketplace/bill.html", {"statement": statement, "orders": orders})
+
+
+@login_required
+def revenue(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    statement = selectors.provider_revenue(org) if org else None
+    return render(request, "marketplace/revenue.html", {"statement": statement})
+
+
+@login_required
+def provider_home(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    return render(
+        request,
+        "marketplace/provider.html",
+        {
+            "nodes": Node.objects.filter(organization=org),
+            "datasets": Dataset.objects.filter(organization=org),
+            "offers": Offer.objects.filter(dataset__organization=org)
+            .prefetch_related("plans")
+            .select_related("dataset"),
+            "hub_key": hub_public_b64(),
+        },
+    )
+
+
+@login_required
+def offer_new(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    form = OfferForm(request.POST or None, organization=org)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        try:
+            offer = services.offer_publish(
+                organization=org,
+                dataset=d["dataset"],
+                title=d["title"],
+                operations=list(d["operations"]),
+                amount_minor=d["amount_minor"],
+                currency=d["currency"],
+                quota_jobs=d["quota_jobs"],
+                duration_days=d["duration_days"],
+                min_group_size=d["min_group_size"],
+                terms=d["terms"],
+            )
+        except ServiceError as exc:
+            for field, msgs in exc.fields.items():
+                for msg in msgs:
+                    form.add_error(
+                        "price" if field == "amount_minor" else (field if field in form.fields else None), msg
+                    )
+        else:
+            messages.success(request, f"Offer “{offer.title}” v{offer.version} published.")
+            return redirect("dataset", pk=offer.dataset_id)
+    return render(request, "marketplace/offer_new.html", {"form": form})
+
+
+@login_required
+def node_new(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    form = NodeForm(request.POST or None)
+    token = None
+    node = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            node, token = services.node_create(organization=org, slug=form.cleaned_data["slug"])
+        except ServiceError as exc:
+            form.add_error("slug", exc.message)
+    return render(
+        request, "marketplace/node_new.html", {"form": form, "token": token, "node": node, "hub_key": hub_public_b64()}
+    )

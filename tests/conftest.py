@@ -1,0 +1,148 @@
+"""Shared fixtures. The suite runs on PostgreSQL with a real broker (see Makefile).
+
+``workers`` starts the hub worker and the three demo node workers as real processes on
+the configured broker, connected to the test database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from rest_framework.test import APIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = ("acme", "taxco", "bank")
+
+
+@pytest.fixture
+def demo(db) -> None:  # type: ignore[no-untyped-def]
+    """The seeded demo world: orgs, users, enrolled nodes, signed datasets, offers."""
+    call_command("seed_demo", quiet=True)
+
+
+@pytest.fixture
+def tdemo(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    """The demo world committed for real, so that worker processes can see it."""
+    call_command("seed_demo", quiet=True)
+
+
+def api_for(username: str) -> APIClient:
+    from django.contrib.auth import get_user_model
+
+    client = APIClient()
+    client.force_authenticate(get_user_model().objects.get(username=username))
+    return client
+
+
+@pytest.fixture
+def bank_api(demo) -> APIClient:  # type: ignore[no-untyped-def]
+    return api_for("bank")
+
+
+def _worker_env() -> dict[str, str]:
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    env["USUFRUCT_VAR_DIR"] = str(settings.VAR_DIR)
+    env["USUFRUCT_HUB_KEY_FILE"] = str(settings.USUFRUCT_HUB_KEY_FILE)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    fh = log.open("wb")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _wait_ready(logs: list[Path], procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker died at start:\n{log.read_text()[-3000:]}")
+        if all(b" ready." in log.read_bytes() for log in logs):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("workers did not become ready: " + ", ".join(str(p) for p in logs))
+
+
+@pytest.fixture(scope="session")
+def broker_clean() -> None:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if url.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture
+def workers(tdemo, broker_clean, tmp_path) -> Iterator[dict[str, Path]]:  # type: ignore[no-untyped-def]
+    """Real processes: one hub worker and one worker per demo node."""
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")):
+        pytest.fail("end-to-end tests need CELERY_BROKER_URL set to a real broker (make test does it)")
+    env = _worker_env()
+    logs: dict[str, Path] = {}
+    procs = []
+    hub_log = tmp_path / "hub.log"
+    procs.append(
+        _start(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "hub",
+                "-n",
+                f"hub-{os.getpid()}@%h",
+                "--pool=threads",
+                "--concurrency=4",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            env,
+            hub_log,
+        )
+    )
+    logs["hub"] = hub_log
+    for slug in NODES:
+        node_env = dict(env, USUFRUCT_NODE_SLUG=slug, USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / slug))
+        node_env.pop("DATABASE_URL")  # a node has no business with the hub database
+        log = tmp_path / f"{slug}.log"
+        procs.append(_start([sys.executable, "-m", "compute.node", "worker"], node_env, log))
+        logs[slug] = log
+    try:
+        _wait_ready(list(logs.values()), procs)
+        yield logs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

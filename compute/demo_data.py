@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from functools import lru_cache
 from pathlib import Path
 
 SEED = 20261127
@@ -22,6 +23,7 @@ def _applicant_id(i: int) -> str:
     return f"A{i:06d}"
 
 
+@lru_cache(maxsize=4)
 def generate(seed: int = SEED, n: int = N_APPLICANTS) -> dict[str, list[dict[str, object]]]:
     rng = random.Random(seed)
     bank, acme, taxco = [], [], []

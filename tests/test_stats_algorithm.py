@@ -1,0 +1,141 @@
+"""The stats algorithm and the Paillier codec, driven without hub or broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from phe import paillier as phe
+
+from compute.algorithms import get_algorithm
+from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
+from compute.protocol import paillier
+
+P, Q = 293, 433  # a toy key for known answers only
+N = P * Q
+
+
+def test_paillier_known_answer_with_injected_randomness() -> None:
+    public = phe.PaillierPublicKey(N)
+    private = phe.PaillierPrivateKey(public, P, Q)
+    m, r = 42, 17
+    expected = ((1 + N * m) * pow(r, N, N * N)) % (N * N)  # textbook Paillier, g = n + 1
+    assert public.raw_encrypt(m, r_value=r) == expected
+    assert paillier.decrypt_int(private, str(expected)) == 42
+    # Homomorphic addition is multiplication of ciphertexts mod n².
+    c2 = public.raw_encrypt(100, r_value=23)
+    assert paillier.decrypt_int(private, paillier.add_ciphertexts(public, [str(expected), str(c2)])) == 142
+
+
+def test_encryption_is_randomised_and_negative_values_round_trip() -> None:
+    public, private = paillier.generate(1024)
+    a, b = paillier.encrypt_int(public, -7), paillier.encrypt_int(public, -7)
+    assert a != b
+    assert paillier.decrypt_int(private, a) == -7
+    restored = paillier.private_from_json(paillier.private_to_json(private))
+    assert paillier.decrypt_int(restored, b) == -7
+    assert paillier.public_from_json(paillier.public_to_json(public)).n == public.n
+
+
+def test_out_of_range_ciphertexts_and_bad_moduli_are_refused() -> None:
+    public, _ = paillier.generate(1024)
+    with pytest.raises(ValueError, match="out of range"):
+        paillier.ciphertext(public, str(public.nsquare + 1))
+    with pytest.raises(ValueError, match="odd integer"):
+        paillier.public_from_json("1024")
+
+
+class FakeNode:
+    """A NodeContext backed by dicts: the algorithm sees no files, hub or broker."""
+
+    def __init__(self, slug: str, rows: dict[str, list[dict[str, str]]], min_group: int = 2) -> None:
+        self.slug = slug
+        self.rows = rows
+        self.min_group_size = min_group
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def load_rows(self, local_name: str) -> list[dict[str, str]]:
+        return self.rows[local_name]
+
+    def state_get(self, name: str) -> dict[str, Any]:
+        return self.state.get(name, {})
+
+    def state_put(self, name: str, value: dict[str, Any]) -> None:
+        self.state[name] = value
+
+    def state_drop(self, name: str) -> None:
+        self.state.pop(name, None)
+
+    def allows(self, operation: str) -> bool:
+        return True
+
+
+DS = [
+    DatasetInfo(1, "a", (Column("id", "string", "id"), Column("x", "number", "feature"))),
+    DatasetInfo(
+        2, "b", (Column("id", "string", "id"), Column("x", "integer", "feature"), Column("s", "string", "feature"))
+    ),
+]
+
+
+def test_parameters_are_validated_against_every_schema() -> None:
+    stats = get_algorithm("stats")
+    assert stats.validate({"column": "x", "key_bits": 1024}, DS) == {"column": "x", "key_bits": 1024}
+    with pytest.raises(ParamError) as err:
+        stats.validate({"column": "nope"}, DS)
+    assert "has no column 'nope'" in " ".join(err.value.errors["column"])
+    with pytest.raises(ParamError) as err:
+        stats.validate({"column": "id", "key_bits": 7, "extra": 1}, DS)
+    assert set(err.value.errors) == {"column", "key_bits", "params"}
+
+
+def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
+    stats = get_algorithm("stats")
+    a_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([1.5, 2.25, -3.0, 10.0])]
+    b_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([4, 5, 6])] + [{"id": "z", "x": ""}]
+    consumer, a, b = FakeNode("bank", {}), FakeNode("acme", {"a": a_rows}), FakeNode("taxco", {"b": b_rows})
+    nodes = {"consumer": consumer, "provider:1": a, "provider:2": b}
+    job = JobView(
+        id="j",
+        params={"column": "x", "key_bits": 1024},
+        parties=[
+            Party("consumer", "bank", "consumer"),
+            Party("provider:1", "acme", "provider", 1, "a"),
+            Party("provider:2", "taxco", "provider", 2, "b"),
+        ],
+    )
+    outbox = list(stats.start(job).sends)
+    outputs = None
+    seen_by_hub = []
+    while outbox:
+        send = outbox.pop(0)
+        result = stats.node_step(nodes[send.party], send.step, send.body)
+        seen_by_hub.append(result.body)
+        progress = stats.on_result(job, send.step, send.party, result.body)
+        outbox.extend(progress.sends)
+        outputs = progress.outputs or outputs
+    values = [1.5, 2.25, -3.0, 10.0, 4, 5, 6]
+    mean = sum(values) / len(values)
+    assert outputs == {
+        "count": 7,
+        "sum": pytest.approx(sum(values)),
+        "mean": pytest.approx(mean),
+        "variance": pytest.approx(sum((v - mean) ** 2 for v in values) / 7),
+    }
+    assert consumer.state == {}  # the private key is dropped after decryption
+    partials = [body for body in seen_by_hub if "sumsq" in body and isinstance(body["sum"], str)]
+    assert partials and all(int(body["count"]) > 10**100 for body in partials)  # ciphertexts only
+
+
+def test_a_provider_refuses_a_group_below_its_minimum() -> None:
+    stats = get_algorithm("stats")
+    public, _ = paillier.generate(1024)
+    node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}]}, min_group=3)
+    with pytest.raises(StepRefused) as err:
+        stats.node_step(node, "partial", {"public_key": str(public.n), "column": "x", "dataset": "a"})
+    assert err.value.code == "group_too_small"
+
+
+def test_the_consumer_node_refuses_to_decrypt_without_a_key() -> None:
+    with pytest.raises(StepRefused, match="no private key"):
+        get_algorithm("stats").node_step(FakeNode("bank", {}), "decrypt", {"count": "1", "sum": "1", "sumsq": "1"})

@@ -1,0 +1,98 @@
+"""Smoke test of the embedded default: `make run` with no DATABASE_URL and no broker
+(SQLite + kombu's filesystem transport), walk the path over HTTP, then Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _call(url: str, token: str | None = None, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    if key:
+        headers["Idempotency-Key"] = key
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _wait(fn, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+        except (OSError, urllib.error.URLError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MAKEFLAGS"}}
+    env.update(USUFRUCT_VAR_DIR=str(tmp_path / "var"), USUFRUCT_PORT=str(port), PYTHONUNBUFFERED="1")
+    env.pop("USUFRUCT_HUB_KEY_FILE", None)
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _call(f"{base}/api/datasets/")[1].get("count") == 2, timeout=120)
+        token = subprocess.run(
+            [sys.executable, "manage.py", "drf_create_token", "bank"], cwd=ROOT, env=env, capture_output=True,
+            text=True, check=True,
+        ).stdout.split()[2]
+        datasets = _call(f"{base}/api/datasets/")[1]["results"]
+        rights = []
+        for d in datasets:
+            status, order = _call(f"{base}/api/orders/", token, {"offer": d["offers"][0]["id"], "purpose": "smoke",
+                                                                  "accept_terms": True}, key=f"smoke-{d['id']}")
+            assert status == 201, order
+            rights.append(order["right"]["id"])
+        status, job = _call(f"{base}/api/jobs/", token, {"algorithm": "stats", "params": {"column": "tenure_months"},
+                                                         "rights": rights}, key="smoke-job")
+        assert status == 201, job
+        done = _wait(lambda: (j := _call(f"{base}/api/jobs/{job['id']}/", token)[1])["status"] in ("succeeded", "failed")
+                     and j, timeout=120)
+        assert done["status"] == "succeeded", done
+        assert done["outputs"]["count"] == 3800
+        bill = _call(f"{base}/api/billing/bill/", token)[1]
+        assert bill["totals"][0]["amount_minor"] == 350
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        output = (tmp_path / "run.log").read_text()
+    assert "http://127.0.0.1:" in output and "usufruct-demo" in output
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.strip()
+    assert leftover == "", f"processes survived Ctrl-C: {leftover}"

@@ -7,6 +7,7 @@ PostgreSQL and a real broker without any other change.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -140,6 +141,19 @@ USUFRUCT_LOG_ORIGIN = env_str("USUFRUCT_LOG_ORIGIN", "usufruct.local/ledger")
 USUFRUCT_PAILLIER_BITS = env_int("USUFRUCT_PAILLIER_BITS", 2048)
 USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)
 USUFRUCT_PLATFORM_FEE_BPS = env_int("USUFRUCT_PLATFORM_FEE_BPS", 1000)
+
+# --- Ledger ---------------------------------------------------------------------------------
+# Seconds between scheduled checkpoints (Celery beat, hub queue); one is also signed on demand.
+USUFRUCT_CHECKPOINT_INTERVAL = env_int("USUFRUCT_CHECKPOINT_INTERVAL", 60)
+# Only under pytest: lets Django's test flush TRUNCATE ledger tables (docs/decisions/0001).
+USUFRUCT_LEDGER_ALLOW_TRUNCATE = env_bool("USUFRUCT_LEDGER_ALLOW_TRUNCATE", "pytest" in sys.modules)
+CELERY_BEAT_SCHEDULE = {
+    "ledger-checkpoint": {
+        "task": "ledger.tasks.checkpoint_scheduled",
+        "schedule": float(USUFRUCT_CHECKPOINT_INTERVAL),
+        "options": {"queue": "hub", "expires": float(USUFRUCT_CHECKPOINT_INTERVAL)},
+    },
+}
 
 LOGGING = {
     "version": 1,

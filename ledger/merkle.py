@@ -20,6 +20,7 @@ from hashlib import sha256
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
     "HASH_SIZE",
     "LEAF_PREFIX",
     "NODE_PREFIX",
@@ -351,3 +352,48 @@ class MemoryTree:
         if size2 > self.size:
             raise ValueError(f"tree size {size2} exceeds current size {self.size}")
         return consistency_proof(size1, size2, self.subtree)
+
+
+class Frontier:
+    """The right edge of a tree: for each set bit ``k`` of ``size``, the perfect subtree at level ``k``.
+
+    That is all an append needs (RFC 9162 §2.1.1 tree shape): appending leaf n
+    combines it with the frontier hashes of the trailing one-bits of n.  A
+    sequencer keeps one in memory for a batch, or loads it from stored
+    ``(level, index)`` rows named by :meth:`positions`.
+    """
+
+    def __init__(self, size: int = 0, hashes: dict[int, bytes] | None = None) -> None:
+        hashes = dict(hashes or {})
+        if sorted(hashes) != sorted(lv for lv, _ in self.positions(size)):
+            raise ValueError(f"frontier of size {size} needs exactly the levels of its set bits")
+        for h in hashes.values():
+            _check_hash(h, "frontier hash")
+        self.size = size
+        self._hashes = hashes
+
+    @staticmethod
+    def positions(size: int) -> list[tuple[int, int]]:
+        """The ``(level, index)`` of each perfect subtree on the right edge, highest first."""
+        return [(lv, (size >> lv) - 1) for lv in range(size.bit_length() - 1, -1, -1) if size >> lv & 1]
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf hash; return the new ``(level, index, hash)`` rows, as :meth:`MemoryTree.append`."""
+        _check_hash(leaf, "leaf hash")
+        n = self.size
+        rows = [(0, n, leaf)]
+        level, h = 0, leaf
+        while n >> level & 1:
+            h = sha256(NODE_PREFIX + self._hashes.pop(level) + h).digest()
+            level += 1
+            rows.append((level, n >> level, h))
+        self._hashes[level] = h
+        self.size = n + 1
+        return rows
+
+    def root(self) -> bytes:
+        """MTH of the whole tree so far: the frontier folded from the smallest subtree up."""
+        acc: bytes | None = None
+        for level in sorted(self._hashes):
+            acc = self._hashes[level] if acc is None else sha256(NODE_PREFIX + self._hashes[level] + acc).digest()
+        return EMPTY_ROOT if acc is None else acc

@@ -1,4 +1,8 @@
-"""The append-only ledger. Rows are written once by ``ledger.services`` and never edited."""
+"""The append-only ledger. Rows are written once by ``ledger.services`` and never edited.
+
+PostgreSQL enforces it: triggers reject UPDATE/DELETE/TRUNCATE on every table here
+except ``Witness`` (see migration 0003 and docs/decisions/0001-ledger-append-only.md).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,12 @@ class LedgerEntry(models.Model):
         OFFER_PUBLISHED = "offer_published", "Offer published"
         RIGHT_GRANTED = "right_granted", "Right granted"
         USAGE = "usage", "Usage"
+        RIGHT_REVOKED = "right_revoked", "Right revoked"
+        RIGHT_EXPIRED = "right_expired", "Right expired"
+        REFUND = "refund", "Refund"
+        DP_CHARGE = "dp_charge", "Privacy budget charged"
+        KEY_ROTATED = "key_rotated", "Key rotated"
+        CORRECTION = "correction", "Correction"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -37,3 +47,72 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind}"
+
+
+class MerkleNode(models.Model):
+    """MTH(D[index * 2**level : (index + 1) * 2**level]): one complete, aligned subtree (RFC 9162 §2.1.1).
+
+    Level 0 holds the leaf hashes. Written with the entry that completes the subtree,
+    so every proof is assembled from O(log n) of these rows, never by rehashing.
+    """
+
+    pk = models.CompositePrimaryKey("level", "index")
+    level = models.PositiveSmallIntegerField()
+    index = models.PositiveBigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"({self.level}, {self.index})"
+
+
+class Checkpoint(models.Model):
+    """A signed tree head in the C2SP tlog-checkpoint format; ``note`` is what the hub signed."""
+
+    size = models.PositiveBigIntegerField(unique=True)
+    root = models.BinaryField(max_length=32)
+    origin = models.CharField(max_length=200)
+    note = models.TextField()  # checkpoint text + the hub's signature line, no cosignatures
+    key_name = models.CharField(max_length=200)
+    hub_kid = models.CharField(max_length=16)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.size}"
+
+    @property
+    def root_hex(self) -> str:
+        return bytes(self.root).hex()
+
+
+class Witness(models.Model):
+    """A regulator's cosigning key (signed-note vkey of type 0x04, cosignature/v1)."""
+
+    organization_id = models.BigIntegerField(db_index=True)
+    name = models.CharField(max_length=200, unique=True)
+    vkey = models.CharField(max_length=300, unique=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Cosignature(models.Model):
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    witness = models.ForeignKey(Witness, on_delete=models.PROTECT, related_name="cosignatures")
+    timestamp = models.PositiveBigIntegerField()  # seconds since the epoch, as signed by the witness
+    line = models.TextField()  # the signed-note signature line, ready to append to the note
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["checkpoint", "witness"]
+        constraints = [models.UniqueConstraint(fields=["checkpoint", "witness"], name="one_cosignature_per_witness")]
+
+    def __str__(self) -> str:
+        return f"{self.witness} on {self.checkpoint}"

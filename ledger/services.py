@@ -1,35 +1,103 @@
-"""Appending to the ledger: the only code that writes ``LedgerEntry`` rows.
+"""Writes to the ledger: appends (one or a batch), checkpoints, witnesses and their cosignatures.
 
 Appends are serialised so the hash chain never forks or skips: on PostgreSQL with a
 transaction-scoped advisory lock, on SQLite by its single writer (``BEGIN IMMEDIATE``).
-Lock order: callers lock their own rows (rights, jobs) first; the ledger head is
-always taken last and held until the caller's transaction commits.
+Each append stores the entry and the Merkle subtrees it completes in the same
+transaction, so the tree can never lag behind or run ahead of the entries.
+
+Lock order: callers lock their own rows (rights, jobs) first; then the ledger head;
+then the checkpoint lock. Both locks are held until the caller's transaction commits.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from compute.protocol.canonical import canonical
 from compute.protocol.envelope import format_time
-from ledger.exceptions import LedgerConflict
+from ledger import checkpoint as notes
+from ledger import merkle, tree
+from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
-from ledger.models import LedgerEntry
+from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, Witness
 
 GENESIS = "0" * 64
 LEDGER_LOCK_ID = 0x5553_5546  # "USUF": the advisory lock key of the ledger head
+CHECKPOINT_LOCK_ID = 0x5553_4350  # "USCP": only one checkpoint is signed at a time
 
 
-def _lock_head() -> None:
+def _lock(key: int) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One entry to append, as the action that causes it describes it."""
+
+    kind: str
+    event_id: str
+    payload: dict[str, Any]
+    producer_time: datetime | None = None
+    dataset_id: int | None = None
+    consumer_id: int | None = None
+    provider_id: int | None = None
+    right_id: int | None = None
+
+
+def _same(existing: LedgerEntry, draft: Draft) -> bool:
+    return existing.kind == draft.kind and canonical(existing.payload) == canonical(draft.payload)
+
+
+def _build(draft: Draft, *, seq: int, prev: str, now: datetime) -> tuple[LedgerEntry, bytes]:
+    produced = draft.producer_time or now
+    body = canonical(
+        {
+            "seq": seq,
+            "kind": draft.kind,
+            "version": 1,
+            "event_id": draft.event_id,
+            "producer_time": format_time(produced),
+            "integrated_time": format_time(now),
+            "payload": draft.payload,
+            "prev": prev,
+        }
+    )
+    leaf = merkle.leaf_hash(body)  # RFC 9162 §2.1.1: SHA-256(0x00 || body)
+    entry = LedgerEntry(
+        seq=seq,
+        kind=draft.kind,
+        event_id=draft.event_id,
+        payload=draft.payload,
+        body=body.decode(),
+        prev_hash=prev,
+        entry_hash=hashlib.sha256(body).hexdigest(),
+        leaf_hash=leaf.hex(),
+        hub_kid=hub_kid(),
+        hub_sig="",
+        producer_time=produced,
+        integrated_at=now,
+        dataset_id=draft.dataset_id,
+        consumer_id=draft.consumer_id,
+        provider_id=draft.provider_id,
+        right_id=draft.right_id,
+    )
+    return entry, body
+
+
+def _head() -> tuple[int, str]:
+    last = LedgerEntry.objects.order_by("-seq").only("seq", "entry_hash").first()
+    return (last.seq + 1, last.entry_hash) if last else (0, GENESIS)
 
 
 def entry_append(
@@ -47,44 +115,191 @@ def entry_append(
 
     A repeated id with a different kind or payload raises ``LedgerConflict``.
     """
+    draft = Draft(kind, event_id, payload, producer_time, dataset_id, consumer_id, provider_id, right_id)
     with transaction.atomic():
-        _lock_head()
+        _lock(LEDGER_LOCK_ID)
         existing = LedgerEntry.objects.filter(event_id=event_id).first()
         if existing is not None:
-            if existing.kind == kind and canonical(existing.payload) == canonical(payload):
+            if _same(existing, draft):
                 return existing
             raise LedgerConflict(f"event {event_id!r} was recorded with a different body")
-        last = LedgerEntry.objects.order_by("-seq").only("seq", "entry_hash").first()
-        seq = last.seq + 1 if last else 0
-        prev = last.entry_hash if last else GENESIS
+        seq, prev = _head()
+        edge = tree.frontier(seq)
+        entry, body = _build(draft, seq=seq, prev=prev, now=timezone.now())
+        entry.hub_sig = base64.b64encode(hub_private_key().sign(body)).decode()
+        entry.save(force_insert=True)
+        MerkleNode.objects.bulk_create(MerkleNode(level=lv, index=ix, hash=h) for lv, ix, h in edge.append(leaf(entry)))
+        return entry
+
+
+def leaf(entry: LedgerEntry) -> bytes:
+    return bytes.fromhex(entry.leaf_hash)
+
+
+@dataclass
+class BatchResult:
+    entries: list[LedgerEntry]  # in the order of the drafts; repeated ids give the original entry
+    appended: int
+    checkpoint: Checkpoint | None
+
+
+def entries_append_batch(*, drafts: Sequence[Draft], make_checkpoint: bool = True, signer: Any = None) -> BatchResult:
+    """Append many entries under one lock and one transaction; optionally sign one checkpoint for all.
+
+    The sequencer's hot path: bodies, chain and Merkle rows are computed in memory
+    from the frontier and written with two bulk inserts. ``signer`` may map a list
+    of bodies to hub signatures (e.g. a thread pool: Ed25519 in ``cryptography``
+    releases the GIL); by default they are signed here.
+    """
+    if len({d.event_id for d in drafts}) != len(drafts):
+        raise LedgerConflict("a batch must not repeat an event id")
+    with transaction.atomic():
+        _lock(LEDGER_LOCK_ID)
+        known = {e.event_id: e for e in LedgerEntry.objects.filter(event_id__in=[d.event_id for d in drafts])}
+        for d in drafts:
+            if d.event_id in known and not _same(known[d.event_id], d):
+                raise LedgerConflict(f"event {d.event_id!r} was recorded with a different body")
+        seq, prev = _head()
+        edge = tree.frontier(seq)
         now = timezone.now()
-        produced = producer_time or now
-        entry = {
-            "seq": seq,
-            "kind": kind,
-            "version": 1,
-            "event_id": event_id,
-            "producer_time": format_time(produced),
-            "integrated_time": format_time(now),
-            "payload": payload,
-            "prev": prev,
-        }
-        body = canonical(entry)
-        return LedgerEntry.objects.create(
-            seq=seq,
-            kind=kind,
-            event_id=event_id,
-            payload=payload,
-            body=body.decode(),
-            prev_hash=prev,
-            entry_hash=hashlib.sha256(body).hexdigest(),
-            leaf_hash=hashlib.sha256(b"\x00" + body).hexdigest(),  # RFC 9162 §2.1.1 leaf
+        new: list[LedgerEntry] = []
+        bodies: list[bytes] = []
+        nodes: list[MerkleNode] = []
+        for d in drafts:
+            if d.event_id in known:
+                continue
+            entry, body = _build(d, seq=seq, prev=prev, now=now)
+            nodes.extend(MerkleNode(level=lv, index=ix, hash=h) for lv, ix, h in edge.append(leaf(entry)))
+            new.append(entry)
+            bodies.append(body)
+            seq, prev = seq + 1, entry.entry_hash
+        key = hub_private_key()
+        sigs = signer(bodies) if signer is not None else [key.sign(b) for b in bodies]
+        for entry, sig in zip(new, sigs, strict=True):
+            entry.hub_sig = base64.b64encode(sig).decode()
+        LedgerEntry.objects.bulk_create(new, batch_size=2000)
+        MerkleNode.objects.bulk_create(nodes, batch_size=5000)
+        cp = checkpoint_create(expected_root=edge.root(), size=edge.size) if make_checkpoint and new else None
+    by_id = {e.event_id: e for e in new} | known
+    return BatchResult([by_id[d.event_id] for d in drafts], len(new), cp)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def log_vkey() -> str:
+    """The signed-note verifier key of the log: key name = origin, type 0x01 Ed25519."""
+    return notes.encode_vkey(settings.USUFRUCT_LOG_ORIGIN, hub_private_key().public_key().public_bytes_raw())
+
+
+def _check_new_leaves(start: int, end: int) -> None:
+    """Recompute the leaf hashes of entries [start, end) from their bodies and compare with the tree.
+
+    Catches a body or a stored leaf changed behind the triggers' back before the
+    hub puts its signature on a root that would cover it.
+    """
+    leaves = MerkleNode.objects.filter(level=0, index__gte=start, index__lt=end).values_list("index", "hash")
+    stored = {index: bytes(value) for index, value in leaves}
+    for seq, body in LedgerEntry.objects.filter(seq__gte=start, seq__lt=end).values_list("seq", "body").iterator():
+        if stored.get(seq) != merkle.leaf_hash(body.encode()):
+            raise CheckpointRefused(f"entry {seq} does not match its stored leaf hash")
+    if len(stored) != end - start:
+        raise CheckpointRefused(f"the tree holds {len(stored)} leaves in [{start}, {end})")
+
+
+def checkpoint_create(
+    *, size: int | None = None, expected_root: bytes | None = None, now: datetime | None = None
+) -> Checkpoint | None:
+    """Sign a checkpoint of the log at ``size`` (default: now), or return the latest if nothing is new.
+
+    Before signing, the new root must be provably consistent with the previous
+    checkpoint's (RFC 9162 §2.1.4), so two signed heads can always be reconciled.
+    Returns None for an empty log.
+    """
+    with transaction.atomic():
+        _lock(CHECKPOINT_LOCK_ID)
+        current = tree.tree_size()
+        size = current if size is None else size
+        if size == 0:
+            return None
+        last = Checkpoint.objects.order_by("-size").first()
+        if last is not None and last.size >= size:
+            return last
+        root = tree.root(size, current=current)
+        if expected_root is not None and root != expected_root:
+            raise CheckpointRefused("the stored tree's root differs from the sequencer's")
+        if expected_root is None:
+            _check_new_leaves(last.size if last else 0, size)
+        if last is not None:
+            proof = tree.consistency_proof(last.size, size, current=current)
+            try:
+                merkle.verify_consistency(last.size, size, proof, bytes(last.root), root)
+            except merkle.ProofError as exc:
+                raise CheckpointRefused(f"tree of size {size} does not extend checkpoint {last.size}: {exc}")
+        moment = now or timezone.now()
+        origin = settings.USUFRUCT_LOG_ORIGIN
+        head = notes.Checkpoint(origin, size, root, (f"time {format_time(moment)}",))
+        note = notes.sign_checkpoint(head, origin, hub_private_key())
+        return Checkpoint.objects.create(
+            size=size,
+            root=root,
+            origin=origin,
+            note=note.decode(),
+            key_name=origin,
             hub_kid=hub_kid(),
-            hub_sig=base64.b64encode(hub_private_key().sign(body)).decode(),
-            producer_time=produced,
-            integrated_at=now,
-            dataset_id=dataset_id,
-            consumer_id=consumer_id,
-            provider_id=provider_id,
-            right_id=right_id,
+            created_at=moment,
         )
+
+
+# --- witnesses -------------------------------------------------------------------------------
+
+
+def witness_register(*, organization_id: int, vkey: str) -> Witness:
+    """Register a regulator's cosigner key (vkey of type 0x04); idempotent for the same key."""
+    try:
+        parsed = notes.parse_vkey(vkey.strip())
+    except notes.CheckpointError as exc:
+        raise CosignatureRejected(f"invalid witness key: {exc}")
+    if parsed.sig_type != notes.SIG_COSIGNATURE_V1:
+        raise CosignatureRejected("a witness key must be of type 0x04 (cosignature/v1)")
+    existing = Witness.objects.filter(vkey=parsed.encode()).first()
+    if existing is not None:
+        if existing.organization_id != organization_id:
+            raise LedgerConflict("this witness key belongs to another organisation")
+        return existing
+    if Witness.objects.filter(name=parsed.name).exists():
+        raise LedgerConflict(f"a witness named {parsed.name!r} exists with another key")
+    return Witness.objects.create(organization_id=organization_id, name=parsed.name, vkey=parsed.encode())
+
+
+def cosignature_add(*, checkpoint: Checkpoint, note: bytes, organization_id: int) -> list[Cosignature]:
+    """Store the cosignatures a witness of ``organization_id`` put on ``checkpoint``'s note.
+
+    The posted note must carry exactly the checkpoint's text; each cosignature line
+    from the organisation's active witnesses is verified (cosignature/v1) and kept.
+    """
+    try:
+        parsed = notes.parse_note(note)
+    except notes.CheckpointError as exc:
+        raise CosignatureRejected(f"malformed note: {exc}")
+    if parsed.text != notes.parse_note(checkpoint.note.encode()).text:
+        raise CosignatureRejected(f"the note is not checkpoint {checkpoint.size}")
+    stored: list[Cosignature] = []
+    with transaction.atomic():
+        for witness in Witness.objects.filter(organization_id=organization_id, active=True):
+            key = notes.parse_vkey(witness.vkey)
+            lines = [s for s in parsed.signatures if s.name == key.name and s.key_id == key.key_id]
+            if not lines:
+                continue
+            try:
+                ts = notes.verify_cosignature(parsed, key.name, key.public_key)
+            except notes.CheckpointError as exc:
+                raise CosignatureRejected(str(exc))
+            line = next(s for s in lines if int.from_bytes(s.signature[:8], "big") == ts)
+            cosig, _ = Cosignature.objects.get_or_create(
+                checkpoint=checkpoint, witness=witness, defaults={"timestamp": ts, "line": line.line().decode()}
+            )
+            stored.append(cosig)
+    if not stored:
+        raise CosignatureRejected("the note carries no cosignature from a witness of your organisation")
+    return stored

@@ -1,0 +1,122 @@
+"""The walking skeleton through the real pages, in Chromium, with real worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from marketplace.models import Offer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+# Playwright's sync API runs an event loop in this thread; the ORM calls made by the
+# test itself are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "usufruct-demo"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    p = context.new_page()
+    p.set_default_timeout(20_000)
+    yield p
+    context.close()
+
+
+def login(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("header .who")).to_contain_text(username)
+
+
+def buy(page: Page, base: str, dataset_name: str) -> None:
+    page.goto(f"{base}/")
+    page.click(f"text={dataset_name}")
+    page.fill("textarea[name=purpose]", "Credit-risk model for SME loans")
+    page.check("input[name=accept_terms]")
+    page.click("text=Buy usage right")
+    expect(page.locator(".messages")).to_contain_text("Usage right")
+
+
+def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
+    base = live_server.url
+    page.goto(f"{base}/")
+    expect(page.locator(".dataset-card")).to_have_count(2)
+    expect(page.locator("body")).to_contain_text("1.50 EUR")
+
+    login(page, base, "bank")
+    # A purchase without purpose or accepted terms is refused on the page, nothing bought.
+    page.goto(f"{base}/")
+    page.click("text=Acme shopper behaviour 2026")
+    expect(page.locator("#row-count")).to_have_text("2,000")
+    page.click("text=Buy usage right")
+    expect(page.locator(".errorlist").first).to_contain_text("Declare the purpose of use.")
+    expect(page.locator("body")).to_contain_text("You must accept the terms.")
+
+    buy(page, base, "Acme shopper behaviour 2026")
+    buy(page, base, "TaxCo SME invoice signals")
+    expect(page.locator("#rights tbody tr")).to_have_count(2)
+
+    page.click("header >> text=Jobs")
+    page.click("text=Run a job")
+    page.fill("#id_column", "no_such_column")
+    for box in page.locator("input[name=rights]").all():
+        box.check()
+    page.click("text=Submit job")
+    expect(page.locator(".errorlist")).to_contain_text("has no column 'no_such_column'")
+    page.fill("#id_column", "tenure_months")
+    page.click("text=Submit job")
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#r-count")).to_have_text("3800")
+
+    page.click("header >> text=Bill")
+    expect(page.locator("#bill-total")).to_contain_text("3.50 EUR")
+    expect(page.locator("#bill-lines tbody tr")).to_have_count(2)
+
+    page.click("text=Log out")
+    login(page, base, "acme")
+    page.click("header >> text=Revenue")
+    expect(page.locator("#revenue-gross")).to_contain_text("1.50 EUR")
+    expect(page.locator("#revenue-net")).to_contain_text("1.35 EUR")
+
+
+def test_provider_publishes_an_offer_with_form_errors_first(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
+    base = live_server.url
+    login(page, base, "taxco")
+    page.click("header >> text=My data")
+    expect(page.locator("#my-datasets")).to_contain_text("TaxCo SME invoice signals")
+    page.click("text=Publish an offer")
+    page.select_option("#id_dataset", label="TaxCo SME invoice signals")
+    page.fill("#id_title", "Quarterly SME signals")
+    page.fill("#id_price", "-3")
+    page.click("button:has-text('Publish')")
+    expect(page.locator(".errorlist")).to_contain_text("Price cannot be negative.")
+    page.fill("#id_price", "4.999")
+    page.click("button:has-text('Publish')")
+    expect(page.locator(".errorlist")).to_contain_text("EUR has 2 decimal places")
+    page.fill("#id_price", "4.99")
+    page.click("button:has-text('Publish')")
+    expect(page.locator(".messages")).to_contain_text("published")
+    expect(page.locator("#offer-" + str(Offer.objects.get(title="Quarterly SME signals").id))).to_contain_text(
+        "4.99 EUR"
+    )

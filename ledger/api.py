@@ -1,10 +1,42 @@
+"""REST API of the ledger: entries, proofs, checkpoints, cosignatures, witnesses, audit bundles. Thin."""
+
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
-from rest_framework import generics, permissions, serializers
+import base64
+from typing import Any
 
-from ledger.models import LedgerEntry
-from marketplace import selectors
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, permissions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ledger import bundle, selectors, services
+from ledger.exceptions import LedgerError
+from ledger.hubkey import hub_kid, hub_public_b64
+from ledger.models import Checkpoint, LedgerEntry, Witness
+from marketplace import selectors as market
+
+visible_entries = selectors.visible_entries  # kept: views and other apps import it from here
+
+
+class LedgerErrors:
+    """Map ledger errors to the project's one JSON error shape."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, LedgerError):
+            return Response({"error": {"code": exc.code, "message": str(exc), "fields": {}}}, status=exc.status)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+
+class IsAuditor(permissions.BasePermission):
+    message = "Only regulators and staff may do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return selectors.is_auditor(request.user)
 
 
 class LedgerEntrySerializer(serializers.ModelSerializer):
@@ -27,31 +59,200 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         ]
 
 
-def visible_entries(user) -> QuerySet[LedgerEntry]:  # type: ignore[no-untyped-def]
-    """Regulators and staff read the whole ledger; others the entries that concern them."""
-    if user.is_staff:
-        return LedgerEntry.objects.all()
-    org = selectors.current_org(user)
-    if org is None:
-        return LedgerEntry.objects.none()
-    if org.is_regulator:
-        return LedgerEntry.objects.all()
-    return LedgerEntry.objects.filter(Q(consumer_id=org.id) | Q(provider_id=org.id))
+class EntryFilters(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices, required=False)
+    dataset_id = serializers.IntegerField(required=False)
+    consumer_id = serializers.IntegerField(required=False)
+    provider_id = serializers.IntegerField(required=False)
+    right_id = serializers.IntegerField(required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    seq_from = serializers.IntegerField(required=False, min_value=0)
+    seq_to = serializers.IntegerField(required=False, min_value=0)
 
 
-class EntryList(generics.ListAPIView):
+class EntryList(LedgerErrors, generics.ListAPIView):
+    """Entries visible to the caller, filtered by kind, party, time ``[since, until)`` and ``[seq_from, seq_to)``."""
+
     serializer_class = LedgerEntrySerializer
     permission_classes = [permissions.IsAuthenticated]
-    filterset_fields = ["kind", "dataset_id", "consumer_id", "provider_id", "right_id"]
+    filter_backends: list[Any] = []
 
     def get_queryset(self) -> QuerySet[LedgerEntry]:
-        return visible_entries(self.request.user).order_by("seq")
+        filters = EntryFilters(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        qs = selectors.visible_entries(self.request.user)
+        return selectors.entries_filter(qs, **filters.validated_data).order_by("seq")
 
 
-class EntryDetail(generics.RetrieveAPIView):
-    serializer_class = LedgerEntrySerializer
+class EntryDetail(LedgerErrors, APIView):
+    """One entry with its inclusion proof (``?tree_size=``; default: the latest checkpoint covering it)."""
+
     permission_classes = [permissions.IsAuthenticated]
-    lookup_field = "seq"
 
-    def get_queryset(self) -> QuerySet[LedgerEntry]:
-        return visible_entries(self.request.user)
+    def get(self, request: Request, seq: int) -> Response:
+        entry = get_object_or_404(selectors.visible_entries(request.user), seq=seq)
+        size = request.query_params.get("tree_size")
+        data = dict(LedgerEntrySerializer(entry).data)
+        data["inclusion"] = selectors.inclusion(entry, int(size) if size and size.isdigit() else None)
+        return Response(data)
+
+
+class CheckpointSerializer(serializers.ModelSerializer):
+    root = serializers.SerializerMethodField()
+    note = serializers.SerializerMethodField()
+    cosignatures = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Checkpoint
+        fields = ["size", "root", "origin", "key_name", "hub_kid", "created_at", "note", "cosignatures"]
+
+    def get_root(self, cp: Checkpoint) -> str:
+        return base64.b64encode(bytes(cp.root)).decode()
+
+    def get_note(self, cp: Checkpoint) -> str:
+        return selectors.checkpoint_note(cp)
+
+    def get_cosignatures(self, cp: Checkpoint) -> list[dict[str, Any]]:
+        return [
+            {"witness": c.witness.name, "timestamp": c.timestamp, "line": c.line}
+            for c in cp.cosignatures.select_related("witness")
+        ]
+
+
+class CheckpointList(LedgerErrors, generics.ListCreateAPIView):
+    """GET: signed checkpoints, newest first. POST (staff): sign one now."""
+
+    serializer_class = CheckpointSerializer
+    queryset = Checkpoint.objects.order_by("-size")
+    filter_backends: list[Any] = []
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.request.method == "POST":
+            return [permissions.IsAdminUser()]
+        return [permissions.IsAuthenticated()]
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        cp = services.checkpoint_create()
+        if cp is None:
+            return Response({"error": {"code": "empty_log", "message": "the log is empty", "fields": {}}}, 409)
+        return Response(CheckpointSerializer(cp).data, status=201)
+
+
+class CheckpointLatest(LedgerErrors, APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        cp = selectors.checkpoint_latest()
+        if cp is None:
+            return Response({"error": {"code": "not_found", "message": "no checkpoint yet", "fields": {}}}, 404)
+        return Response(CheckpointSerializer(cp).data)
+
+
+class CheckpointDetail(LedgerErrors, generics.RetrieveAPIView):
+    serializer_class = CheckpointSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = Checkpoint.objects.all()
+    lookup_field = "size"
+
+
+class CosignatureCreate(LedgerErrors, APIView):
+    """A regulator's witness posts the checkpoint note with its cosignature line appended."""
+
+    permission_classes = [permissions.IsAuthenticated, IsAuditor]
+
+    def post(self, request: Request, size: int) -> Response:
+        cp = get_object_or_404(Checkpoint, size=size)
+        org = market.current_org(request.user)
+        note = request.data.get("note") if isinstance(request.data, dict) else None
+        if org is None or not isinstance(note, str):
+            raise serializers.ValidationError({"note": ["The cosigned checkpoint note is required."]})
+        services.cosignature_add(checkpoint=cp, note=note.encode(), organization_id=org.id)
+        cp.refresh_from_db()
+        return Response(CheckpointSerializer(cp).data, status=201)
+
+
+class ConsistencyProof(LedgerErrors, APIView):
+    """PROOF(from, D[to]) of RFC 9162 §2.1.4 with both roots."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        try:
+            size1, size2 = int(request.query_params["from"]), int(request.query_params["to"])
+        except (KeyError, ValueError):
+            raise serializers.ValidationError({"from": ["from and to must be tree sizes."]})
+        return Response(selectors.consistency(size1, size2))
+
+
+class WitnessSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Witness
+        fields = ["name", "vkey", "active", "organization_id", "created_at"]
+        read_only_fields = ["name", "active", "organization_id", "created_at"]
+
+
+class WitnessList(LedgerErrors, generics.ListCreateAPIView):
+    """Witness keys; a regulator registers its own cosigner vkey with POST."""
+
+    serializer_class = WitnessSerializer
+    queryset = Witness.objects.order_by("name")
+    permission_classes = [permissions.IsAuthenticated]
+    filter_backends: list[Any] = []
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        org = market.current_org(request.user)
+        if org is None or not org.is_regulator:
+            return Response({"error": {"code": "forbidden", "message": "regulators only", "fields": {}}}, 403)
+        witness = services.witness_register(organization_id=org.id, vkey=str(request.data.get("vkey", "")))
+        return Response(WitnessSerializer(witness).data, status=201)
+
+
+class LogKey(APIView):
+    """What a witness or verifier pins: the log's origin and signed-note verifier key."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "origin": settings.USUFRUCT_LOG_ORIGIN,
+                "vkey": services.log_vkey(),
+                "kid": hub_kid(),
+                "public_key": hub_public_b64(),
+            }
+        )
+
+
+class BundleFilters(serializers.Serializer):
+    dataset = serializers.IntegerField(required=False)
+    consumer = serializers.IntegerField(required=False)
+    seq_from = serializers.IntegerField(required=False, min_value=0)
+    seq_to = serializers.IntegerField(required=False, min_value=0)
+
+
+class BundleDownload(LedgerErrors, APIView):
+    """The audit bundle (JSON Lines) for a dataset, a consumer, a range, or the whole log; auditors only."""
+
+    permission_classes = [permissions.IsAuthenticated, IsAuditor]
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        f = BundleFilters(data=request.query_params)
+        f.is_valid(raise_exception=True)
+        d = f.validated_data
+        lines = bundle.bundle_lines(
+            dataset_id=d.get("dataset"),
+            consumer_id=d.get("consumer"),
+            seq_from=d.get("seq_from"),
+            seq_to=d.get("seq_to"),
+        )
+        first = next(lines)  # raises ProofUnavailable before any byte is sent when there is no checkpoint
+        name = "-".join(f"{k}{v}" for k, v in d.items()) or "all"
+        response = StreamingHttpResponse(_chain(first, lines), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="usufruct-ledger-{name}.jsonl"'
+        return response
+
+
+def _chain(first: str, rest: Any) -> Any:
+    yield first
+    yield from rest

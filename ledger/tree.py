@@ -100,3 +100,24 @@ def frontier(size: int) -> merkle.Frontier:
     positions = merkle.Frontier.positions(size)
     hashes = fetch_nodes(positions)
     return merkle.Frontier(size, {level: hashes[(level, index)] for level, index in positions})
+
+
+def inclusion_proofs(indices: Iterable[int], size: int, *, current: int | None = None) -> dict[int, list[bytes]]:
+    """Inclusion proofs of many entries against one tree size, with one fetch per few hundred rows."""
+    _check_size(size, current)
+    wanted = sorted(set(indices))
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < size:
+        raise ProofUnavailable(f"entries {wanted[0]}..{wanted[-1]} are not all in the tree of size {size}")
+    needed: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        needed.add((level, index))
+        return _PLACEHOLDER
+
+    def proof(index: int, perfect: merkle.PerfectHash) -> list[bytes]:
+        return merkle.inclusion_proof(index, size, lambda s, e: merkle.subtree_hash(s, e, perfect))
+
+    for index in wanted:
+        proof(index, record)
+    hashes = fetch_nodes(needed)
+    return {index: proof(index, lambda level, i: hashes[(level, i)]) for index in wanted}

@@ -1,0 +1,100 @@
+"""Ledger fixtures: a demo world with a bought right and node-signed usage entries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from compute.protocol import envelope, keys
+from ledger import services
+from ledger.models import LedgerEntry
+from marketplace.models import Node, Offer, UsageRight
+from tests.conftest import api_for
+
+
+def node_key(slug: str):  # type: ignore[no-untyped-def]
+    return keys.load_or_create_private_key(settings.VAR_DIR / "nodes" / slug / "node_ed25519.pem")
+
+
+def buy(consumer: str = "bank", node: str = "acme", key: str | None = None) -> UsageRight:
+    offer = Offer.objects.get(dataset__node__slug=node)
+    r = api_for(consumer).post(
+        "/api/orders/",
+        {"offer": offer.id, "purpose": "credit risk", "accept_terms": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key or uuid.uuid4().hex,
+    )
+    assert r.status_code == 201, r.content
+    return UsageRight.objects.get(order_id=r.json()["id"])
+
+
+def use(
+    right: UsageRight,
+    *,
+    job: str | None = None,
+    step: str = "s1",
+    operation: str = "stats",
+    at: datetime | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> LedgerEntry:
+    """A usage entry as compute records it: the provider node's signed receipt inside."""
+    node = Node.objects.get(datasets=right.dataset)
+    job = job or str(uuid.uuid4())
+    receipt = {
+        "type": "usage_receipt",
+        "job": job,
+        "step": step,
+        "round": 0,
+        "node": node.slug,
+        "dataset": right.dataset_id,
+        "right": right.id,
+        "consumer": right.consumer_id,
+        "operation": operation,
+        "rows": 120,
+        "request": uuid.uuid4().hex,
+        "at": envelope.format_time(at or datetime.now(UTC)),
+    }
+    wire = envelope.sign_payload(receipt, key=node_key(node.slug), kid=node.kid)
+    payload = {
+        "job": job,
+        "step": step,
+        "dataset": right.dataset_id,
+        "right": right.id,
+        "order": right.order_id,
+        "consumer": right.consumer_id,
+        "provider": right.dataset.organization_id,
+        "operation": operation,
+        "rows": 120,
+        "units": 1,
+        "receipt": wire,
+        **(overrides or {}),
+    }
+    return services.entry_append(
+        kind="usage",
+        event_id=f"usage:{uuid.uuid4().hex}",
+        payload=payload,
+        producer_time=envelope.parse_time(receipt["at"]),
+        dataset_id=right.dataset_id,
+        consumer_id=right.consumer_id,
+        provider_id=right.dataset.organization_id,
+        right_id=right.id,
+    )
+
+
+@pytest.fixture
+def world(demo) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Demo + bank buys from acme and taxco; four usage entries; checkpoints at two sizes."""
+    acme = buy(node="acme")
+    first = services.checkpoint_create()
+    taxco = buy(node="taxco")
+    usages = [use(acme), use(acme), use(taxco), use(acme, step="s2")]
+    second = services.checkpoint_create()
+    return {"acme": acme, "taxco": taxco, "usages": usages, "checkpoints": [first, second]}
+
+
+def later(days: int) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)

@@ -24,6 +24,7 @@ from compute.protocol import envelope
 from compute.protocol.canonical import canonical, sha256_hex
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.services import entry_append
+from marketplace import rights as right_svc
 from marketplace import services as market
 from marketplace.exceptions import Conflict, Invalid, invalid
 from marketplace.models import Dataset, Node, Organization, UsageRight
@@ -83,7 +84,7 @@ def job_submit(
     try:
         with transaction.atomic():
             for right_id in sorted(rights):  # fixed lock order: ascending right id
-                market.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer)
+                right_svc.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer)
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -131,7 +132,7 @@ def _view(job: Job) -> JobView:
                 role=p.role,
                 dataset_id=p.dataset_id,
                 dataset_local=p.dataset.local_name if p.dataset else None,
-                grant=market.grant_for(p.right) if p.right else None,
+                grant=right_svc.grant_for(p.right) if p.right else None,
             )
         )
     return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
@@ -201,15 +202,43 @@ def job_start(*, job_id: str) -> None:
         _apply(job, view, progress)
 
 
-def _fail(job: Job, reason: str) -> None:
-    job.status = Job.Status.FAILED
+def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
+    """End a job without a result and give back every quota unit not yet consumed."""
+    job.status = status
     job.error = reason
     job.finished_at = timezone.now()
     job.save()
     for party in job.parties.filter(role="provider", quota_settled=False):
-        market.right_settle(right_id=party.right_id, consumed=False)
+        right_svc.right_settle(right_id=party.right_id, consumed=False)
         party.quota_settled = True
         party.save(update_fields=["quota_settled"])
+
+
+def jobs_cancel_for_right(*, right_id: int, reason: str) -> list[str]:
+    """Cancel the queued and running jobs that use a right (called under the right's lock)."""
+    cancelled = []
+    ids = JobParty.objects.filter(right_id=right_id).values_list("job_id", flat=True)
+    for job in Job.objects.select_for_update().filter(id__in=ids, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]):
+        _fail(job, reason, status=Job.Status.CANCELLED)
+        cancelled.append(str(job.id))
+    return cancelled
+
+
+def jobs_fail_stale(*, older_than: timedelta) -> int:
+    """Beat task body: a job with no progress for ``older_than`` fails and frees its quota
+    (a node that is down must not hold a consumer's units forever)."""
+    cutoff = timezone.now() - older_than
+    count = 0
+    for job_id in Job.objects.filter(
+        status__in=[Job.Status.QUEUED, Job.Status.RUNNING], updated_at__lt=cutoff
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(id=job_id)
+            if job.status in (Job.Status.QUEUED, Job.Status.RUNNING) and job.updated_at < cutoff:
+                waiting = ", ".join(p.node.slug for p in job.parties.filter(status=JobParty.Status.WAITING))
+                _fail(job, f"timed out waiting for {waiting or 'the hub'}")
+                count += 1
+    return count
 
 
 def message_receive(*, wire: dict[str, Any]) -> str:
@@ -314,7 +343,7 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -
         right_id=right.id,
     )
     if not party.quota_settled:
-        market.right_settle(right_id=right.id, consumed=True)
+        right_svc.right_settle(right_id=right.id, consumed=True)
         party.quota_settled = True
     party.status = JobParty.Status.DONE
     party.save(update_fields=["quota_settled", "status"])

@@ -29,3 +29,19 @@ def receive(wire: dict[str, Any]) -> str:
         return f"rejected: {exc}"
     log.info("hub message: %s", outcome)
     return outcome
+
+
+@shared_task(name="usufruct.hub.fail_stale_jobs")
+def fail_stale_jobs() -> int:
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    return services.jobs_fail_stale(older_than=timedelta(seconds=settings.USUFRUCT_JOB_STALE_SECONDS))
+
+
+@shared_task(name="usufruct.hub.expire_rights")
+def expire_rights() -> int:
+    from marketplace.rights import rights_expire_due
+
+    return rights_expire_due()

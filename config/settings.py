@@ -142,6 +142,7 @@ USUFRUCT_LOG_ORIGIN = env_str("USUFRUCT_LOG_ORIGIN", "usufruct.local/ledger")
 USUFRUCT_PAILLIER_BITS = env_int("USUFRUCT_PAILLIER_BITS", 2048)
 USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)
 USUFRUCT_PLATFORM_FEE_BPS = env_int("USUFRUCT_PLATFORM_FEE_BPS", 1000)
+USUFRUCT_JOB_STALE_SECONDS = env_int("USUFRUCT_JOB_STALE_SECONDS", 900)
 
 # --- Ledger ---------------------------------------------------------------------------------
 # Seconds between scheduled checkpoints (Celery beat, hub queue); one is also signed on demand.
@@ -154,6 +155,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(USUFRUCT_CHECKPOINT_INTERVAL),
         "options": {"queue": "hub", "expires": float(USUFRUCT_CHECKPOINT_INTERVAL)},
     },
+}
+CELERY_BEAT_SCHEDULE |= {
+    "compute-fail-stale-jobs": {"task": "usufruct.hub.fail_stale_jobs", "schedule": 60.0, "options": {"queue": "hub"}},
+    "marketplace-expire-rights": {"task": "usufruct.hub.expire_rights", "schedule": 300.0, "options": {"queue": "hub"}},
 }
 
 LOGGING = {

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger.hubkey import hub_kid, hub_public_b64
-from marketplace import selectors, services
+from marketplace import rights, selectors, services
 from marketplace.exceptions import Forbidden, invalid
 from marketplace.models import Dataset, Node, Order, UsageRight
 from marketplace.serializers import (
@@ -22,6 +22,7 @@ from marketplace.serializers import (
     OfferSerializer,
     OrderCreateSerializer,
     OrderSerializer,
+    RevokeSerializer,
     UsageRightSerializer,
 )
 
@@ -65,6 +66,8 @@ class OfferCreate(APIView):
         dataset = Dataset.objects.filter(id=data.pop("dataset")).first()
         if dataset is None:
             raise invalid("dataset", "No such dataset.")
+        if "plans" in data:
+            data["plans"] = [dict(p) for p in data["plans"]]
         offer = services.offer_publish(organization=org_of(request), dataset=dataset, **data)
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
@@ -91,6 +94,7 @@ class OrderListCreate(APIView):
             offer_id=s.validated_data["offer"],
             plan_id=s.validated_data.get("plan"),
             purpose=s.validated_data["purpose"],
+            purpose_category=s.validated_data["purpose_category"],
             accept_terms=s.validated_data["accept_terms"],
             idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
@@ -104,6 +108,29 @@ class RightList(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[UsageRight]:
         return UsageRight.objects.filter(consumer=org_of(self.request)).select_related("dataset")
+
+
+class RightRevoke(APIView):
+    """The provider revokes a right on its dataset: refunds unused prepaid units, cancels its jobs."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=RevokeSerializer, responses={200: UsageRightSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        s = RevokeSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        right = rights.right_revoke(provider=org_of(request), right_id=pk, reason=s.validated_data["reason"])
+        return Response(UsageRightSerializer(right).data)
+
+
+class OrdersReceived(generics.ListAPIView):
+    """Orders placed on the provider's offers, with the rights they created."""
+
+    serializer_class = OrderSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return Order.objects.filter(offer__dataset__organization=org_of(self.request)).select_related("right__dataset")
 
 
 class NodeListCreate(APIView):
@@ -162,6 +189,8 @@ def _statement_json(st: selectors.Statement) -> dict[str, Any]:
         "lines": [
             {
                 "ledger_seq": li.seq,
+                "kind": li.kind,
+                "plan": li.plan,
                 "at": li.at,
                 "dataset": li.dataset,
                 "job": li.job,
@@ -175,5 +204,8 @@ def _statement_json(st: selectors.Statement) -> dict[str, Any]:
         "totals": [_money(m) for m in st.totals.values()],
         "platform_fees": [_money(m) for m in st.fees.values()],
         "nets": [_money(m) for m in st.nets.values()],
+        "by_dataset": {k: [_money(m) for m in v.values()] for k, v in st.by_dataset.items()},
+        "by_counterparty": {k: [_money(m) for m in v.values()] for k, v in st.by_counterparty.items()},
+        "by_plan": {k: [_money(m) for m in v.values()] for k, v in st.by_plan.items()},
         "ledger_seqs": st.ledger_seqs,
     }

@@ -102,6 +102,9 @@ class Offer(models.Model):
     quota_jobs = models.PositiveIntegerField(default=10)
     min_group_size = models.PositiveIntegerField(default=10)
     terms = models.TextField(blank=True)
+    # Privacy budget a right may spend on differentially private releases (0 = no DP releases).
+    epsilon = models.DecimalField(max_digits=6, decimal_places=3, default=0)
+    allowed_purposes = models.JSONField(default=list, blank=True)  # empty: any declared purpose
     published_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -119,14 +122,39 @@ class Offer(models.Model):
 class PricePlan(models.Model):
     class Kind(models.TextChoices):
         PER_JOB = "per_job", "Per job"
+        PER_1000_ROWS = "per_1000_rows", "Per 1,000 rows processed"
+        PER_RECORD = "per_record", "Per scored record"
+        SUBSCRIPTION = "subscription", "Subscription"
+        FREE = "free", "Free"
+
+    class Billing(models.TextChoices):
+        PREPAID = "prepaid", "Prepaid"
+        POSTPAID = "postpaid", "Postpaid (invoiced)"
 
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="plans")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PER_JOB)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
+    billing = models.CharField(max_length=10, choices=Billing.choices, default=Billing.POSTPAID)
+    included_units = models.PositiveIntegerField(default=0)
+    overage_minor = models.BigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount_minor__gte=0), name="plan_amount_nonnegative")]
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="plan_amount_nonnegative"),
+            models.CheckConstraint(condition=Q(overage_minor__gte=0), name="plan_overage_nonnegative"),
+        ]
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "billing": self.billing,
+            "included_units": self.included_units,
+            "overage_minor": self.overage_minor,
+        }
 
 
 class Order(models.Model):
@@ -138,10 +166,13 @@ class Order(models.Model):
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="orders")
     plan = models.ForeignKey(PricePlan, on_delete=models.PROTECT, related_name="orders")
     purpose = models.TextField()
+    purpose_category = models.CharField(max_length=100, blank=True)
     accepted_terms = models.TextField()  # copied: the text the buyer agreed to
     plan_kind = models.CharField(max_length=20)
     unit_price_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
+    plan_snapshot = models.JSONField(default=dict)  # the whole plan as sold (billing.Plan)
+    upfront_minor = models.BigIntegerField(default=0)  # charged at purchase (prepaid bundle, period fee)
     quota_jobs = models.PositiveIntegerField()
     duration_days = models.PositiveIntegerField()
     operations = models.JSONField()
@@ -172,8 +203,12 @@ class UsageRight(models.Model):
     quota_used = models.PositiveIntegerField(default=0)
     quota_reserved = models.PositiveIntegerField(default=0)
     min_group_size = models.PositiveIntegerField()
+    epsilon_total = models.DecimalField(max_digits=6, decimal_places=3, default=0)
+    epsilon_spent = models.DecimalField(max_digits=6, decimal_places=3, default=0)
     expires_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -182,6 +217,9 @@ class UsageRight(models.Model):
             models.CheckConstraint(
                 condition=Q(quota_used__lte=F("quota_total") - F("quota_reserved")),
                 name="right_never_oversold",
+            ),
+            models.CheckConstraint(
+                condition=Q(epsilon_spent__lte=F("epsilon_total")), name="right_epsilon_within_budget"
             ),
         ]
 

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, QuerySet
 
 from ledger.models import LedgerEntry
+from marketplace import billing
 from marketplace.models import Dataset, Offer, Order, Organization, PricePlan
 from marketplace.money import Money
 
@@ -37,12 +38,14 @@ def catalog() -> QuerySet[Dataset]:
 class ChargeLine:
     seq: int
     at: object
+    kind: str  # purchase | usage | refund
     dataset: str
     job: str
     right: int
     rows: int
     amount: Money
     counterparty: str
+    plan: str
 
 
 @dataclass
@@ -52,36 +55,85 @@ class Statement:
     fees: dict[str, Money] = field(default_factory=dict)
     nets: dict[str, Money] = field(default_factory=dict)
     by_dataset: dict[str, dict[str, Money]] = field(default_factory=dict)
+    by_counterparty: dict[str, dict[str, Money]] = field(default_factory=dict)
+    by_plan: dict[str, dict[str, Money]] = field(default_factory=dict)
     ledger_seqs: list[int] = field(default_factory=list)
 
 
+CHARGED_KINDS = ("right_granted", "usage", "refund")
+
+
+def _add(bucket: dict[str, dict[str, Money]], key: str, amount: Money) -> None:
+    cur = amount.currency
+    bucket[key][cur] = bucket[key].get(cur, Money.zero(cur)) + amount
+
+
 def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> Statement:
-    """Charges are usage entries × the unit price copied into the order, never today's."""
-    entries = entries.filter(kind=LedgerEntry.Kind.USAGE).order_by("seq")
-    rows = list(entries)
-    order_ids = {e.payload["order"] for e in rows}
-    orders = {o.id: o for o in Order.objects.filter(id__in=order_ids).select_related("offer__dataset", "consumer")}
-    orgs = {o.id: o.name for o in Organization.objects.all()}
+    """Charges from ledger entries at the plan copied into each order, never today's price.
+
+    Purchases (prepaid bundles, period fees), uses (metered per plan) and refunds each
+    come from their own ledger entry, so every line can be proved against a checkpoint.
+    """
+    rows = list(entries.filter(kind__in=CHARGED_KINDS).order_by("seq"))
+    right_ids = {e.right_id for e in rows}
+    orders = {
+        o.right.id: o for o in Order.objects.filter(right__id__in=right_ids).select_related("offer__dataset", "right")
+    }
+    orgs = dict(Organization.objects.values_list("id", "name"))
     statement = Statement()
     by_dataset: dict[str, dict[str, Money]] = defaultdict(dict)
+    by_party: dict[str, dict[str, Money]] = defaultdict(dict)
+    by_plan: dict[str, dict[str, Money]] = defaultdict(dict)
+    uses: dict[int, int] = defaultdict(int)
     for e in rows:
-        order = orders[e.payload["order"]]
-        amount = Money(order.unit_price_minor, order.currency) * int(e.payload.get("units", 1))
-        other = orgs.get(e.payload[counterparty_of], "?")
+        order = orders.get(e.right_id)
+        if order is None:
+            continue
+        plan = billing.Plan(**order.plan_snapshot)  # type: ignore[arg-type]
+        if e.kind == "right_granted":
+            minor, kind = int(e.payload.get("charge_minor", 0)), "purchase"
+        elif e.kind == "usage":
+            uses[e.right_id] += 1
+            minor = billing.usage_charge(
+                plan,
+                nth_use=uses[e.right_id],
+                rows=int(e.payload.get("rows", 0)),
+                records=int(e.payload.get("records", 0)),
+            )
+            kind = "usage"
+        else:
+            minor, kind = -int(e.payload["amount_minor"]), "refund"
+        if minor == 0 and kind != "usage":
+            continue
+        amount = Money(minor, plan.currency)
         name = order.offer.dataset.name
+        other = orgs.get(e.payload.get(counterparty_of) or getattr(e, f"{counterparty_of}_id"), "?")
         statement.lines.append(
             ChargeLine(
-                e.seq, e.integrated_at, name, e.payload["job"], e.right_id or 0, e.payload.get("rows", 0), amount, other
+                e.seq,
+                e.integrated_at,
+                kind,
+                name,
+                e.payload.get("job", ""),
+                e.right_id or 0,
+                int(e.payload.get("rows", 0)),
+                amount,
+                other,
+                plan.kind,
             )
         )
         cur = amount.currency
         statement.totals[cur] = statement.totals.get(cur, Money.zero(cur)) + amount
-        by_dataset[name][cur] = by_dataset[name].get(cur, Money.zero(cur)) + amount
+        _add(by_dataset, name, amount)
+        _add(by_party, other, amount)
+        _add(by_plan, plan.kind, amount)
         statement.ledger_seqs.append(e.seq)
     for cur, gross in statement.totals.items():
         statement.fees[cur] = gross.apply_bps(settings.USUFRUCT_PLATFORM_FEE_BPS)
         statement.nets[cur] = gross - statement.fees[cur]
     statement.by_dataset = dict(by_dataset)
+    statement.by_counterparty = dict(by_party)
+    statement.by_plan = dict(by_plan)
     return statement
 
 

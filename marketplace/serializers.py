@@ -8,7 +8,7 @@ from marketplace.models import Dataset, Node, Offer, Order, PricePlan, UsageRigh
 class PricePlanSerializer(serializers.ModelSerializer):
     class Meta:
         model = PricePlan
-        fields = ["id", "kind", "amount_minor", "currency"]
+        fields = ["id", "kind", "amount_minor", "currency", "billing", "included_units", "overage_minor"]
 
 
 class OfferSerializer(serializers.ModelSerializer):
@@ -28,6 +28,8 @@ class OfferSerializer(serializers.ModelSerializer):
             "quota_jobs",
             "min_group_size",
             "terms",
+            "epsilon",
+            "allowed_purposes",
             "published_at",
             "plans",
         ]
@@ -61,31 +63,53 @@ class DatasetSerializer(serializers.ModelSerializer):
         return OfferSerializer(offers, many=True).data
 
 
-class OfferCreateSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField()
-    title = serializers.CharField(max_length=200)
-    operations = serializers.ListField(child=serializers.CharField(), allow_empty=False)
-    amount_minor = serializers.IntegerField(help_text="Price per job in minor units (e.g. cents).")
-    currency = serializers.CharField(max_length=3, min_length=3)
-    quota_jobs = serializers.IntegerField(min_value=1, max_value=1_000_000)
-    duration_days = serializers.IntegerField(min_value=1, max_value=3650)
-    min_group_size = serializers.IntegerField(min_value=1, default=10)
-    terms = serializers.CharField(allow_blank=True, default="")
+class StrictMinorUnits(serializers.IntegerField):
+    """An integer amount of minor units: "12.5" or 12.5 is refused, not truncated to 12."""
 
     def to_internal_value(self, data):  # type: ignore[no-untyped-def]
-        # "12.5" or 12.5 must not be silently truncated to 12 cents.
-        raw = data.get("amount_minor") if hasattr(data, "get") else None
-        if isinstance(raw, float) or (isinstance(raw, str) and not raw.lstrip("-").isdigit()):
-            raise serializers.ValidationError(
-                {"amount_minor": ["Price must be a whole number of minor units (e.g. cents)."]}
-            )
+        if (
+            isinstance(data, bool)
+            or isinstance(data, float)
+            or (isinstance(data, str) and not data.strip().lstrip("-").isdigit())
+        ):
+            raise serializers.ValidationError("Must be a whole number of minor units (e.g. cents).")
         return super().to_internal_value(data)
+
+
+class PlanInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PricePlan.Kind.choices, default=PricePlan.Kind.PER_JOB)
+    amount_minor = StrictMinorUnits(default=0)
+    currency = serializers.CharField(max_length=3)
+    billing = serializers.ChoiceField(choices=PricePlan.Billing.choices, default=PricePlan.Billing.POSTPAID)
+    included_units = serializers.IntegerField(min_value=0, default=0)
+    overage_minor = StrictMinorUnits(default=0)
+
+
+class OfferCreateSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    title = serializers.CharField(max_length=200, allow_blank=True)
+    operations = serializers.ListField(child=serializers.CharField(), allow_empty=True)
+    plans = PlanInputSerializer(many=True, required=False)
+    amount_minor = StrictMinorUnits(required=False, help_text="Shorthand for one postpaid per-job plan.")
+    currency = serializers.CharField(max_length=3, required=False)
+    quota_jobs = serializers.IntegerField(max_value=1_000_000)
+    duration_days = serializers.IntegerField(max_value=3650)
+    min_group_size = serializers.IntegerField(default=10)
+    terms = serializers.CharField(allow_blank=True, default="")
+    epsilon = serializers.DecimalField(max_digits=6, decimal_places=3, default=0, min_value=0)
+    allowed_purposes = serializers.ListField(child=serializers.CharField(max_length=100), default=list)
+
+    def validate(self, attrs):  # type: ignore[no-untyped-def]
+        if "plans" not in attrs and ("amount_minor" not in attrs or "currency" not in attrs):
+            raise serializers.ValidationError({"plans": ["Give plans, or amount_minor and currency."]})
+        return attrs
 
 
 class OrderCreateSerializer(serializers.Serializer):
     offer = serializers.IntegerField()
     plan = serializers.IntegerField(required=False, allow_null=True)
     purpose = serializers.CharField(allow_blank=True, max_length=2000)
+    purpose_category = serializers.CharField(allow_blank=True, max_length=100, default="")
     accept_terms = serializers.BooleanField()
 
 
@@ -106,10 +130,18 @@ class UsageRightSerializer(serializers.ModelSerializer):
             "quota_reserved",
             "quota_left",
             "min_group_size",
+            "epsilon_total",
+            "epsilon_spent",
             "expires_at",
             "status",
+            "status_reason",
+            "status_changed_at",
             "created_at",
         ]
+
+
+class RevokeSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, allow_blank=True)
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -124,6 +156,9 @@ class OrderSerializer(serializers.ModelSerializer):
             "purpose",
             "accepted_terms",
             "plan_kind",
+            "plan_snapshot",
+            "upfront_minor",
+            "purpose_category",
             "unit_price_minor",
             "currency",
             "quota_jobs",

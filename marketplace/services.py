@@ -2,7 +2,7 @@
 
 Each service is atomic and keyword-only. Ledger entries are appended in the same
 transaction as the change they record, so neither exists without the other.
-Lock order: usage rights (by id) → ledger head.
+Lock order: usage rights (by id) → ledger head. Rights' life cycle: ``marketplace.rights``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,25 +22,10 @@ from compute.protocol import keys
 from compute.protocol.canonical import canonical, sha256_hex
 from compute.protocol.envelope import Opened, parse_time
 from ledger.services import entry_append
+from marketplace import billing
 from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from marketplace.money import CURRENCIES
-
-RIGHT_TRANSITIONS: dict[str, set[str]] = {
-    UsageRight.Status.ACTIVE: {UsageRight.Status.EXHAUSTED, UsageRight.Status.EXPIRED, UsageRight.Status.REVOKED},
-    UsageRight.Status.EXHAUSTED: set(),
-    UsageRight.Status.EXPIRED: set(),
-    UsageRight.Status.REVOKED: set(),
-}
-
-
-def right_set_status(right: UsageRight, status: str) -> None:
-    if status == right.status:
-        return
-    if status not in RIGHT_TRANSITIONS[right.status]:
-        raise Conflict(f"a right cannot go from {right.status} to {status}")
-    right.status = status
-
 
 # --- nodes ------------------------------------------------------------------------------
 
@@ -164,22 +150,67 @@ def validate_price(amount_minor: Any, currency: Any) -> dict[str, list[str]]:
     return errors
 
 
+def _plans_from(plans: list[dict[str, Any]], quota: int) -> tuple[list[billing.Plan], dict[str, list[str]]]:
+    """Validate plan dicts; errors are keyed ``plans[i].field`` so a form can show them."""
+    parsed: list[billing.Plan] = []
+    errors: dict[str, list[str]] = {}
+    if not plans:
+        errors["plans"] = ["Give at least one price plan."]
+    currencies = set()
+    for i, raw in enumerate(plans):
+        prefix = f"plans[{i}]." if len(plans) > 1 else ""
+        price_errors = validate_price(raw.get("amount_minor", 0), raw.get("currency"))
+        for field, msgs in price_errors.items():
+            errors[prefix + field] = msgs
+        if price_errors:
+            continue
+        plan = billing.Plan(
+            kind=raw.get("kind", billing.PER_JOB),
+            amount_minor=raw.get("amount_minor", 0),
+            currency=raw["currency"],
+            billing=raw.get("billing", billing.POSTPAID),
+            included_units=raw.get("included_units", 0),
+            overage_minor=raw.get("overage_minor", 0),
+        )
+        try:
+            billing.validate_plan(plan, quota=quota if isinstance(quota, int) else 0)
+        except billing.PlanError as exc:
+            for field, msgs in exc.errors.items():
+                errors[prefix + field] = msgs
+            continue
+        currencies.add(plan.currency)
+        parsed.append(plan)
+    if len(currencies) > 1:
+        errors["plans"] = ["All plans of one offer use the same currency."]
+    return parsed, errors
+
+
 def offer_publish(
     *,
     organization: Organization,
     dataset: Dataset,
     title: str,
     operations: list[str],
-    amount_minor: int,
-    currency: str,
     quota_jobs: int,
     duration_days: int,
+    plans: list[dict[str, Any]] | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
     min_group_size: int = 10,
     terms: str = "",
+    epsilon: Decimal | float | str = 0,
+    allowed_purposes: list[str] | None = None,
 ) -> Offer:
+    """Publish an offer (a new version when the title exists). Published offers never change.
+
+    ``plans`` lists price plans; ``amount_minor`` + ``currency`` is shorthand for one
+    postpaid per-job plan.
+    """
     if dataset.organization_id != organization.id:
         raise Forbidden("you can only offer your own datasets")
-    errors = validate_price(amount_minor, currency)
+    if plans is None:
+        plans = [{"kind": billing.PER_JOB, "amount_minor": amount_minor, "currency": currency}]
+    parsed, errors = _plans_from(plans, quota_jobs)
     unknown = [op for op in operations if op not in {a.operation for a in REGISTRY.values()}]
     if not operations:
         errors["operations"] = ["Permit at least one operation."]
@@ -194,10 +225,18 @@ def offer_publish(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             errors[name] = ["Must be a whole number of at least 1."]
+    try:
+        eps = Decimal(str(epsilon))
+        if not (Decimal(0) <= eps <= Decimal(100)) or eps.as_tuple().exponent < -3:  # type: ignore[operator]
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        errors["epsilon"] = ["Privacy budget ε must be a number between 0 and 100 with at most 3 decimals."]
+        eps = Decimal(0)
+    purposes = [p.strip() for p in (allowed_purposes or []) if p and p.strip()]
     if errors:
         raise Invalid("invalid offer", fields=errors)
     with transaction.atomic():
-        version = Offer.objects.filter(dataset=dataset, title=title).count() + 1
+        version = Offer.objects.filter(dataset=dataset, title=title.strip()).count() + 1
         offer = Offer.objects.create(
             dataset=dataset,
             title=title.strip(),
@@ -207,10 +246,10 @@ def offer_publish(
             duration_days=duration_days,
             min_group_size=min_group_size,
             terms=terms,
+            epsilon=eps,
+            allowed_purposes=purposes,
         )
-        plan = PricePlan.objects.create(
-            offer=offer, kind=PricePlan.Kind.PER_JOB, amount_minor=amount_minor, currency=currency
-        )
+        rows = [PricePlan.objects.create(offer=offer, **plan.as_dict()) for plan in parsed]
         entry_append(
             kind="offer_published",
             event_id=f"offer_published:{offer.id}",
@@ -220,10 +259,15 @@ def offer_publish(
                 "dataset": dataset.id,
                 "provider": organization.id,
                 "operations": offer.operations,
-                "plans": [
-                    {"id": plan.id, "kind": plan.kind, "amount_minor": plan.amount_minor, "currency": plan.currency}
-                ],
-                "terms": {"quota_jobs": quota_jobs, "duration_days": duration_days, "min_group_size": min_group_size},
+                "plans": [{"id": row.id, **row.snapshot()} for row in rows],
+                "terms": {
+                    "quota_jobs": quota_jobs,
+                    "duration_days": duration_days,
+                    "min_group_size": min_group_size,
+                    "epsilon": str(eps),
+                    "allowed_purposes": purposes,
+                    "text": terms,
+                },
             },
             dataset_id=dataset.id,
             provider_id=organization.id,
@@ -231,7 +275,7 @@ def offer_publish(
     return offer
 
 
-# --- orders and rights ---------------------------------------------------------------------
+# --- orders ---------------------------------------------------------------------------------
 
 
 def order_place(
@@ -243,15 +287,24 @@ def order_place(
     purpose: str,
     accept_terms: bool,
     idempotency_key: str,
+    purpose_category: str = "",
 ) -> tuple[Order, bool]:
     """Buy a usage right. Returns (order, created); a repeated key returns the first order.
 
-    The order copies price and terms; later edits of the offer never change it.
+    The order copies the plan and the terms; later versions of the offer never change it.
     """
     if not idempotency_key or len(idempotency_key) > 100:
         raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
     request_hash = sha256_hex(
-        canonical({"offer": offer_id, "plan": plan_id, "purpose": purpose, "accept_terms": bool(accept_terms)})
+        canonical(
+            {
+                "offer": offer_id,
+                "plan": plan_id,
+                "purpose": purpose,
+                "purpose_category": purpose_category,
+                "accept_terms": bool(accept_terms),
+            }
+        )
     )
     existing = Order.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
     if existing is not None:
@@ -272,10 +325,14 @@ def order_place(
         errors["offer"] = ["You cannot buy a right on your own dataset."]
     if not purpose or not purpose.strip():
         errors["purpose"] = ["Declare the purpose of use."]
+    if offer.allowed_purposes and purpose_category not in offer.allowed_purposes:
+        errors["purpose_category"] = [f"This offer allows only: {', '.join(offer.allowed_purposes)}."]
     if not accept_terms:
         errors["accept_terms"] = ["You must accept the terms."]
     if errors:
         raise Invalid("order refused", fields=errors)
+    snapshot = billing.Plan(**plan.snapshot())  # type: ignore[arg-type]
+    upfront = billing.upfront_charge(snapshot, quota=offer.quota_jobs)
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -284,10 +341,13 @@ def order_place(
                 offer=offer,
                 plan=plan,
                 purpose=purpose.strip(),
+                purpose_category=purpose_category,
                 accepted_terms=offer.terms,
                 plan_kind=plan.kind,
                 unit_price_minor=plan.amount_minor,
                 currency=plan.currency,
+                plan_snapshot=snapshot.as_dict(),
+                upfront_minor=upfront,
                 quota_jobs=offer.quota_jobs,
                 duration_days=offer.duration_days,
                 operations=offer.operations,
@@ -301,6 +361,7 @@ def order_place(
                 operations=offer.operations,
                 quota_total=offer.quota_jobs,
                 min_group_size=offer.min_group_size,
+                epsilon_total=offer.epsilon,
                 expires_at=timezone.now() + timedelta(days=offer.duration_days),
             )
             entry_append(
@@ -316,9 +377,13 @@ def order_place(
                     "offer_version": offer.version,
                     "operations": right.operations,
                     "quota": right.quota_total,
+                    "epsilon": str(right.epsilon_total),
+                    "valid_from": right.created_at.isoformat(),
                     "expires_at": right.expires_at.isoformat(),
                     "purpose": order.purpose,
-                    "price": {"kind": plan.kind, "amount_minor": plan.amount_minor, "currency": plan.currency},
+                    "purpose_category": purpose_category,
+                    "price": snapshot.as_dict(),
+                    "charge_minor": upfront,
                 },
                 dataset_id=offer.dataset_id,
                 consumer_id=consumer.id,
@@ -334,58 +399,3 @@ def order_place(
             raise Conflict("this Idempotency-Key was used for a different request") from None
         return existing, False
     return order, True
-
-
-def right_expire_if_due(right: UsageRight) -> None:
-    if right.status == UsageRight.Status.ACTIVE and right.expires_at <= timezone.now():
-        right_set_status(right, UsageRight.Status.EXPIRED)
-        right.save(update_fields=["status"])
-
-
-def right_reserve(*, right_id: int, operation: str, consumer: Organization) -> UsageRight:
-    """Reserve one job unit on a right (caller holds a transaction; lock by id order)."""
-    right = UsageRight.objects.select_for_update().filter(id=right_id, consumer=consumer).first()
-    if right is None:
-        raise NotFound("usage right not found")
-    right_expire_if_due(right)
-    if right.status != UsageRight.Status.ACTIVE:
-        raise Conflict(
-            f"usage right {right.id} is {right.status}", fields={"rights": [f"Right {right.id} is {right.status}."]}
-        )
-    if operation not in right.operations:
-        raise invalid("algorithm", f"Right {right.id} does not permit {operation!r}.")
-    if right.quota_left <= 0:
-        raise Conflict(
-            f"usage right {right.id} has no quota left", fields={"rights": [f"Right {right.id} has no quota left."]}
-        )
-    right.quota_reserved += 1
-    right.save(update_fields=["quota_reserved"])
-    return right
-
-
-def right_settle(*, right_id: int, consumed: bool) -> UsageRight:
-    """Turn one reserved unit into a used one (consumed) or give it back (released)."""
-    with transaction.atomic():
-        right = UsageRight.objects.select_for_update().get(id=right_id)
-        right.quota_reserved -= 1
-        if consumed:
-            right.quota_used += 1
-            if right.quota_used >= right.quota_total and right.status == UsageRight.Status.ACTIVE:
-                right_set_status(right, UsageRight.Status.EXHAUSTED)
-        right.save(update_fields=["quota_reserved", "quota_used", "status"])
-    return right
-
-
-def grant_for(right: UsageRight) -> dict[str, Any]:
-    """What the node is shown of a right: enough to refuse a step it does not cover."""
-    dataset = right.dataset
-    return {
-        "right": right.id,
-        "node": dataset.node.slug,
-        "dataset": dataset.id,
-        "dataset_local": dataset.local_name,
-        "consumer": right.consumer.slug,
-        "operations": right.operations,
-        "expires_at": right.expires_at.isoformat(),
-        "min_group_size": right.min_group_size,
-    }

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from ledger.hubkey import hub_public_b64
+from marketplace import rights as rights_service
 from marketplace import selectors, services
 from marketplace.exceptions import ServiceError
 from marketplace.forms import BuyForm, NodeForm, OfferForm
@@ -82,7 +83,7 @@ def rights(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     qs = UsageRight.objects.filter(consumer=org).select_related("dataset__organization", "order")
     for right in qs:
-        services.right_expire_if_due(right)
+        rights_service.right_expire_if_due(right)
     return render(request, "marketplace/rights.html", {"rights": qs})
 
 

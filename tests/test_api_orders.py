@@ -29,7 +29,15 @@ def test_an_order_copies_price_and_terms_and_grants_a_right(bank_api) -> None:  
     right = order.right
     assert (right.quota_total, right.quota_left, right.status) == (20, 20, "active")
     granted = LedgerEntry.objects.get(kind="right_granted", right_id=right.id)
-    assert granted.payload["price"] == {"kind": "per_job", "amount_minor": 150, "currency": "EUR"}
+    assert granted.payload["price"] == {
+        "kind": "per_job",
+        "amount_minor": 150,
+        "currency": "EUR",
+        "billing": "postpaid",
+        "included_units": 0,
+        "overage_minor": 0,
+    }
+    assert granted.payload["charge_minor"] == 0  # postpaid: charged per use
     # A later price change (a new offer version) never touches the bought right.
     offer.plans.update(amount_minor=999)
     order.refresh_from_db()

@@ -1,6 +1,6 @@
 """Federated algorithms, one module each, registered by name (see ``base.REGISTRY``)."""
 
-from compute.algorithms import stats  # noqa: F401  (registers itself)
+from compute.algorithms import psi, stats  # noqa: F401  (register themselves)
 from compute.algorithms.base import REGISTRY, get_algorithm
 
 __all__ = ["REGISTRY", "get_algorithm"]

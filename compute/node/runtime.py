@@ -128,7 +128,7 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
             raise StepRefused("policy", f"this node's policy does not allow {algorithm.operation!r}")
         min_group = int(config.policy.get("min_group_size", 1))
         grant = None
-        if step not in CONSUMER_STEPS:
+        if step not in getattr(algorithm, "consumer_steps", CONSUMER_STEPS):  # default: stats' steps
             grant = _check_grant(config, payload, algorithm.operation)
             min_group = max(min_group, int(grant.get("min_group_size", 1)))
         ctx = LocalContext(config=config, job=job, min_group_size=min_group)

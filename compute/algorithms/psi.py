@@ -1,0 +1,241 @@
+"""``psi``: private set intersection cardinality, released as a noised overlap preview.
+
+Diffie–Hellman (commutative) PSI (Huberman, Franklin & Hogg, EC 1999) in the group of
+``compute.protocol.dh_group``, arranged so that the hub, not a data party, compares:
+
+1. consumer ``psi_blind``: H(x)^a for each of its IDs, shuffled; ``a`` stays in node state.
+2. provider ``psi_exchange``: tags of H(x)^ab for the consumer's list and H(y)^b for its
+   own IDs, each shuffled; ``b`` lives only for the step.
+3. consumer ``psi_finish``: tags of H(y)^ba, shuffled; then it forgets ``a``.
+4. hub: |tags(H(x)^ab) ∩ tags(H(y)^ba)|, which it releases only with noise.
+
+No node sees both doubly blinded lists, so neither data party learns the cardinality or
+which IDs match; the hub sees pseudorandom group elements and learns the count (and the
+list lengths |X|, |Y|), never an identity. Trust: the hub is honest-but-curious. A hub
+that deviated — sent hashes of guessed IDs instead of a party's list — could test those
+guesses; every such message is signed, logged and, on a provider, receipted in the ledger.
+
+The release adds Laplace noise of scale 1/ε in its discrete form, the two-sided geometric
+mechanism (Ghosh, Roughgarden & Sundararajan, STOC 2009): ε-DP for a count of sensitivity
+1 and integer-valued, so no floating-point low bits can leak the true count (Mironov, CCS
+2012). The estimate is clamped to [0, min(|X|, |Y|)]; the bucket and fraction are derived
+from it (post-processing). The exact count is never stored: the hub drops both tag sets
+when it finishes. IDs are compared as exact strings after trimming surrounding blanks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from typing import Any
+
+from compute.algorithms.base import (
+    DatasetInfo,
+    JobView,
+    NodeContext,
+    ParamError,
+    Progress,
+    Send,
+    StepRefused,
+    StepResult,
+    register,
+)
+from compute.protocol import dh_group
+
+MAX_IDS = 1_000_000
+MAX_EPSILON = 10.0
+STATE = "psi"  # the consumer node's per-job state: its secret exponent, nothing else
+BUCKETS = ((10_000, "10,000+"), (1_000, "1,000–9,999"), (100, "100–999"), (1, "1–99"), (0, "0"))
+PARAMS = {"consumer_dataset", "consumer_id_column", "epsilon"}
+
+_SYSTEM_RANDOM = secrets.SystemRandom()
+
+
+@register
+class Psi:
+    name = "psi"
+    operation = "psi"
+    summary = "Noised size of the overlap between your ID list and a provider's, by Diffie–Hellman PSI."
+    # The runtime checks a usage right on every step not listed here; psi_exchange reads
+    # provider data and therefore must never be named in this set.
+    consumer_steps = frozenset({"psi_blind", "psi_finish"})
+
+    def __init__(self, rng: random.Random | None = None, node_rng: random.Random | None = None) -> None:
+        # Injectable for tests only: ``rng`` draws the hub's noise, ``node_rng`` the nodes'
+        # exponents and shuffles. Both default to the operating system's CSPRNG.
+        self.rng = rng if rng is not None else _SYSTEM_RANDOM
+        self.node_rng = node_rng if node_rng is not None else _SYSTEM_RANDOM
+
+    def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        local = params.get("consumer_dataset")
+        if not isinstance(local, str) or not local:
+            errors["consumer_dataset"] = ["This field is required."]
+        elif len(local) > 100 or not local.replace("_", "").replace("-", "").isalnum():
+            errors["consumer_dataset"] = ["Give the local name of your ID file: letters, digits, '-' and '_'."]
+        column = params.get("consumer_id_column")
+        if not isinstance(column, str) or not column.strip():
+            errors["consumer_id_column"] = ["This field is required."]
+        elif len(column) > 200:
+            errors["consumer_id_column"] = ["At most 200 characters."]
+        epsilon = params.get("epsilon", 1.0)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon):
+            errors["epsilon"] = ["epsilon must be a number."]
+        elif not 0 < epsilon <= MAX_EPSILON:
+            errors["epsilon"] = [f"epsilon must be greater than 0 and at most {MAX_EPSILON:g}."]
+        unknown = set(params) - PARAMS
+        if unknown:
+            errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
+        provider_column = None
+        if len(datasets) != 1:
+            errors["datasets"] = [f"psi takes exactly one provider dataset, not {len(datasets)}."]
+        else:
+            ids = [c.name for c in datasets[0].columns if c.role == "id"]
+            if len(ids) != 1:
+                errors["datasets"] = [f"dataset {datasets[0].name!r} must have exactly one ID column, not {len(ids)}."]
+            else:
+                provider_column = ids[0]
+        if errors:
+            raise ParamError(errors)
+        return {
+            "consumer_dataset": local,
+            "consumer_id_column": column,
+            "epsilon": float(epsilon),
+            "provider_id_column": provider_column,
+        }
+
+    # --- hub side -------------------------------------------------------------------
+    def start(self, job: JobView) -> Progress:
+        job.state = {"phase": "blind"}
+        body = {"dataset": job.params["consumer_dataset"], "id_column": job.params["consumer_id_column"]}
+        return Progress(sends=[Send(job.consumer.key, "psi_blind", body)], percent=5)
+
+    def on_result(self, job: JobView, step: str, party: str, body: dict[str, Any]) -> Progress:
+        phase = job.state.get("phase")
+        if step == "psi_blind" and phase == "blind" and party == job.consumer.key:
+            elements = _relayed_elements(body["elements"])
+            (provider,) = job.providers
+            job.state = {"phase": "exchange", "consumer_count": len(elements)}
+            args = {"dataset": provider.dataset_local, "id_column": job.params["provider_id_column"]}
+            return Progress(sends=[Send(provider.key, "psi_exchange", {**args, "elements": elements})], percent=30)
+        if step == "psi_exchange" and phase == "exchange" and party == job.providers[0].key:
+            peer_tags = _tags(body["peer_tags"])
+            if len(peer_tags) != job.state["consumer_count"]:
+                raise ValueError("the provider re-blinded a list of another length")
+            own = _relayed_elements(body["elements"])
+            job.state = {**job.state, "phase": "finish", "provider_count": len(own), "peer_tags": peer_tags}
+            return Progress(sends=[Send(job.consumer.key, "psi_finish", {"elements": own})], percent=65)
+        if step == "psi_finish" and phase == "finish" and party == job.consumer.key:
+            tags = _tags(body["tags"])
+            if len(tags) != job.state["provider_count"]:
+                raise ValueError("the consumer finished a list of another length")
+            n_consumer, n_provider = job.state["consumer_count"], job.state["provider_count"]
+            exact = len(set(job.state["peer_tags"]).intersection(tags))
+            outputs = release(exact, n_consumer, n_provider, job.params["epsilon"], self.rng)
+            job.state = {"phase": "done"}  # the tag sets (and with them the exact count) go
+            return Progress(outputs=outputs, percent=100)
+        raise ValueError(f"psi did not expect step {step!r} from {party!r} in phase {phase!r}")
+
+    # --- node side ------------------------------------------------------------------
+    def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
+        if step == "psi_blind":
+            if ctx.state_get(STATE):
+                raise StepRefused("step_repeated", "this node already blinded its IDs for the job")
+            ids = _local_ids(ctx, body["dataset"], body["id_column"])
+            a = dh_group.random_exponent(self.node_rng)
+            blinded = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), a)
+            self.node_rng.shuffle(blinded)
+            ctx.state_put(STATE, {"exponent": format(a, "x")})
+            return StepResult({"elements": [dh_group.encode(x) for x in blinded]})
+        if step == "psi_exchange":
+            peer = _received(body["elements"])
+            if len(peer) < ctx.min_group_size:
+                raise StepRefused(
+                    "group_too_small",
+                    f"the other list has {len(peer)} IDs, below the minimum group size {ctx.min_group_size}",
+                )
+            ids = _local_ids(ctx, body["dataset"], body["id_column"])
+            b = dh_group.random_exponent(self.node_rng)
+            peer_tags = [dh_group.tag(x) for x in dh_group.power_all(peer, b)]
+            own = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), b)
+            self.node_rng.shuffle(peer_tags)
+            self.node_rng.shuffle(own)
+            return StepResult({"peer_tags": peer_tags, "elements": [dh_group.encode(x) for x in own]}, rows=len(ids))
+        if step == "psi_finish":
+            stored = ctx.state_get(STATE)
+            if not stored:
+                raise StepRefused("no_key", "this node holds no blinding exponent for the job")
+            provider = _received(body["elements"])
+            tags = [dh_group.tag(x) for x in dh_group.power_all(provider, int(stored["exponent"], 16))]
+            self.node_rng.shuffle(tags)
+            ctx.state_drop(STATE)  # one finish per job: a second list cannot be re-blinded with a
+            return StepResult({"tags": tags})
+        raise StepRefused("unknown_step", f"psi has no step {step!r}")
+
+
+def _local_ids(ctx: NodeContext, dataset: str, column: str) -> list[str]:
+    """The distinct, non-blank IDs of a local dataset, in file order; refuses what policy forbids."""
+    seen: dict[str, None] = {}
+    for row in ctx.load_rows(dataset):
+        if column not in row:
+            raise StepRefused("no_column", f"no column {column!r} in the local dataset")
+        value = (row[column] or "").strip()  # a short CSV row gives None
+        if value:
+            seen[value] = None
+            if len(seen) > MAX_IDS:
+                raise StepRefused("too_many_ids", f"more than {MAX_IDS:,} IDs; split the list")
+    if len(seen) < ctx.min_group_size:
+        raise StepRefused("group_too_small", f"{len(seen)} IDs is below the minimum group size {ctx.min_group_size}")
+    return list(seen)
+
+
+def _received(values: Any) -> list[int]:
+    try:
+        return dh_group.decode_all(values, MAX_IDS)
+    except ValueError as exc:
+        raise StepRefused("bad_elements", str(exc)) from None
+
+
+def _relayed_elements(values: Any) -> list[str]:
+    if not isinstance(values, list) or len(values) > MAX_IDS:
+        raise ValueError(f"expected a list of at most {MAX_IDS} group elements")
+    if not all(dh_group.is_encoded_element(v) for v in values):
+        raise ValueError("malformed group element")
+    return values
+
+
+def _tags(values: Any) -> list[str]:
+    if not isinstance(values, list) or len(values) > MAX_IDS or not all(dh_group.is_tag(v) for v in values):
+        raise ValueError("expected a list of tags")
+    return values
+
+
+def discrete_laplace(epsilon: float, rng: random.Random) -> int:
+    """Z with P(Z = k) ∝ exp(-ε|k|): the difference of two geometric variables.
+
+    With U uniform on (0, 1], floor(ln U / ln q) is geometric: P(G ≥ k) = q^k, q = e^-ε.
+    """
+    log_q = -epsilon
+
+    def geometric() -> int:
+        return math.floor(math.log(1.0 - rng.random()) / log_q)
+
+    return geometric() - geometric()
+
+
+def bucket(n: int) -> str:
+    return next(label for floor, label in BUCKETS if n >= floor)
+
+
+def release(exact: int, n_consumer: int, n_provider: int, epsilon: float, rng: random.Random) -> dict[str, Any]:
+    """What the consumer gets: its own |X|, and a noised overlap with what derives from it."""
+    estimate = min(max(exact + discrete_laplace(epsilon, rng), 0), n_consumer, n_provider)
+    return {
+        "consumer_ids": n_consumer,
+        "overlap_estimate": estimate,
+        "overlap_bucket": bucket(estimate),
+        "overlap_fraction": round(estimate / n_consumer, 4) if n_consumer else 0.0,
+        "epsilon": epsilon,
+        "noise": "discrete Laplace (two-sided geometric), scale 1/epsilon",
+    }

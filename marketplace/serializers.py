@@ -67,11 +67,7 @@ class StrictMinorUnits(serializers.IntegerField):
     """An integer amount of minor units: "12.5" or 12.5 is refused, not truncated to 12."""
 
     def to_internal_value(self, data):  # type: ignore[no-untyped-def]
-        if (
-            isinstance(data, bool)
-            or isinstance(data, float)
-            or (isinstance(data, str) and not data.strip().lstrip("-").isdigit())
-        ):
+        if isinstance(data, bool | float) or (isinstance(data, str) and not data.strip().lstrip("-").isdigit()):
             raise serializers.ValidationError("Must be a whole number of minor units (e.g. cents).")
         return super().to_internal_value(data)
 

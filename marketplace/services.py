@@ -23,7 +23,7 @@ from compute.protocol.canonical import canonical, sha256_hex
 from compute.protocol.envelope import Opened, parse_time
 from ledger.services import entry_append
 from marketplace import billing
-from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, invalid
+from marketplace.exceptions import Conflict, Forbidden, Invalid, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from marketplace.money import CURRENCIES
 

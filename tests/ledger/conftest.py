@@ -98,3 +98,23 @@ def world(demo) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 def later(days: int) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
+
+
+WITNESS_NAME = "dpa.example/witness"
+
+
+def dpa_id() -> int:
+    from marketplace.models import Organization
+
+    return Organization.objects.get(slug="dpa").id
+
+
+def register_witness(directory, name: str = WITNESS_NAME):  # type: ignore[no-untyped-def]
+    """The regulator makes its witness key (as `python -m ledger.witness keygen` does) and registers it."""
+    from ledger.witness import keygen, load_key
+
+    path = directory / f"{name.replace('/', '_')}.pem"
+    vkey = keygen(path, name)
+    r = api_for("regulator").post("/api/ledger/witnesses/", {"vkey": vkey}, format="json")
+    assert r.status_code == 201, r.content
+    return name, load_key(path)

@@ -1,0 +1,198 @@
+"""The offline verifier accepts real bundles and reports every kind of tampering (exit status 1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from ledger import bundle, services
+from ledger import checkpoint as notes
+from ledger.hubkey import hub_private_key
+from ledger.models import LedgerEntry
+from ledger.verify import verify_lines
+from tests.conftest import ROOT
+
+from .conftest import buy, later, use
+
+pytestmark = pytest.mark.django_db
+
+
+def export(**scope: int) -> list[str]:
+    return list(bundle.bundle_lines(**scope))
+
+
+def failures(lines: list[str]) -> list[str]:
+    return verify_lines(lines, log_keys=[services.log_vkey()]).failures
+
+
+def _edit(lines: list[str], seq: int, fn) -> list[str]:  # type: ignore[no-untyped-def]
+    out = []
+    for line in lines:
+        item = json.loads(line)
+        if item.get("seq") == seq:
+            fn(item)
+        out.append(json.dumps(item) + "\n")
+    return out
+
+
+def test_whole_dataset_consumer_and_range_bundles_verify(world) -> None:  # type: ignore[no-untyped-def]
+    acme = world["acme"]
+    for scope in ({}, {"dataset_id": acme.dataset_id}, {"consumer_id": acme.consumer_id}, {"seq_from": 5}):
+        lines = export(**scope)
+        report = verify_lines(lines, log_keys=[services.log_vkey()])
+        assert report.ok, (scope, report.failures)
+        assert report.kinds.get("usage", 0) >= 1
+    # A dataset bundle carries the grants its usage rests on, and nothing of other datasets.
+    report = verify_lines(export(dataset_id=acme.dataset_id))
+    assert report.kinds["right_granted"] == 1 and report.kinds["usage"] == 3
+    assert "RESULT: OK" in report.render()
+
+
+def test_altered_payload_is_detected(world) -> None:  # type: ignore[no-untyped-def]
+    seq = world["usages"][0].seq
+
+    def bump(item):  # type: ignore[no-untyped-def]
+        item["body"] = item["body"].replace('"rows":120', '"rows":12')
+
+    for lines in (export(), export(dataset_id=world["acme"].dataset_id)):
+        found = failures(_edit(lines, seq, bump))
+        assert any("hub signature: signature does not verify" in f for f in found)
+        assert any("does not match its signed checkpoint" in f or "not in the signed tree" in f for f in found)
+
+
+def test_removed_and_reordered_entries_are_detected(world) -> None:  # type: ignore[no-untyped-def]
+    lines = export()
+    removed = lines[:4] + lines[5:]
+    assert any("removed or reordered" in f for f in failures(removed))
+    swapped = lines[:4] + [lines[5], lines[4]] + lines[6:]
+    assert any("removed, reordered or repeated" in f for f in failures(swapped))
+    truncated = lines[:-1]
+    assert any("complete bundle holds" in f for f in failures(truncated))
+
+
+def test_forged_or_missing_hub_signature_is_detected(world) -> None:  # type: ignore[no-untyped-def]
+    seq = world["usages"][1].seq
+    forged = base64.b64encode(hub_private_key().sign(b"something else")).decode()
+    assert any("does not verify" in f for f in failures(_edit(export(), seq, lambda i: i.update(hub_sig=forged))))
+    assert any("hub signature" in f for f in failures(_edit(export(), seq, lambda i: i.update(hub_sig=""))))
+    assert any("unknown hub key" in f for f in failures(_edit(export(), seq, lambda i: i.update(hub_kid="0" * 16))))
+
+
+def test_forged_node_receipt_is_detected_even_if_the_hub_signed_it(world) -> None:  # type: ignore[no-untyped-def]
+    entry = use(world["acme"])
+    receipt = dict(entry.payload["receipt"])
+    receipt["payload"] = {**receipt["payload"], "rows": 1}  # the node never signed this
+    use(world["acme"], overrides={"receipt": receipt, "rows": 1})
+    services.checkpoint_create()
+    found = failures(export())
+    assert any("node receipt: signature does not verify" in f for f in found), found
+
+
+def test_forked_checkpoints_are_detected(world) -> None:  # type: ignore[no-untyped-def]
+    lines = export()
+    header = json.loads(lines[0])
+    size = header["tree_size"]
+    evil = notes.Checkpoint("usufruct.local/ledger", size, b"\x07" * 32)
+    header["checkpoints"].append(
+        {"size": size, "note": notes.sign_checkpoint(evil, evil.origin, hub_private_key()).decode()}
+    )
+    found = failures([json.dumps(header) + "\n", *lines[1:]])
+    assert any("fork: two signed checkpoints" in f for f in found)
+    # A smaller head whose root is not a prefix of the later one: the consistency proof fails.
+    header = json.loads(lines[0])
+    first = header["checkpoints"][0]
+    bad = notes.Checkpoint("usufruct.local/ledger", first["size"], b"\x09" * 32)
+    first["note"] = notes.sign_checkpoint(bad, bad.origin, hub_private_key()).decode()
+    found = failures([json.dumps(header) + "\n", *lines[1:]])
+    assert any("fork: checkpoint" in f and "is not consistent" in f for f in found), found
+
+
+def test_checkpoint_not_signed_by_the_pinned_key_is_rejected(world) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = notes.encode_vkey("usufruct.local/ledger", Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    report = verify_lines(export(), log_keys=[other])
+    assert not report.ok and any("pinned log keys" in f for f in report.failures)
+
+
+def test_usage_outside_a_valid_right_is_detected(world) -> None:  # type: ignore[no-untyped-def]
+    acme = world["acme"]
+    use(acme, at=later(400))  # after the right's expiry
+    use(acme, operation="psi")  # not permitted by the right
+    services.entry_append(
+        kind="right_revoked",
+        event_id=f"right_revoked:{acme.id}",
+        payload={"right": acme.id, "reason": "test"},
+        right_id=acme.id,
+        dataset_id=acme.dataset_id,
+        consumer_id=acme.consumer_id,
+    )
+    use(acme)  # after revocation
+    other = buy(node="acme")
+    use(other, overrides={"right": 999999})  # an unknown right
+    services.checkpoint_create()
+    found = " | ".join(failures(export()))
+    assert "expired" in found
+    assert "operation 'psi' is not permitted" in found
+    assert "after it ended" in found
+    assert "cites right 999999 with no earlier right_granted" in found
+
+
+def _run_verifier(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # Django, DRF and the rfc8785 library made unimportable: the verifier must not need them.
+    code = (
+        "import sys, runpy\n"
+        "for m in ('django', 'rest_framework', 'rfc8785', 'psycopg2', 'celery', 'compute', 'marketplace'):\n"
+        "    sys.modules[m] = None\n"
+        f"sys.argv = ['ledger.verify', *{[str(path), *extra]!r}]\n"
+        "runpy.run_module('ledger.verify', run_name='__main__')\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_command_line_verifier_without_django(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "bundle.jsonl"
+    good.write_text("".join(export()))
+    ok = _run_verifier(good, "--log-key", services.log_vkey())
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "RESULT: OK" in ok.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        "".join(_edit(export(), 3, lambda i: i.update(body=i["body"].replace('"version":1', '"version":2'))))
+    )
+    failed = _run_verifier(bad)
+    assert failed.returncode == 1 and "RESULT: FAILED" in failed.stdout
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("not json\n")
+    assert _run_verifier(junk).returncode == 2
+
+
+def _owner_edit(seq: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ledger_ledgerentry DISABLE TRIGGER USER")
+        cursor.execute(
+            "UPDATE ledger_ledgerentry SET body = replace(body, '\"rows\":120', '\"rows\":1') WHERE seq = %s", [seq]
+        )
+        cursor.execute("ALTER TABLE ledger_ledgerentry ENABLE TRIGGER USER")
+    assert '"rows":1,' in LedgerEntry.objects.get(seq=seq).body
+
+
+def test_row_edited_by_the_owner_behind_the_triggers_is_caught(world) -> None:  # type: ignore[no-untyped-def]
+    target = world["usages"][0]
+    _owner_edit(target.seq)
+    found = failures(export())
+    assert any(f"entry #{target.seq} hub signature" in f for f in found)
+    assert any("does not match its signed checkpoint" in f for f in found)
+
+
+def test_hub_refuses_to_sign_a_head_over_an_edited_entry(world) -> None:  # type: ignore[no-untyped-def]
+    fresh = use(world["acme"])
+    _owner_edit(fresh.seq)
+    with pytest.raises(services.CheckpointRefused, match=f"entry {fresh.seq} does not match"):
+        services.checkpoint_create()

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from ledger.hubkey import hub_kid, hub_public_b64
 from marketplace import rights, selectors, services
 from marketplace.exceptions import Forbidden, invalid
+from marketplace.filters import DatasetFilter
 from marketplace.models import Dataset, Node, Order, UsageRight
 from marketplace.serializers import (
     DatasetSerializer,
@@ -41,7 +42,7 @@ class DatasetList(generics.ListAPIView):
 
     serializer_class = DatasetSerializer
     permission_classes = [permissions.AllowAny]
-    filterset_fields = ["organization", "node"]
+    filterset_class = DatasetFilter
 
     def get_queryset(self) -> QuerySet[Dataset]:
         return selectors.catalog()

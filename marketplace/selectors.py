@@ -23,10 +23,13 @@ def current_org(user: AbstractBaseUser | AnonymousUser) -> Organization | None:
 
 
 def catalog() -> QuerySet[Dataset]:
+    """Listed datasets with their published offers and plans, in a fixed number of queries."""
+    from marketplace.filters import with_min_price
+
     published = Offer.objects.filter(status=Offer.Status.PUBLISHED).prefetch_related(
         Prefetch("plans", queryset=PricePlan.objects.order_by("id"))
     )
-    return (
+    return with_min_price(
         Dataset.objects.filter(organization__is_provider=True)
         .select_related("organization", "node")
         .prefetch_related(Prefetch("offers", queryset=published, to_attr="published_offers"))

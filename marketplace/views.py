@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -11,16 +12,28 @@ from ledger.hubkey import hub_public_b64
 from marketplace import rights as rights_service
 from marketplace import selectors, services
 from marketplace.exceptions import ServiceError
+from marketplace.filters import DatasetFilter
 from marketplace.forms import BuyForm, NodeForm, OfferForm
-from marketplace.models import Dataset, Node, Offer, Order, UsageRight
+from marketplace.models import Dataset, Node, Offer, Order, Organization, UsageRight
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "").strip()
-    datasets = selectors.catalog()
-    if q:
-        datasets = datasets.filter(name__icontains=q) | datasets.filter(description__icontains=q)
-    return render(request, "marketplace/catalog.html", {"datasets": datasets, "q": q})
+    filters = DatasetFilter(request.GET or None, queryset=selectors.catalog())
+    page = Paginator(filters.qs, 12).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    providers = Organization.objects.filter(is_provider=True).order_by("name")
+    return render(
+        request,
+        "marketplace/catalog.html",
+        {
+            "filters": filters,
+            "page": page,
+            "datasets": page.object_list,
+            "query": query.urlencode(),
+            "providers": providers,
+        },
+    )
 
 
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:

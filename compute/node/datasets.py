@@ -51,7 +51,44 @@ def infer_type(values: list[str]) -> str:
     return "number"
 
 
-def manifest(data_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
+def column_summary(values: list[str], column_type: str, role: str, min_group: int) -> dict[str, Any]:
+    """Per-column statistics safe to publish: nothing that identifies a row.
+
+    No minimum or maximum (an extreme is one person); quartiles and moments only when at
+    least ``min_group`` values are present; ID columns get only their fill rate.
+    """
+    present = [v for v in values if v.strip() != ""]
+    summary: dict[str, Any] = {"filled": round(len(present) / len(values), 4) if values else 0.0}
+    if role == "id" or len(present) < min_group:
+        summary["suppressed"] = role != "id"
+        return summary
+    if column_type in ("number", "integer"):
+        nums = sorted(float(v) for v in present)
+        n = len(nums)
+        mean = sum(nums) / n
+        std = (sum((x - mean) ** 2 for x in nums) / n) ** 0.5
+
+        def quantile(q: float) -> float:
+            # Interpolated, and rounded to 2 significant decimals: a published statistic,
+            # not a copy of any one value.
+            pos = q * (n - 1)
+            lo = int(pos)
+            hi = min(lo + 1, n - 1)
+            return round(nums[lo] + (nums[hi] - nums[lo]) * (pos - lo), 2)
+
+        summary.update(
+            mean=round(mean, 4), std=round(std, 4), p25=quantile(0.25), p50=quantile(0.5), p75=quantile(0.75)
+        )
+    else:
+        counts: dict[str, int] = {}
+        for v in present:
+            counts[v] = counts.get(v, 0) + 1
+        summary["distinct"] = len(counts)
+        summary["top"] = sorted(([k, c] for k, c in counts.items() if c >= min_group), key=lambda kc: -kc[1])[:5]
+    return summary
+
+
+def manifest(data_dir: Path, spec: dict[str, Any], min_group: int = 10) -> dict[str, Any]:
     """Schema, row count and digest of one local dataset, described by ``spec``."""
     local = spec["local"]
     path = safe_path(data_dir, local)
@@ -70,7 +107,15 @@ def manifest(data_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     for name in header:
         column_type = infer_type([r[name] for r in rows])
         role = roles.get(name, "feature")
-        columns.append({"name": name, "type": column_type, "role": role})
+        values = [r[name] for r in rows]
+        columns.append(
+            {
+                "name": name,
+                "type": column_type,
+                "role": role,
+                "summary": column_summary(values, column_type, role, min_group),
+            }
+        )
     return {
         "local": local,
         "name": spec.get("name", local),

@@ -199,7 +199,8 @@ def announcement_messages(config: NodeConfig) -> list[dict[str, Any]]:
     """One signed manifest per dataset the node's datasets.json declares."""
     messages = []
     for spec in config.dataset_specs():
-        body = {"manifest": datasets.manifest(config.data_dir, spec)}
+        min_group = int(config.policy.get("min_group_size", 10))
+        body = {"manifest": datasets.manifest(config.data_dir, spec, min_group=min_group)}
         messages.append(
             envelope.seal(
                 job="",

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["CanonicalizationError", "dumps", "dumps_fast"]
+__all__ = ["CanonicalizationError", "dumps", "dumps_checked", "dumps_fast", "string"]
 
-_MAX_SAFE = 2**53  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles
+_MAX_SAFE = 2**53 - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles
 
 
 class CanonicalizationError(ValueError):
@@ -45,6 +46,11 @@ def _number(value: float) -> str:
     return ("-" if sign else "") + out
 
 
+def string(value: str) -> str:
+    """RFC 8785 §3.2.2.2 form of one string."""
+    return _string(value)
+
+
 def _string(value: str) -> str:
     try:
         value.encode("utf-8")
@@ -63,7 +69,7 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, int):
         if abs(value) > _MAX_SAFE:
-            raise CanonicalizationError(f"integer {value} is beyond 2^53")
+            raise CanonicalizationError(f"integer {value} is beyond 2^53 - 1")
         out.append(str(value))
     elif isinstance(value, float):
         out.append(_number(value))
@@ -102,3 +108,27 @@ def dumps(value: Any) -> bytes:
 def dumps_fast(value: Any) -> bytes:
     """Sorted-key compact JSON from the C encoder; equals :func:`dumps` on the common domain (see module doc)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# A number token with a fraction, an exponent, or 16+ digits (beyond 2^53 is possible).
+# Matches inside strings too: a false alarm only costs the exact path.
+_UNSAFE_NUMBER = re.compile(rb"(?:\A|[:\[,])-?(?:[0-9]{16,}|[0-9]+[.eE])")
+
+
+def dumps_checked(value: Any, exact: Any = dumps) -> bytes:
+    """:func:`dumps_fast` when it provably equals RFC 8785, else ``exact(value)``.
+
+    The C encoder's output equals RFC 8785 unless it holds a float or an integer
+    beyond 2^53 (number formats differ) or a character outside the BMP (UTF-16 and
+    code-point key orders differ, and only 4-byte UTF-8 sequences encode those); both
+    are looked for in the output, conservatively. Several times faster than a
+    pure-Python canonicaliser; ``exact`` may be the ``rfc8785`` library. Object keys
+    must be strings, as in any JSON document.
+    """
+    try:
+        data = dumps_fast(value)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return exact(value)
+    if (data and max(data) >= 0xF0) or _UNSAFE_NUMBER.search(data):
+        return exact(value)
+    return data

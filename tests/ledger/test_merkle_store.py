@@ -70,6 +70,23 @@ def test_batch_append_continues_the_same_tree_and_chain() -> None:
 def test_batch_repeating_known_event_returns_original() -> None:
     first = services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 1})])
     again = services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 1})])
-    assert again.appended == 0 and again.entries[0].seq == first.entries[0].seq
+    assert again.appended == 0 and again.seqs == first.seqs
     with pytest.raises(services.LedgerConflict):
         services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 2})])
+
+
+@pytest.mark.django_db
+def test_batch_bodies_are_exactly_rfc8785_and_match_single_appends() -> None:
+    import json
+
+    import rfc8785
+
+    awkward = {"f": 1.5, "big": 2**60 // 2**10, "s": "tab\\t é \U0001f600", "k": {"\U0001f600": 1, "\ufb01": 2}}
+    drafts = [
+        services.Draft("refund", f"j:{i}", {"i": i, "nested": awkward if i % 2 else {"x": [1, None, True]}})
+        for i in range(6)
+    ]
+    services.entries_append_batch(drafts=drafts)
+    for e in LedgerEntry.objects.order_by("seq"):
+        assert e.body.encode() == rfc8785.dumps(json.loads(e.body))
+        assert e.payload == json.loads(e.body)["payload"]

@@ -25,22 +25,22 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ledger import checkpoint as notes
-from ledger import jcs, merkle
+from ledger import merkle
+from ledger._examine import Context, Examined, examine
 
 FORMAT = "usufruct-ledger-bundle/1"
 GENESIS = "0" * 64
-_SIG_CHUNK = 4096
+_CHUNK = 5000  # entries per unit of work handed to a worker process
 MAX_REPORTED = 50
 
 
@@ -110,54 +110,6 @@ def _time(value: Any) -> datetime:
     return parsed
 
 
-class _Signatures:
-    """Ed25519 verifications in a thread pool (``cryptography`` releases the GIL), reported in order."""
-
-    def __init__(self, report: Report, threads: int) -> None:
-        self.report = report
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
-        self.batch: list[tuple[Ed25519PublicKey, bytes, bytes, str, Callable[[], bytes] | None]] = []
-        self.pending: list[Future[list[str]]] = []
-
-    @staticmethod
-    def _run(batch: list[tuple[Ed25519PublicKey, bytes, bytes, str, Callable[[], bytes] | None]]) -> list[str]:
-        bad = []
-        for key, sig, message, label, fallback in batch:
-            try:
-                key.verify(sig, message)
-            except InvalidSignature:
-                # The fast canonical form may differ from RFC 8785 on floats: retry with the exact one.
-                alt = fallback() if fallback else None
-                try:
-                    if alt is None or alt == message:
-                        raise InvalidSignature
-                    key.verify(sig, alt)
-                except InvalidSignature:
-                    bad.append(f"{label}: signature does not verify")
-        return bad
-
-    def add(
-        self, key: Ed25519PublicKey, sig: bytes, message: bytes, label: str, fallback: Callable[[], bytes] | None = None
-    ) -> None:
-        self.batch.append((key, sig, message, label, fallback))
-        if len(self.batch) >= _SIG_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.batch:
-            self.pending.append(self.pool.submit(self._run, self.batch))
-            self.batch = []
-        # Bound memory: collect finished work once a few chunks are in flight.
-        while len(self.pending) > 8:
-            self.report.failures.extend(self.pending.pop(0).result())
-
-    def close(self) -> None:
-        self.flush()
-        for fut in self.pending:
-            self.report.failures.extend(fut.result())
-        self.pool.shutdown()
-
-
 @dataclass
 class _Right:
     seq: int
@@ -179,7 +131,7 @@ class _Checker:
         report.complete = header.get("complete") is True
         self.scope_has_all_usage = "seq_from" not in report.scope and "seq_to" not in report.scope
         self.tree_size = int(header["tree_size"])
-        self.log_keys: dict[str, Ed25519PublicKey] = {}
+        self.raw_log_keys: dict[str, bytes] = {}
         self.note_keys: list[notes.VerifierKey] = []
         for item in header.get("log_keys", []):
             vk = notes.parse_vkey(item["vkey"])
@@ -188,18 +140,18 @@ class _Checker:
                 raise BundleError(f"log key {item['kid']} does not match its vkey or the origin")
             if pinned_log and vk.encode() not in pinned_log:
                 continue
-            self.log_keys[item["kid"]] = Ed25519PublicKey.from_public_bytes(raw)
+            self.raw_log_keys[item["kid"]] = raw
             self.note_keys.append(vk)
         if pinned_log and not self.note_keys:
             report.fail("none of the pinned log keys is in the bundle")
         report.log_vkeys = [k.encode() for k in self.note_keys]
-        self.node_keys: dict[str, tuple[Ed25519PublicKey, Any]] = {}
+        self.raw_node_keys: dict[str, tuple[bytes, Any]] = {}
         for kid, item in (header.get("node_keys") or {}).items():
             raw = _b64(item["public_key"], f"node key {kid}")
             if _kid(raw) != kid:
                 report.fail(f"node key {kid} does not hash to its key id")
                 continue
-            self.node_keys[kid] = (Ed25519PublicKey.from_public_bytes(raw), item.get("organization"))
+            self.raw_node_keys[kid] = (raw, item.get("organization"))
         wanted = pinned_witnesses or list(header.get("witness_keys") or [])
         self.witnesses = [notes.parse_vkey(v) for v in wanted]
         self.pinned_witnesses = bool(pinned_witnesses)
@@ -263,73 +215,93 @@ class _Checker:
             self.report.fail(f"latest checkpoint {sizes[-1]} lacks a cosignature from a pinned witness")
 
     # --- usage rights ------------------------------------------------------------------
-    def rights_entry(self, seq: int, kind: str, p: dict[str, Any], producer_time: datetime) -> None:
+    def rights_entry(self, seq: int, kind: str, f: dict[str, Any]) -> None:
         if kind == "right_granted":
-            self.rights[p["right"]] = _Right(
+            self.rights[f["right"]] = _Right(
                 seq,
-                p.get("consumer"),
-                p.get("dataset"),
-                p.get("provider"),
-                list(p.get("operations") or []),
-                p.get("quota"),
-                _time(p["expires_at"]),
+                f.get("consumer"),
+                f.get("dataset"),
+                f.get("provider"),
+                list(f.get("operations") or []),
+                f.get("quota"),
+                _time(f["expires_at"]),
             )
         elif kind in ("right_revoked", "right_expired"):
-            right = self.rights.get(p.get("right"))
+            right = self.rights.get(f.get("right"))
             if right is not None and right.ended_seq is None:
                 right.ended_seq = seq
 
-    def usage(self, seq: int, p: dict[str, Any], produced: datetime, sigs: _Signatures) -> None:
+    def usage(self, seq: int, f: dict[str, Any]) -> None:
         where = f"usage #{seq}"
-        right = self.rights.get(p.get("right"))
+        right = self.rights.get(f.get("right"))
         if right is None:
-            self.report.fail(f"{where} cites right {p.get('right')} with no earlier right_granted entry")
-        else:
-            if right.ended_seq is not None and right.ended_seq < seq:
-                self.report.fail(f"{where} uses right {p['right']} after it ended at #{right.ended_seq}")
-            if produced > right.expires_at:
-                self.report.fail(f"{where} at {produced.isoformat()} is after right {p['right']} expired")
-            for name in ("consumer", "dataset", "provider"):
-                if p.get(name) != getattr(right, name):
-                    self.report.fail(f"{where}: {name} {p.get(name)} differs from right {p['right']}'s")
-            if p.get("operation") not in right.operations:
-                self.report.fail(f"{where}: operation {p.get('operation')!r} is not permitted by right {p['right']}")
-            right.jobs.add(str(p.get("job")))
-            if self.scope_has_all_usage and right.quota is not None and len(right.jobs) > int(right.quota):
-                self.report.fail(f"{where}: right {p['right']} used by {len(right.jobs)} jobs, quota {right.quota}")
-        receipt = p.get("receipt")
-        if not isinstance(receipt, dict) or not isinstance(receipt.get("payload"), dict):
-            self.report.fail(f"{where} carries no node receipt")
+            self.report.fail(f"{where} cites right {f.get('right')} with no earlier right_granted entry")
             return
-        r = receipt["payload"]
-        node = self.node_keys.get(receipt.get("kid"))
-        if node is None:
-            self.report.fail(f"{where}: receipt key {receipt.get('kid')!r} is not a known node key")
-            return
-        if node[1] is not None and node[1] != p.get("provider"):
-            self.report.fail(f"{where}: receipt signed by a node of organisation {node[1]}, not the provider")
-        for name in ("job", "dataset", "right", "operation", "rows", "step"):
-            if r.get(name) != p.get(name):
-                self.report.fail(f"{where}: receipt {name} {r.get(name)!r} differs from the entry's {p.get(name)!r}")
-        try:
-            sig = _b64(receipt.get("sig"), "receipt signature")
-        except ValueError as exc:
-            self.report.fail(f"{where}: {exc}")
-            return
-        sigs.add(node[0], sig, jcs.dumps_fast(r), f"{where} node receipt", lambda: jcs.dumps(r))
+        if right.ended_seq is not None and right.ended_seq < seq:
+            self.report.fail(f"{where} uses right {f['right']} after it ended at #{right.ended_seq}")
+        produced = _time(f["produced"])
+        if produced > right.expires_at:
+            self.report.fail(f"{where} at {produced.isoformat()} is after right {f['right']} expired")
+        for name in ("consumer", "dataset", "provider"):
+            if f.get(name) != getattr(right, name):
+                self.report.fail(f"{where}: {name} {f.get(name)} differs from right {f['right']}'s")
+        if f.get("operation") not in right.operations:
+            self.report.fail(f"{where}: operation {f.get('operation')!r} is not permitted by right {f['right']}")
+        right.jobs.add(str(f.get("job")))
+        if self.scope_has_all_usage and right.quota is not None and len(right.jobs) > int(right.quota):
+            self.report.fail(f"{where}: right {f['right']} used by {len(right.jobs)} jobs, quota {right.quota}")
+
+    def context(self) -> Context:
+        return Context(
+            log_keys=dict(self.raw_log_keys),
+            node_keys=dict(self.raw_node_keys),
+            tree_size=self.tree_size,
+            root=self.roots.get(self.tree_size),
+            complete=self.report.complete,
+        )
 
 
-def _entries(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(lines, start=2):
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
         if line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BundleError(f"line {number} is not JSON: {exc}") from None
+            chunk.append(line)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _examined(lines: Iterator[str], ctx: Context, jobs: int, chunk_size: int) -> Iterator[Examined]:
+    """Per-entry results in bundle order; in ``jobs`` processes once the bundle is big enough to pay for them."""
+    chunks = _chunks(lines, chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    if second is None or jobs <= 1:
+        for chunk in (first, second, *chunks) if second is not None else (first,):
+            yield from examine(chunk, ctx)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending: deque[Future[list[Examined]]] = deque(pool.submit(examine, c, ctx) for c in (first, second))
+        for chunk in chunks:
+            # Bounded read-ahead: at most a few chunks per worker are in memory at once.
+            while len(pending) >= 3 * jobs:
+                yield from pending.popleft().result()
+            pending.append(pool.submit(examine, chunk, ctx))
+        while pending:
+            yield from pending.popleft().result()
 
 
 def verify_lines(
-    lines: Iterable[str], *, log_keys: list[str] = (), witnesses: list[str] = (), threads: int = 2
+    lines: Iterable[str],
+    *,
+    log_keys: Sequence[str] = (),
+    witnesses: Sequence[str] = (),
+    jobs: int = 1,
+    chunk_size: int = _CHUNK,
 ) -> Report:
     """Verify a bundle given as lines of JSON; problems are collected in the report, never raised."""
     report = Report()
@@ -345,89 +317,42 @@ def verify_lines(
     except (KeyError, ValueError, TypeError) as exc:
         raise BundleError(f"bad bundle header: {exc}") from None
     checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
-    target_root = checker.roots.get(checker.tree_size)
-    sigs = _Signatures(report, threads)
     frontier = merkle.Frontier()
     prev_hash, last_seq = GENESIS, -1
-    try:
-        for item in _entries(it):
-            _entry(item, checker, report, sigs, frontier, target_root, prev_hash, last_seq)
-            last_seq = item.get("seq", last_seq)
-            prev_hash = hashlib.sha256(str(item.get("body", "")).encode()).hexdigest()
-    finally:
-        sigs.close()
+    for seq, leaf, body_hash, prev, kind, facts, fails in _examined(it, checker.context(), jobs, chunk_size):
+        report.failures.extend(fails)
+        if seq is None:
+            continue
+        if not isinstance(seq, int) or seq <= last_seq:
+            report.fail(f"entry #{seq} comes after #{last_seq}: entries removed, reordered or repeated")
+            continue
+        report.entries += 1
+        report.kinds[kind] = report.kinds.get(kind, 0) + 1
+        if report.complete:
+            if seq != frontier.size:
+                report.fail(f"entry #{seq} found where #{frontier.size} belongs: entries removed or reordered")
+            if prev != prev_hash:
+                report.fail(f"entry #{seq}: prev hash breaks the chain")
+            frontier.append(leaf)
+            root = checker.roots.get(frontier.size)
+            if root is not None and frontier.root() != root:
+                report.fail(f"tree of the first {frontier.size} entries does not match its signed checkpoint")
+        last_seq, prev_hash = seq, body_hash
+        if facts is None:
+            continue
+        try:
+            if kind == "usage":
+                checker.usage(seq, facts)
+            else:
+                checker.rights_entry(seq, kind, facts)
+        except (KeyError, ValueError, TypeError) as exc:
+            report.fail(f"entry #{seq}: malformed {kind} entry: {exc}")
     if report.complete and frontier.size != checker.tree_size:
         report.fail(f"complete bundle holds {frontier.size} entries, its checkpoint {checker.tree_size}")
     return report
 
 
-def _entry(
-    item: dict[str, Any],
-    checker: _Checker,
-    report: Report,
-    sigs: _Signatures,
-    frontier: merkle.Frontier,
-    target_root: bytes | None,
-    prev_hash: str,
-    last_seq: int,
-) -> None:
-    seq = item.get("seq")
-    where = f"entry #{seq}"
-    if not isinstance(seq, int) or seq <= last_seq:
-        report.fail(f"{where} comes after #{last_seq}: entries removed, reordered or repeated")
-        return
-    report.entries += 1
-    raw = str(item.get("body", "")).encode()
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError:
-        report.fail(f"{where}: body is not JSON")
-        return
-    if jcs.dumps_fast(body) != raw and jcs.dumps(body) != raw:
-        report.fail(f"{where}: body is not canonical JSON (RFC 8785)")
-    kind = str(body.get("kind"))
-    report.kinds[kind] = report.kinds.get(kind, 0) + 1
-    if body.get("seq") != seq:
-        report.fail(f"{where}: body says seq {body.get('seq')}")
-    leaf = merkle.leaf_hash(raw)
-    if report.complete:
-        if seq != frontier.size:
-            report.fail(f"{where} found where #{frontier.size} belongs: entries removed or reordered")
-        if body.get("prev") != prev_hash:
-            report.fail(f"{where}: prev hash breaks the chain")
-        frontier.append(leaf)
-        root = checker.roots.get(frontier.size)
-        if root is not None and frontier.root() != root:
-            report.fail(f"tree of the first {frontier.size} entries does not match its signed checkpoint")
-    elif target_root is not None:
-        try:
-            proof = [_b64(p, "proof hash") for p in item.get("proof") or []]
-            merkle.verify_inclusion(leaf, seq, checker.tree_size, proof, target_root)
-        except (ValueError, merkle.ProofError) as exc:
-            report.fail(f"{where} is not in the signed tree: {exc}")
-    key = checker.log_keys.get(str(item.get("hub_kid")))
-    if key is None:
-        report.fail(f"{where}: signed by unknown hub key {item.get('hub_kid')!r}")
-    else:
-        try:
-            sigs.add(key, _b64(item.get("hub_sig"), "hub signature"), raw, f"{where} hub signature")
-        except ValueError as exc:
-            report.fail(f"{where}: {exc}")
-    payload = body.get("payload")
-    if not isinstance(payload, dict):
-        report.fail(f"{where}: payload is not an object")
-        return
-    try:
-        produced = _time(body.get("producer_time"))
-        if kind in ("right_granted", "right_revoked", "right_expired"):
-            checker.rights_entry(seq, kind, payload, produced)
-        elif kind == "usage":
-            checker.usage(seq, payload, produced, sigs)
-    except (KeyError, ValueError, TypeError) as exc:
-        report.fail(f"{where}: malformed {kind} entry: {exc}")
-
-
-def verify_file(path: str, **kwargs: Any) -> Report:
+def verify_file(path: str | os.PathLike[str], **kwargs: Any) -> Report:
     with open(path, encoding="utf-8") as fh:
         return verify_lines(fh, **kwargs)
 
@@ -437,9 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="bundle file (JSON Lines), '-' for standard input")
     parser.add_argument("--log-key", action="append", default=[], help="pin the log's vkey (repeatable)")
     parser.add_argument("--witness", action="append", default=[], help="require this witness vkey's cosignature")
-    parser.add_argument("--threads", type=int, default=2, help="signature verification threads")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    parser.add_argument("--chunk", type=int, default=_CHUNK, help="entries per unit of work of a worker")
     args = parser.parse_args(argv)
-    options = {"log_keys": args.log_key, "witnesses": args.witness, "threads": args.threads}
+    options = {"log_keys": args.log_key, "witnesses": args.witness, "jobs": args.jobs, "chunk_size": args.chunk}
     try:
         report = verify_lines(sys.stdin, **options) if args.bundle == "-" else verify_file(args.bundle, **options)
     except (OSError, BundleError, notes.CheckpointError) as exc:

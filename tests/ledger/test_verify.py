@@ -159,14 +159,14 @@ def _run_verifier(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_command_line_verifier_without_django(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     good = tmp_path / "bundle.jsonl"
     good.write_text("".join(export()))
-    ok = _run_verifier(good, "--log-key", services.log_vkey())
+    ok = _run_verifier(good, "--log-key", services.log_vkey(), "--jobs", "2", "--chunk", "3")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "RESULT: OK" in ok.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
         "".join(_edit(export(), 3, lambda i: i.update(body=i["body"].replace('"version":1', '"version":2'))))
     )
-    failed = _run_verifier(bad)
+    failed = _run_verifier(bad, "--jobs", "2", "--chunk", "2")
     assert failed.returncode == 1 and "RESULT: FAILED" in failed.stdout
     junk = tmp_path / "junk.jsonl"
     junk.write_text("not json\n")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, permissions
+from rest_framework import generics, permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -46,3 +46,28 @@ class JobDetail(generics.RetrieveAPIView):
 
     def get_queryset(self) -> QuerySet[Job]:
         return Job.objects.filter(consumer=org_of(self.request)).prefetch_related("parties__node", "parties__dataset")
+
+
+class PreviewSerializer(serializers.Serializer):
+    consumer_dataset = serializers.IntegerField(help_text="One of your own datasets with an ID column.")
+
+
+class OverlapPreview(APIView):
+    """Free, rate-limited, noised estimate of how many of your IDs a dataset holds."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(
+        request=PreviewSerializer, responses={201: JobSerializer, 200: JobSerializer}, parameters=[IDEMPOTENCY]
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        s = PreviewSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        job, created = services.preview_request(
+            consumer=org_of(request),
+            user=request.user,
+            dataset_id=pk,
+            consumer_dataset_id=s.validated_data["consumer_dataset"],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
+        return Response(JobSerializer(job).data, status=201 if created else 200)

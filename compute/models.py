@@ -22,6 +22,7 @@ class Job(models.Model):
     consumer_node = models.ForeignKey("marketplace.Node", on_delete=models.PROTECT, related_name="jobs")
     algorithm = models.CharField(max_length=40)
     params = models.JSONField()
+    preview = models.BooleanField(default=False)  # a free, noised overlap preview before buying
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     state = models.JSONField(default=dict)  # the algorithm's hub-side scratch (ciphertexts only)

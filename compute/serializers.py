@@ -29,6 +29,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "algorithm",
             "params",
+            "preview",
             "status",
             "progress",
             "outputs",

@@ -26,7 +26,7 @@ from ledger.hubkey import hub_kid, hub_private_key
 from ledger.services import entry_append
 from marketplace import rights as right_svc
 from marketplace import services as market
-from marketplace.exceptions import Conflict, Invalid, invalid
+from marketplace.exceptions import Conflict, Forbidden, Invalid, ServiceError, invalid
 from marketplace.models import Dataset, Node, Organization, UsageRight
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,91 @@ def job_submit(
     return job, True
 
 
+PREVIEWS_PER_DATASET_PER_DAY = 3
+PREVIEWS_PER_CONSUMER_PER_DAY = 20
+PREVIEW_EPSILON = 1.0
+
+
+class Throttled(ServiceError):
+    status = 429
+    code = "throttled"
+
+
+def preview_request(
+    *, consumer: Organization, user: AbstractBaseUser, dataset_id: int, consumer_dataset_id: int, idempotency_key: str
+) -> tuple[Job, bool]:
+    """A free, rate-limited, differentially private estimate of how many of the consumer's
+    IDs the dataset holds (PSI cardinality + discrete Laplace noise), run on the same
+    compute path as paid jobs and recorded on the ledger as a free use."""
+    if not idempotency_key or len(idempotency_key) > 100:
+        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
+    request_hash = sha256_hex(canonical({"preview": dataset_id, "own": consumer_dataset_id}))
+    existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise Conflict("this Idempotency-Key was used for a different request")
+        return existing, False
+    if not consumer.is_consumer:
+        raise Forbidden("only consumer organisations ask for overlap previews")
+    target = (
+        Dataset.objects.select_related("node", "organization")
+        .filter(id=dataset_id, organization__is_provider=True)
+        .first()
+    )
+    if target is None:
+        raise invalid("dataset", "No such listed dataset.")
+    if target.organization_id == consumer.id:
+        raise invalid("dataset", "This is your own dataset.")
+    own = Dataset.objects.select_related("node").filter(id=consumer_dataset_id, organization=consumer).first()
+    if own is None or own.node.status != Node.Status.ACTIVE:
+        raise invalid("consumer_dataset", "Choose a dataset of yours, hosted on one of your enrolled nodes.")
+    own_ids = [c["name"] for c in own.columns if c["role"] == "id"]
+    if len(own_ids) != 1:
+        raise invalid("consumer_dataset", "Your dataset needs exactly one ID column.")
+    since = timezone.now() - timedelta(days=1)
+    recent = Job.objects.filter(consumer=consumer, preview=True, created_at__gte=since)
+    if recent.filter(parties__dataset=target).count() >= PREVIEWS_PER_DATASET_PER_DAY:
+        raise Throttled(f"at most {PREVIEWS_PER_DATASET_PER_DAY} previews of one dataset a day")
+    if recent.count() >= PREVIEWS_PER_CONSUMER_PER_DAY:
+        raise Throttled(f"at most {PREVIEWS_PER_CONSUMER_PER_DAY} previews a day")
+    algo = get_algorithm("psi")
+    params = {"consumer_dataset": own.local_name, "consumer_id_column": own_ids[0], "epsilon": PREVIEW_EPSILON}
+    try:
+        clean = algo.validate(params, [_dataset_info(target)])
+    except ParamError as exc:
+        raise Invalid("this dataset cannot be previewed", fields=exc.errors) from None
+    with transaction.atomic():
+        job = Job.objects.create(
+            consumer=consumer,
+            submitted_by=user,
+            consumer_node=own.node,
+            algorithm="psi",
+            params=clean,
+            preview=True,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        JobParty.objects.create(job=job, key="consumer", role="consumer", node=own.node)
+        JobParty.objects.create(job=job, key=f"provider:{target.id}", role="provider", node=target.node, dataset=target)
+        transaction.on_commit(lambda: _enqueue_start(job.id))
+    return job, True
+
+
+def _preview_grant(job: Job, dataset: Dataset) -> dict[str, Any]:
+    offers = dataset.offers.filter(status="published")
+    return {
+        "right": None,
+        "preview": True,
+        "node": dataset.node.slug,
+        "dataset": dataset.id,
+        "dataset_local": dataset.local_name,
+        "consumer": job.consumer.slug,
+        "operations": ["psi"],
+        "expires_at": (job.created_at + timedelta(hours=1)).isoformat(),
+        "min_group_size": max([o.min_group_size for o in offers] or [10]),
+    }
+
+
 def _enqueue_start(job_id: Any) -> None:
     from compute.tasks import start_job
 
@@ -132,7 +217,9 @@ def _view(job: Job) -> JobView:
                 role=p.role,
                 dataset_id=p.dataset_id,
                 dataset_local=p.dataset.local_name if p.dataset else None,
-                grant=right_svc.grant_for(p.right) if p.right else None,
+                grant=right_svc.grant_for(p.right)
+                if p.right
+                else (_preview_grant(job, p.dataset) if job.preview and p.dataset else None),
             )
         )
     return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
@@ -208,7 +295,7 @@ def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
     job.error = reason
     job.finished_at = timezone.now()
     job.save()
-    for party in job.parties.filter(role="provider", quota_settled=False):
+    for party in job.parties.filter(role="provider", quota_settled=False, right__isnull=False):
         right_svc.right_settle(right_id=party.right_id, consumed=False)
         party.quota_settled = True
         party.save(update_fields=["quota_settled"])
@@ -320,6 +407,33 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -
     if r.get("job") != str(job.id) or r.get("dataset") != party.dataset_id or r.get("right") != party.right_id:
         raise envelope.EnvelopeError("receipt_mismatch", "receipt does not match the job, dataset or right")
     right = party.right
+    if right is None:  # a free preview: on the ledger, never on a bill, no quota
+        entry_append(
+            kind="usage",
+            event_id=f"usage:{receipt.digest}",
+            payload={
+                "job": str(job.id),
+                "step": r["step"],
+                "dataset": party.dataset_id,
+                "right": None,
+                "order": None,
+                "consumer": job.consumer_id,
+                "provider": party.dataset.organization_id,
+                "operation": r["operation"],
+                "rows": r["rows"],
+                "units": 0,
+                "free": True,
+                "preview": True,
+                "receipt": receipt_wire,
+            },
+            producer_time=envelope.parse_time(r["at"]),
+            dataset_id=party.dataset_id,
+            consumer_id=job.consumer_id,
+            provider_id=party.dataset.organization_id,
+        )
+        party.status = JobParty.Status.DONE
+        party.save(update_fields=["status"])
+        return
     entry_append(
         kind="usage",
         event_id=f"usage:{receipt.digest}",

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from compute import services
 from compute.forms import StatsJobForm
@@ -59,3 +61,22 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "compute/job.html",
         {"job": job, "parties": parties, "msgs": msgs, "live": job.status in ("queued", "running")},
     )
+
+
+@login_required
+@require_POST
+def preview(request: HttpRequest, pk: int) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    try:
+        job, _ = services.preview_request(
+            consumer=org,
+            user=request.user,
+            dataset_id=pk,
+            consumer_dataset_id=int(request.POST.get("consumer_dataset") or 0),
+            idempotency_key=request.POST.get("idempotency_key", ""),
+        )
+    except ServiceError as exc:
+        detail = "; ".join(m for msgs in exc.fields.values() for m in msgs) or exc.message
+        messages.error(request, f"No preview: {detail}")
+        return redirect("dataset", pk=pk)
+    return redirect("job", pk=job.id)

@@ -9,6 +9,7 @@ from ledger import api as ledger_api
 from ledger import views as ledger_views
 from marketplace import api as market_api
 from marketplace import views as market_views
+from marketplace import views_accounts as market_accounts
 
 api = [
     path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
@@ -22,6 +23,7 @@ api = [
     path("api/hub/key/", market_api.HubKey.as_view(), name="api-hub-key"),
     path("api/billing/bill/", market_api.Bill.as_view(), name="api-bill"),
     path("api/billing/revenue/", market_api.Revenue.as_view(), name="api-revenue"),
+    path("api/datasets/<int:pk>/overlap-preview/", compute_api.OverlapPreview.as_view(), name="api-preview"),
     path("api/jobs/", compute_api.JobListCreate.as_view(), name="api-jobs"),
     path("api/jobs/<uuid:pk>/", compute_api.JobDetail.as_view(), name="api-job"),
     path("api/ledger/entries/", ledger_api.EntryList.as_view(), name="api-ledger"),
@@ -55,10 +57,16 @@ pages = [
     path("jobs/", compute_views.job_list, name="jobs"),
     path("jobs/new/", compute_views.job_new, name="job-new"),
     path("jobs/<uuid:pk>/", compute_views.job_detail, name="job"),
+    path("datasets/<int:pk>/preview/", compute_views.preview, name="preview"),
     path("ledger/", ledger_views.entries, name="ledger"),
     path("ledger/entries/<int:seq>/", ledger_views.entry_detail, name="ledger-entry"),
     path("ledger/checkpoints/", ledger_views.checkpoints, name="ledger-checkpoints"),
     path("ledger/audit/", ledger_views.audit, name="ledger-audit"),
+    path("rights/<int:pk>/", market_accounts.right_detail, name="right"),
+    path("provider/orders/", market_accounts.orders_received, name="orders-received"),
+    path("signup/", market_accounts.signup, name="signup"),
+    path("organization/", market_accounts.organization, name="organization"),
+    path("account/tokens/", market_accounts.tokens, name="tokens"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

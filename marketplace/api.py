@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger.hubkey import hub_kid, hub_public_b64
-from marketplace import rights, selectors, services
+from marketplace import accounts, rights, selectors, services
 from marketplace.exceptions import Forbidden, invalid
 from marketplace.filters import DatasetFilter
 from marketplace.models import Dataset, Node, Order, UsageRight
@@ -69,7 +69,7 @@ class OfferCreate(APIView):
             raise invalid("dataset", "No such dataset.")
         if "plans" in data:
             data["plans"] = [dict(p) for p in data["plans"]]
-        offer = services.offer_publish(organization=org_of(request), dataset=dataset, **data)
+        offer = services.offer_publish(organization=accounts.require_admin(request.user), dataset=dataset, **data)
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,7 +120,9 @@ class RightRevoke(APIView):
     def post(self, request: Request, pk: int) -> Response:
         s = RevokeSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        right = rights.right_revoke(provider=org_of(request), right_id=pk, reason=s.validated_data["reason"])
+        right = rights.right_revoke(
+            provider=accounts.require_admin(request.user), right_id=pk, reason=s.validated_data["reason"]
+        )
         return Response(UsageRightSerializer(right).data)
 
 
@@ -147,7 +149,9 @@ class NodeListCreate(APIView):
     def post(self, request: Request) -> Response:
         s = NodeSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        node, token = services.node_create(organization=org_of(request), slug=s.validated_data["slug"])
+        node, token = services.node_create(
+            organization=accounts.require_admin(request.user), slug=s.validated_data["slug"]
+        )
         return Response({**NodeSerializer(node).data, "enrolment_token": token}, status=201)
 
 

@@ -5,7 +5,7 @@ import uuid
 from django import forms
 
 from compute.algorithms import REGISTRY
-from marketplace.models import Dataset
+from marketplace.models import Dataset, PricePlan
 from marketplace.money import CURRENCIES
 
 
@@ -29,11 +29,19 @@ class OfferForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     title = forms.CharField(max_length=200)
     operations = forms.MultipleChoiceField(choices=[], widget=forms.CheckboxSelectMultiple, initial=["stats"])
-    price = forms.CharField(label="Price per job", help_text="In major units, e.g. 12.50")
+    kind = forms.ChoiceField(choices=PricePlan.Kind.choices, initial="per_job", label="Price plan")
+    billing = forms.ChoiceField(choices=PricePlan.Billing.choices, initial="postpaid", label="Billing")
+    price = forms.CharField(
+        label="Price", required=False, help_text="Per job, per 1,000 rows, per record, or per period; e.g. 12.50"
+    )
     currency = forms.ChoiceField(choices=[(c, c) for c in sorted(CURRENCIES)], initial="EUR")
-    quota_jobs = forms.IntegerField(min_value=1, initial=10, label="Jobs included")
+    included_units = forms.IntegerField(min_value=0, initial=0, required=False, label="Jobs included (subscription)")
+    overage = forms.CharField(required=False, label="Price per extra job (subscription)")
+    quota_jobs = forms.IntegerField(min_value=1, initial=10, label="Jobs included in the right (quota)")
     duration_days = forms.IntegerField(min_value=1, initial=365, label="Duration (days)")
     min_group_size = forms.IntegerField(min_value=1, initial=10, label="Minimum group size")
+    epsilon = forms.DecimalField(min_value=0, max_value=100, decimal_places=3, initial=0, label="Privacy budget ε")
+    allowed_purposes = forms.CharField(required=False, help_text="Comma-separated; empty allows any declared purpose")
     terms = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
     def __init__(self, *args, organization=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -43,13 +51,27 @@ class OfferForm(forms.Form):
 
     def clean(self):  # type: ignore[no-untyped-def]
         data = super().clean()
-        price, currency = data.get("price"), data.get("currency")
-        if price is not None and currency:
-            try:
-                data["amount_minor"] = to_minor(price, currency)
-            except ValueError as exc:
-                self.add_error("price", str(exc))
+        currency = data.get("currency")
+        if currency:
+            for field, target in (("price", "amount_minor"), ("overage", "overage_minor")):
+                raw = (data.get(field) or "").strip()
+                try:
+                    data[target] = to_minor(raw, currency) if raw else 0
+                except ValueError as exc:
+                    self.add_error(field, str(exc))
+        data["purposes"] = [p.strip() for p in (data.get("allowed_purposes") or "").split(",") if p.strip()]
         return data
+
+    def plan(self) -> dict[str, object]:
+        d = self.cleaned_data
+        return {
+            "kind": d["kind"],
+            "billing": d["billing"],
+            "amount_minor": d.get("amount_minor", 0),
+            "currency": d["currency"],
+            "included_units": d.get("included_units") or 0,
+            "overage_minor": d.get("overage_minor", 0),
+        }
 
 
 def to_minor(text: str, currency: str) -> int:
@@ -68,3 +90,21 @@ def to_minor(text: str, currency: str) -> int:
 
 class NodeForm(forms.Form):
     slug = forms.SlugField(max_length=60, label="Node name", help_text="Letters, digits and dashes")
+
+
+class SignupForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput, min_length=8)
+    org_name = forms.CharField(max_length=200, label="Organisation")
+    is_provider = forms.BooleanField(required=False, label="We provide data")
+    is_consumer = forms.BooleanField(required=False, label="We buy usage rights")
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=[("member", "Member"), ("admin", "Admin")])
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000)

@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from ledger.hubkey import hub_public_b64
+from marketplace import accounts, selectors, services
 from marketplace import rights as rights_service
-from marketplace import selectors, services
 from marketplace.exceptions import ServiceError
 from marketplace.filters import DatasetFilter
 from marketplace.forms import BuyForm, NodeForm, OfferForm
@@ -134,7 +134,7 @@ def provider_home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def offer_new(request: HttpRequest) -> HttpResponse:
-    org = selectors.current_org(request.user)
+    org = accounts.require_admin(request.user)
     form = OfferForm(request.POST or None, organization=org)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -144,19 +144,19 @@ def offer_new(request: HttpRequest) -> HttpResponse:
                 dataset=d["dataset"],
                 title=d["title"],
                 operations=list(d["operations"]),
-                amount_minor=d["amount_minor"],
-                currency=d["currency"],
+                plans=[form.plan()],
                 quota_jobs=d["quota_jobs"],
                 duration_days=d["duration_days"],
                 min_group_size=d["min_group_size"],
                 terms=d["terms"],
+                epsilon=d["epsilon"],
+                allowed_purposes=d["purposes"],
             )
         except ServiceError as exc:
             for field, msgs in exc.fields.items():
                 for msg in msgs:
-                    form.add_error(
-                        "price" if field == "amount_minor" else (field if field in form.fields else None), msg
-                    )
+                    target = {"amount_minor": "price", "overage_minor": "overage"}.get(field, field)
+                    form.add_error(target if target in form.fields else None, msg)
         else:
             messages.success(request, f"Offer “{offer.title}” v{offer.version} published.")
             return redirect("dataset", pk=offer.dataset_id)
@@ -165,7 +165,7 @@ def offer_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def node_new(request: HttpRequest) -> HttpResponse:
-    org = selectors.current_org(request.user)
+    org = accounts.require_admin(request.user)
     form = NodeForm(request.POST or None)
     token = None
     node = None

@@ -464,7 +464,12 @@ def test_the_runtime_checks_a_right_on_the_provider_step_only(tmp_path: Path) ->
         directory = tmp_path / slug
         (directory / "data").mkdir(parents=True)
         (directory / "hub.pub").write_text(keys.public_b64(hub_key))
-        (directory / "policy.json").write_text(json.dumps({"operations": operations, "min_group_size": 3}))
+        policy = {
+            "operations": operations,
+            "min_group_size": 3,
+            "consumer_datasets": ["mine"] if slug == "bank" else [],
+        }
+        (directory / "policy.json").write_text(json.dumps(policy))
         (directory / "data" / f"{name}.csv").write_text("\n".join([column, *values]) + "\n")
         return NodeConfig(slug=slug, directory=directory, broker_url="memory://", broker_dir=None)
 

@@ -86,6 +86,9 @@ def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) ->
     grant = payload["body"].get("grant")
     if not isinstance(grant, dict):
         raise StepRefused("no_right", "a provider step must present a usage right")
+    # A free overlap preview carries no right: only if this node offers previews, only for PSI.
+    if grant.get("preview") and (not config.policy.get("previews") or operation != "psi"):
+        raise StepRefused("not_permitted", "this node does not answer overlap previews")
     if grant.get("node") != config.slug:
         raise StepRefused("no_right", "the right is for another node")
     if operation not in grant.get("operations", []):
@@ -131,6 +134,12 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
         if step not in getattr(algorithm, "consumer_steps", CONSUMER_STEPS):  # default: stats' steps
             grant = _check_grant(config, payload, algorithm.operation)
             min_group = max(min_group, int(grant.get("min_group_size", 1)))
+        else:
+            # A consumer-side step runs without a usage right, so it may read only the data
+            # this node's operator set aside for its own jobs — never a dataset it sells.
+            local = body["args"].get("dataset")
+            if local is not None and local not in config.policy.get("consumer_datasets", []):
+                raise StepRefused("policy", f"dataset {local!r} is not open to this node's own jobs")
         ctx = LocalContext(config=config, job=job, min_group_size=min_group)
         result = algorithm.node_step(ctx, step, body["args"])
         reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}

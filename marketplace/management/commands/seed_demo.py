@@ -99,7 +99,12 @@ class Command(BaseCommand):
         spec = demo_data.DATASET_SPECS[slug]
         demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
         (directory / "datasets.json").write_text(json.dumps(spec, indent=2))
-        (directory / "policy.json").write_text(json.dumps({"operations": ["stats"], "min_group_size": 20}))
+        policy: dict[str, object] = {"operations": ["stats", "psi"], "min_group_size": 20}
+        if slug == "bank":
+            policy["consumer_datasets"] = ["applicants"]  # the bank's own IDs and labels, for its jobs
+        else:
+            policy["previews"] = True  # answer free, noised overlap previews
+        (directory / "policy.json").write_text(json.dumps(policy))
         (directory / "hub.pub").write_text(hub_public_b64() + "\n")
         node, token = services.node_create(organization=org, slug=slug)
         # Act as the node operator on this one machine: the node library makes the key in

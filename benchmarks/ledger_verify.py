@@ -1,0 +1,63 @@
+"""Offline verification of a 1,000,000-entry bundle, with the export it needs.
+
+    .venv/bin/python benchmarks/ledger_verify.py [--entries 1000000] [--jobs 2]
+
+Uses the ledger built by ``_million`` (shared with ``ledger_proofs.py``), exports the
+whole-log bundle with ``manage.py export_bundle``'s code path, then runs
+``python -m ledger.verify`` on it in a fresh process (no Django) and times it.
+Baseline in the same run: the bare cost of reading the file and SHA-256-hashing every
+body into the Merkle tree (what any verifier must at least do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _million
+from _setup import ROOT, machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--bundle", default="/tmp/usufruct-bench-bundle.jsonl")
+    args = parser.parse_args()
+    _million.ensure(args.entries)
+    from ledger import bundle, merkle, services
+
+    path = Path(args.bundle)
+    t = time.perf_counter()
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(bundle.bundle_lines())
+    exported = time.perf_counter() - t
+    t = time.perf_counter()
+    frontier = merkle.Frontier()
+    with path.open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            frontier.append(merkle.leaf_hash(json.loads(line)["body"].encode()))
+    floor = time.perf_counter() - t
+    cmd = [sys.executable, "-m", "ledger.verify", str(path), "--log-key", services.log_vkey(), "--jobs", str(args.jobs)]
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    verified = time.perf_counter() - t
+    print(f"machine: {machine()}")
+    print(f"bundle: {frontier.size:,} entries, {path.stat().st_size / 1e6:,.0f} MB, exported in {exported:.1f} s")
+    print(f"baseline  read + parse + leaf-hash + tree, one process:  {floor:6.1f} s")
+    print(
+        f"usufruct  python -m ledger.verify --jobs {args.jobs}:            {verified:6.1f} s (exit {done.returncode})"
+    )
+    print("\n".join(done.stdout.strip().splitlines()[-2:]))
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:])
+
+
+if __name__ == "__main__":
+    main()

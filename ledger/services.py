@@ -26,7 +26,7 @@ from compute.protocol.canonical import canonical
 from compute.protocol.envelope import format_time
 from ledger import bulk, jcs, merkle, tree
 from ledger import checkpoint as notes
-from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict
+from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict, ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, Witness
 
@@ -356,3 +356,85 @@ def cosignature_add(*, checkpoint: Checkpoint, note: bytes, organization_id: int
     if not stored:
         raise CosignatureRejected("the note carries no cosignature from a witness of your organisation")
     return stored
+
+
+# --- corrections and key rotation ------------------------------------------------------------
+
+
+def entry_correct(*, corrects_seq: int, reason: str, amends: dict[str, Any], event_id: str) -> LedgerEntry:
+    """A compensating ``correction`` entry pointing at (seq and hash of) the entry it corrects; nothing is edited."""
+    target = LedgerEntry.objects.filter(seq=corrects_seq).first()
+    if target is None:
+        raise ProofUnavailable(f"no entry {corrects_seq} to correct")
+    if not reason.strip():
+        raise LedgerConflict("a correction needs a reason")
+    return entry_append(
+        kind=LedgerEntry.Kind.CORRECTION,
+        event_id=event_id,
+        payload={
+            "corrects": target.seq,
+            "corrects_entry_hash": target.entry_hash,
+            "corrects_kind": target.kind,
+            "reason": reason.strip(),
+            "amends": amends,
+        },
+        dataset_id=target.dataset_id,
+        consumer_id=target.consumer_id,
+        provider_id=target.provider_id,
+        right_id=target.right_id,
+    )
+
+
+def hub_key_rotate() -> LedgerEntry:
+    """Replace the hub's signing key; the ``key_rotated`` entry is signed by the old key and endorsed by the new.
+
+    The old key file is kept beside the new one (``.retired-<kid>``) so that
+    bundles keep listing it; checkpoints before the rotation stay verifiable.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compute.protocol import keys
+    from ledger.hubkey import hub_public_b64
+
+    path = settings.USUFRUCT_HUB_KEY_FILE
+    old_kid, old_public = hub_kid(), hub_public_b64()
+    new = Ed25519PrivateKey.generate()
+    new_public = keys.public_b64(new)
+    statement = canonical(
+        {"rotate_from": old_kid, "rotate_to": keys.key_id(new), "origin": settings.USUFRUCT_LOG_ORIGIN}
+    )
+    with transaction.atomic():
+        entry = entry_append(
+            kind=LedgerEntry.Kind.KEY_ROTATED,
+            event_id=f"key_rotated:hub:{old_kid}",
+            payload={
+                "key": "hub",
+                "old_kid": old_kid,
+                "old_public_key": old_public,
+                "new_kid": keys.key_id(new),
+                "new_public_key": new_public,
+                "endorsement": base64.b64encode(new.sign(statement)).decode(),
+            },
+        )
+        # After commit only: a rolled-back rotation must leave the old key in place.
+        # Other processes cache the key: restart them (they keep signing with the old,
+        # still listed, key until then).
+        transaction.on_commit(lambda: _swap_key_file(path, new, old_kid))
+    return entry
+
+
+def _swap_key_file(path: Any, new: Any, old_kid: str) -> None:
+    import os
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+
+    from ledger.hubkey import hub_private_key
+
+    path = Path(path)
+    os.replace(path, path.with_name(f"{path.name}.retired-{old_kid}"))
+    pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    hub_private_key.cache_clear()

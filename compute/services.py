@@ -59,6 +59,8 @@ def job_submit(
         if existing.request_hash != request_hash:
             raise Conflict("this Idempotency-Key was used for a different request")
         return existing, False
+    if not consumer.is_consumer:
+        raise Forbidden("only consumer organisations submit jobs")
     try:
         algo = get_algorithm(algorithm)
     except ParamError as exc:

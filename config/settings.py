@@ -116,6 +116,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PlanKindEnum": "marketplace.models.PricePlan.Kind",
+        "LedgerKindEnum": "ledger.models.LedgerEntry.Kind",
+    },
 }
 
 # --- Celery: the federation transport -------------------------------------------------

@@ -108,6 +108,8 @@ class RightList(generics.ListAPIView):
     filterset_fields = ["status", "dataset"]
 
     def get_queryset(self) -> QuerySet[UsageRight]:
+        if getattr(self, "swagger_fake_view", False):
+            return UsageRight.objects.none()
         return UsageRight.objects.filter(consumer=org_of(self.request)).select_related("dataset")
 
 
@@ -133,6 +135,8 @@ class OrdersReceived(generics.ListAPIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def get_queryset(self) -> QuerySet[Order]:
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
         return Order.objects.filter(offer__dataset__organization=org_of(self.request)).select_related("right__dataset")
 
 

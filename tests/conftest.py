@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 NODES = ("acme", "taxco", "bank")
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    # PBKDF2 costs ~0.2 s per demo user; tests check permissions, not hash strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def demo(db) -> None:  # type: ignore[no-untyped-def]
     """The seeded demo world: orgs, users, enrolled nodes, signed datasets, offers."""

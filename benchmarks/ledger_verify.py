@@ -48,12 +48,16 @@ def main() -> None:
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     verified = time.perf_counter() - t
+    t = time.perf_counter()
+    roots = subprocess.run([*cmd, "--trust-signed-roots"], cwd=ROOT, capture_output=True, text=True)
+    trusted = time.perf_counter() - t
     print(f"machine: {machine()}")
     print(f"bundle: {frontier.size:,} entries, {path.stat().st_size / 1e6:,.0f} MB, exported in {exported:.1f} s")
     print(f"baseline  read + parse + leaf-hash + tree, one process:  {floor:6.1f} s")
     print(
         f"usufruct  python -m ledger.verify --jobs {args.jobs}:            {verified:6.1f} s (exit {done.returncode})"
     )
+    print(f"usufruct  ... --trust-signed-roots:                      {trusted:6.1f} s (exit {roots.returncode})")
     print("\n".join(done.stdout.strip().splitlines()[-2:]))
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])

@@ -251,13 +251,14 @@ class _Checker:
         if self.scope_has_all_usage and right.quota is not None and len(right.jobs) > int(right.quota):
             self.report.fail(f"{where}: right {f['right']} used by {len(right.jobs)} jobs, quota {right.quota}")
 
-    def context(self) -> Context:
+    def context(self, hub_signatures: bool) -> Context:
         return Context(
             log_keys=dict(self.raw_log_keys),
             node_keys=dict(self.raw_node_keys),
             tree_size=self.tree_size,
             root=self.roots.get(self.tree_size),
             complete=self.report.complete,
+            hub_signatures=hub_signatures,
         )
 
 
@@ -302,6 +303,7 @@ def verify_lines(
     witnesses: Sequence[str] = (),
     jobs: int = 1,
     chunk_size: int = _CHUNK,
+    hub_signatures: bool = True,
 ) -> Report:
     """Verify a bundle given as lines of JSON; problems are collected in the report, never raised."""
     report = Report()
@@ -319,7 +321,9 @@ def verify_lines(
     checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
     frontier = merkle.Frontier()
     prev_hash, last_seq = GENESIS, -1
-    for seq, leaf, body_hash, prev, kind, facts, fails in _examined(it, checker.context(), jobs, chunk_size):
+    for seq, leaf, body_hash, prev, kind, facts, fails in _examined(
+        it, checker.context(hub_signatures), jobs, chunk_size
+    ):
         report.failures.extend(fails)
         if seq is None:
             continue
@@ -364,8 +368,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--witness", action="append", default=[], help="require this witness vkey's cosignature")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--chunk", type=int, default=_CHUNK, help="entries per unit of work of a worker")
+    parser.add_argument(
+        "--trust-signed-roots",
+        action="store_true",
+        help="skip each entry's own hub signature: the verified checkpoint signatures already cover every body",
+    )
     args = parser.parse_args(argv)
-    options = {"log_keys": args.log_key, "witnesses": args.witness, "jobs": args.jobs, "chunk_size": args.chunk}
+    options = {
+        "log_keys": args.log_key,
+        "witnesses": args.witness,
+        "jobs": args.jobs,
+        "chunk_size": args.chunk,
+        "hub_signatures": not args.trust_signed_roots,
+    }
     try:
         report = verify_lines(sys.stdin, **options) if args.bundle == "-" else verify_file(args.bundle, **options)
     except (OSError, BundleError, notes.CheckpointError) as exc:

@@ -196,3 +196,15 @@ def test_hub_refuses_to_sign_a_head_over_an_edited_entry(world) -> None:  # type
     _owner_edit(fresh.seq)
     with pytest.raises(services.CheckpointRefused, match=f"entry {fresh.seq} does not match"):
         services.checkpoint_create()
+
+
+def test_trusting_signed_roots_skips_entry_signatures_but_not_tampering(world) -> None:  # type: ignore[no-untyped-def]
+    seq = world["usages"][1].seq
+    forged = base64.b64encode(hub_private_key().sign(b"other")).decode()
+    lines = _edit(export(), seq, lambda i: i.update(hub_sig=forged))
+    assert verify_lines(lines, hub_signatures=False).ok
+    altered = _edit(export(), seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":99')))
+    found = verify_lines(altered, hub_signatures=False).failures
+    assert found and all("hub signature" not in f for f in found)
+    partial = _edit(export(dataset_id=world["acme"].dataset_id), seq, lambda i: i.update(body=i["body"] + " "))
+    assert not verify_lines(partial, hub_signatures=False).ok

@@ -59,6 +59,13 @@ def require_admin(user: AbstractBaseUser) -> Organization:
     return m.organization
 
 
+def require_provider_admin(user: AbstractBaseUser) -> Organization:
+    org = require_admin(user)
+    if not org.is_provider:
+        raise Forbidden("only provider organisations publish offers")
+    return org
+
+
 def member_add(*, admin: AbstractBaseUser, username: str, role: str) -> Membership:
     org = require_admin(admin)
     if role not in Membership.Role.values:

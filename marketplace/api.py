@@ -69,7 +69,9 @@ class OfferCreate(APIView):
             raise invalid("dataset", "No such dataset.")
         if "plans" in data:
             data["plans"] = [dict(p) for p in data["plans"]]
-        offer = services.offer_publish(organization=accounts.require_admin(request.user), dataset=dataset, **data)
+        offer = services.offer_publish(
+            organization=accounts.require_provider_admin(request.user), dataset=dataset, **data
+        )
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 

@@ -77,6 +77,10 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         offers.append({"offer": offer, "plan": offer.plans.all()[0], "form": form})
     own = org is not None and org.id == dataset.organization_id
     id_columns = [c["name"] for c in dataset.columns if c["role"] == "id"]
+    own_datasets = []
+    if org is not None and org.is_consumer and not own:
+        mine = Dataset.objects.filter(organization=org, node__status=Node.Status.ACTIVE)
+        own_datasets = [d for d in mine if any(c["role"] == "id" for c in d.columns)]
     return render(
         request,
         "marketplace/dataset.html",
@@ -85,6 +89,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "offers": offers,
             "own": own,
             "id_columns": id_columns,
+            "own_datasets": own_datasets,
+            "preview_key": BuyForm.fresh_key(),
             "manifest_kid": dataset.manifest.get("kid"),
             "error_offer": error_offer,
         },
@@ -134,7 +140,7 @@ def provider_home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def offer_new(request: HttpRequest) -> HttpResponse:
-    org = accounts.require_admin(request.user)
+    org = accounts.require_provider_admin(request.user)
     form = OfferForm(request.POST or None, organization=org)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data

@@ -16,8 +16,9 @@ from marketplace.forms import MemberForm, RevokeForm, SignupForm
 from marketplace.models import Membership, Order, UsageRight
 
 
-def _form_errors(form, exc: ServiceError) -> None:  # type: ignore[no-untyped-def]
+def _form_errors(form, exc: ServiceError, rename: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
     for field, msgs in exc.fields.items():
+        field = (rename or {}).get(field, field)
         for msg in msgs:
             form.add_error(field if field in form.fields else None, msg)
     if not exc.fields:
@@ -38,9 +39,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 is_consumer=d["is_consumer"],
             )
         except ServiceError as exc:
-            _form_errors(form, exc)
-            if "kinds" in exc.fields:
-                form.add_error("is_consumer", exc.fields["kinds"][0])
+            _form_errors(form, exc, rename={"kinds": "is_consumer"})
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome to Usufruct, {user.get_username()}.")

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +153,40 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):  # type: 
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+# --- browser (Playwright driving Debian's Chromium) ------------------------------------
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests
+# make themselves are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "usufruct-demo"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    p = context.new_page()
+    p.set_default_timeout(20_000)
+    yield p
+    context.close()
+
+
+def login(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("header .who")).to_contain_text(username)

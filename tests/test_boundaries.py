@@ -40,7 +40,13 @@ def test_import_linter_contract_holds() -> None:
 
 def test_the_node_cli_fails_with_one_line_when_misconfigured() -> None:
     env = {"PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "compute.node", "announce"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "compute.node", "announce"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert out.stderr.strip() == "error: environment variable USUFRUCT_NODE_SLUG is required"

@@ -60,27 +60,42 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
     env.update(USUFRUCT_VAR_DIR=str(tmp_path / "var"), USUFRUCT_PORT=str(port), PYTHONUNBUFFERED="1")
     env.pop("USUFRUCT_HUB_KEY_FILE", None)
     log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _call(f"{base}/api/datasets/")[1].get("count") == 2, timeout=120)
         token = subprocess.run(
-            [sys.executable, "manage.py", "drf_create_token", "bank"], cwd=ROOT, env=env, capture_output=True,
-            text=True, check=True,
+            [sys.executable, "manage.py", "drf_create_token", "bank"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()[2]
         datasets = _call(f"{base}/api/datasets/")[1]["results"]
         rights = []
         for d in datasets:
-            status, order = _call(f"{base}/api/orders/", token, {"offer": d["offers"][0]["id"], "purpose": "smoke",
-                                                                  "accept_terms": True}, key=f"smoke-{d['id']}")
+            status, order = _call(
+                f"{base}/api/orders/",
+                token,
+                {"offer": d["offers"][0]["id"], "purpose": "smoke", "accept_terms": True},
+                key=f"smoke-{d['id']}",
+            )
             assert status == 201, order
             rights.append(order["right"]["id"])
-        status, job = _call(f"{base}/api/jobs/", token, {"algorithm": "stats", "params": {"column": "tenure_months"},
-                                                         "rights": rights}, key="smoke-job")
+        status, job = _call(
+            f"{base}/api/jobs/",
+            token,
+            {"algorithm": "stats", "params": {"column": "tenure_months"}, "rights": rights},
+            key="smoke-job",
+        )
         assert status == 201, job
-        done = _wait(lambda: (j := _call(f"{base}/api/jobs/{job['id']}/", token)[1])["status"] in ("succeeded", "failed")
-                     and j, timeout=120)
+        done = _wait(
+            lambda: (j := _call(f"{base}/api/jobs/{job['id']}/", token)[1])["status"] in ("succeeded", "failed") and j,
+            timeout=120,
+        )
         assert done["status"] == "succeeded", done
         assert done["outputs"]["count"] == 3800
         bill = _call(f"{base}/api/billing/bill/", token)[1]

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -59,6 +61,15 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         ]
 
 
+class LedgerEntryProofSerializer(LedgerEntrySerializer):
+    """An entry and its RFC 9162 inclusion proof (leaf index, tree size, path, root)."""
+
+    inclusion = serializers.DictField(read_only=True)
+
+    class Meta(LedgerEntrySerializer.Meta):
+        fields = [*LedgerEntrySerializer.Meta.fields, "inclusion"]
+
+
 class EntryFilters(serializers.Serializer):
     kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices, required=False)
     dataset_id = serializers.IntegerField(required=False)
@@ -90,6 +101,10 @@ class EntryDetail(LedgerErrors, APIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(
+        parameters=[OpenApiParameter("tree_size", int, description="Prove against this tree size.")],
+        responses=LedgerEntryProofSerializer,
+    )
     def get(self, request: Request, seq: int) -> Response:
         entry = get_object_or_404(selectors.visible_entries(request.user), seq=seq)
         size = request.query_params.get("tree_size")
@@ -142,6 +157,7 @@ class CheckpointList(LedgerErrors, generics.ListCreateAPIView):
 class CheckpointLatest(LedgerErrors, APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(responses=CheckpointSerializer)
     def get(self, request: Request) -> Response:
         cp = selectors.checkpoint_latest()
         if cp is None:
@@ -161,6 +177,10 @@ class CosignatureCreate(LedgerErrors, APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
 
+    @extend_schema(
+        request=inline_serializer("Cosignature", {"note": serializers.CharField()}),
+        responses={201: CheckpointSerializer},
+    )
     def post(self, request: Request, size: int) -> Response:
         cp = get_object_or_404(Checkpoint, size=size)
         org = market.current_org(request.user)
@@ -177,6 +197,13 @@ class ConsistencyProof(LedgerErrors, APIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", int, required=True, description="The older tree size."),
+            OpenApiParameter("to", int, required=True, description="The newer tree size."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         try:
             size1, size2 = int(request.query_params["from"]), int(request.query_params["to"])
@@ -213,6 +240,7 @@ class LogKey(APIView):
 
     permission_classes = [permissions.AllowAny]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -236,6 +264,7 @@ class BundleDownload(LedgerErrors, APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
 
+    @extend_schema(parameters=[BundleFilters], responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
     def get(self, request: Request) -> StreamingHttpResponse:
         f = BundleFilters(data=request.query_params)
         f.is_valid(raise_exception=True)

@@ -86,7 +86,9 @@ def job_submit(
     try:
         with transaction.atomic():
             for right_id in sorted(rights):  # fixed lock order: ascending right id
-                right_svc.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer)
+                right_svc.right_reserve(
+                    right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=clean.get("dp_epsilon", 0.0)
+                )
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -248,6 +250,23 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
         )
         _record(job=job, wire=wire, direction=Message.Direction.OUT, digest=sha256_hex(canonical(wire["payload"])))
         wires.append((party.node, wire))
+    if progress.privacy_spent:
+        for party in job.parties.filter(role="provider", right__isnull=False).select_related("right__dataset"):
+            entry_append(
+                kind="dp_charge",
+                event_id=f"dp_charge:{job.id}:{party.right_id}",
+                payload={
+                    "job": str(job.id),
+                    "right": party.right_id,
+                    "dataset": party.dataset_id,
+                    "epsilon": str(progress.privacy_spent),
+                    "algorithm": job.algorithm,
+                },
+                dataset_id=party.dataset_id,
+                consumer_id=job.consumer_id,
+                provider_id=party.right.dataset.organization_id,
+                right_id=party.right_id,
+            )
     if progress.outputs is not None:
         job.parties.filter(role="consumer").update(status=JobParty.Status.DONE)
         job.outputs = progress.outputs
@@ -301,6 +320,10 @@ def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
         right_svc.right_settle(right_id=party.right_id, consumed=False)
         party.quota_settled = True
         party.save(update_fields=["quota_settled"])
+    eps = job.params.get("dp_epsilon") if not job.preview else None
+    if eps and not job.state.get("dp_released"):
+        for party in job.parties.filter(role="provider", right__isnull=False):
+            right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
 
 
 def jobs_cancel_for_right(*, right_id: int, reason: str) -> list[str]:

@@ -30,12 +30,13 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 consumer=org,
                 user=request.user,
                 algorithm="stats",
-                params={"column": form.cleaned_data["column"]},
+                params=form.params(),
                 rights=[r.id for r in form.cleaned_data["rights"]],
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except ServiceError as exc:
             for field, msgs in exc.fields.items():
+                field = "bound_low" if field == "bounds" else field
                 for msg in msgs:
                     form.add_error(field if field in form.fields else None, msg)
             if not exc.fields:

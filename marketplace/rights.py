@@ -6,6 +6,7 @@ ledger in the same transaction. Lock order: right (by id) → jobs → ledger he
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -70,8 +71,11 @@ def rights_expire_due() -> int:
     return sum(1 for right in due if right_expire_if_due(right))
 
 
-def right_reserve(*, right_id: int, operation: str, consumer: Organization) -> UsageRight:
-    """Reserve one job unit on a right (caller holds a transaction; lock by id order)."""
+def right_reserve(*, right_id: int, operation: str, consumer: Organization, epsilon: float = 0.0) -> UsageRight:
+    """Reserve one job unit (and ``epsilon`` of privacy budget) on a right.
+
+    The caller holds a transaction and reserves its rights in ascending id order.
+    """
     right = UsageRight.objects.select_for_update().filter(id=right_id, consumer=consumer).first()
     if right is None:
         raise NotFound("usage right not found")
@@ -87,9 +91,26 @@ def right_reserve(*, right_id: int, operation: str, consumer: Organization) -> U
         raise Conflict(
             f"usage right {right.id} has no quota left", fields={"rights": [f"Right {right.id} has no quota left."]}
         )
+    if epsilon:
+        eps = Decimal(str(epsilon))
+        if right.epsilon_spent + eps > right.epsilon_total:
+            left = right.epsilon_total - right.epsilon_spent
+            raise Conflict(
+                f"usage right {right.id} has privacy budget ε {left} left",
+                fields={"dp_epsilon": [f"Right {right.id} has only ε = {left} of privacy budget left."]},
+            )
+        right.epsilon_spent += eps
     right.quota_reserved += 1
-    right.save(update_fields=["quota_reserved"])
+    right.save(update_fields=["quota_reserved", "epsilon_spent"])
     return right
+
+
+def right_refund_epsilon(*, right_id: int, epsilon: float) -> None:
+    """Give back privacy budget reserved by a job that ended before any DP release."""
+    with transaction.atomic():
+        right = UsageRight.objects.select_for_update().get(id=right_id)
+        right.epsilon_spent = max(right.epsilon_spent - Decimal(str(epsilon)), Decimal(0))
+        right.save(update_fields=["epsilon_spent"])
 
 
 def right_settle(*, right_id: int, consumed: bool) -> UsageRight:

@@ -163,3 +163,26 @@ def test_regulator_reads_but_cannot_buy(tdemo, live_server, page: Page) -> None:
     expect(page.locator("#error-message")).to_be_visible()
     page.click("header nav >> text=Ledger")
     expect(page.locator("body")).to_contain_text("right_granted")
+
+
+def test_consumer_runs_a_differentially_private_job_and_sees_the_budget_spent(workers, live_server, page: Page) -> None:
+    base = live_server.url
+    login(page, base, "bank")
+    page.click("text=Acme shopper behaviour 2026")
+    page.fill("textarea[name=purpose]", "Portfolio statistics")
+    page.check("input[name=accept_terms]")
+    page.click("text=Buy usage right")
+    page.click("header nav >> text=Jobs")
+    page.click("text=Run a job")
+    page.locator("input[name=rights]").first.check()
+    page.fill("#id_column", "tenure_months")
+    page.fill("#id_dp_epsilon", "1")
+    page.click("text=Submit job")
+    expect(page.locator(".errorlist")).to_contain_text("bounds")
+    page.fill("#id_bound_low", "0")
+    page.fill("#id_bound_high", "240")
+    page.click("text=Submit job")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#r-dp")).to_contain_text("ε = 1.0")
+    page.click("header nav >> text=My rights")
+    expect(page.locator("#rights")).to_contain_text("1.000 / 3.000")

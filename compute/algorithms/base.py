@@ -92,6 +92,7 @@ class Progress:
     sends: list[Send] = field(default_factory=list)
     outputs: dict[str, Any] | None = None  # set when the job is finished
     percent: int = 0
+    privacy_spent: float = 0.0  # ε released by this step (charged to each provider right)
 
 
 @dataclass

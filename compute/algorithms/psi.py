@@ -41,6 +41,7 @@ from compute.algorithms.base import (
     StepResult,
     register,
 )
+from compute.algorithms.dp import discrete_laplace
 from compute.protocol import dh_group
 
 MAX_IDS = 1_000_000
@@ -209,19 +210,6 @@ def _tags(values: Any) -> list[str]:
     if not isinstance(values, list) or len(values) > MAX_IDS or not all(dh_group.is_tag(v) for v in values):
         raise ValueError("expected a list of tags")
     return values
-
-
-def discrete_laplace(epsilon: float, rng: random.Random) -> int:
-    """Z with P(Z = k) ∝ exp(-ε|k|): the difference of two geometric variables.
-
-    With U uniform on (0, 1], floor(ln U / ln q) is geometric: P(G ≥ k) = q^k, q = e^-ε.
-    """
-    log_q = -epsilon
-
-    def geometric() -> int:
-        return math.floor(math.log(1.0 - rng.random()) / log_q)
-
-    return geometric() - geometric()
 
 
 def bucket(n: int) -> str:

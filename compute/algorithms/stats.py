@@ -5,10 +5,17 @@ a key pair for the job and keeps the private key; each provider encrypts its par
 (count, Σx, Σx², in fixed point) under the public key; the hub multiplies ciphertexts
 (adds plaintexts) without learning any; the consumer's node decrypts only the totals.
 A provider refuses when its partial would cover fewer rows than the minimum group size.
+
+With ``dp_epsilon`` the release is ε-differentially private: providers clip values to
+the declared ``bounds``, and the hub adds discrete-Laplace noise to each encrypted
+total (ε/3 each for count, Σx, Σx², scaled to their sensitivity) before the consumer's
+node decrypts — so the hub knows the noise but never the totals, and the consumer
+sees only noisy totals. The ε is charged to every provider right of the job.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from compute.algorithms.base import (
@@ -22,6 +29,7 @@ from compute.algorithms.base import (
     StepResult,
     register,
 )
+from compute.algorithms.dp import discrete_laplace
 from compute.protocol import paillier
 
 NUMERIC = {"number", "integer"}
@@ -48,15 +56,33 @@ class Stats:
                     errors.setdefault("column", []).append(
                         f"column {column!r} of {ds.name!r} is not a numeric feature."
                     )
-        unknown = set(params) - {"column", "key_bits"}
+        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds"}
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
         bits = params.get("key_bits", 2048)
         if bits not in (1024, 2048, 3072):
             errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
+        clean: dict[str, Any] = {"column": column, "key_bits": bits}
+        eps = params.get("dp_epsilon")
+        if eps is not None:
+            if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 10:
+                errors["dp_epsilon"] = ["dp_epsilon must be a number in (0, 10]."]
+            bounds = params.get("bounds")
+            if (
+                not isinstance(bounds, list)
+                or len(bounds) != 2
+                or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+                or not bounds[0] < bounds[1]
+                or max(abs(b) for b in bounds) > 1e9
+            ):
+                errors["bounds"] = ["A DP release needs bounds [low, high] with low < high (values are clipped)."]
+            else:
+                clean.update(dp_epsilon=float(eps), bounds=[float(bounds[0]), float(bounds[1])])
+        elif "bounds" in params:
+            errors["bounds"] = ["bounds are only used with dp_epsilon."]
         if errors:
             raise ParamError(errors)
-        return {"column": column, "key_bits": bits}
+        return clean
 
     # --- hub side -------------------------------------------------------------------
     def start(self, job: JobView) -> Progress:
@@ -76,6 +102,7 @@ class Stats:
                         "public_key": body["public_key"],
                         "column": job.params["column"],
                         "dataset": p.dataset_local,
+                        **({"bounds": job.params["bounds"]} if "bounds" in job.params else {}),
                     },
                 )
                 for p in job.providers
@@ -90,12 +117,37 @@ class Stats:
             public = paillier.public_from_json(job.state["public_key"])
             partials = job.state["partials"].values()
             summed = {f: paillier.add_ciphertexts(public, [p[f] for p in partials]) for f in FIELDS}
+            spent = 0.0
+            if "dp_epsilon" in job.params:
+                summed = self._add_noise(public, summed, job.params["dp_epsilon"], job.params["bounds"])
+                spent = job.params["dp_epsilon"]
+                job.state["dp_released"] = True
             job.state["phase"] = "decrypt"
-            return Progress(sends=[Send(job.consumer.key, "decrypt", summed)], percent=85)
+            job.state["partials"] = {}  # only the (noised) aggregate is kept
+            return Progress(sends=[Send(job.consumer.key, "decrypt", summed)], percent=85, privacy_spent=spent)
         if step == "decrypt":
             job.state["phase"] = "done"
-            return Progress(outputs=dict(body), percent=100)
+            outputs = dict(body)
+            if "dp_epsilon" in job.params:
+                outputs["dp"] = {
+                    "epsilon": job.params["dp_epsilon"],
+                    "bounds": job.params["bounds"],
+                    "mechanism": "discrete Laplace, ε/3 per total",
+                }
+            return Progress(outputs=outputs, percent=100)
         raise ValueError(f"stats has no step {step!r}")
+
+    rng: Any = secrets.SystemRandom()
+
+    def _add_noise(self, public: Any, summed: dict[str, str], epsilon: float, bounds: list[float]) -> dict[str, str]:
+        """Add encrypted integer noise to each total; sensitivities in fixed-point units."""
+        reach = max(abs(bounds[0]), abs(bounds[1]))
+        sensitivity = {"count": 1, "sum": paillier.to_fixed(reach) or 1, "sumsq": paillier.to_fixed(reach * reach) or 1}
+        noisy = {}
+        for f in FIELDS:
+            noise = discrete_laplace((epsilon / 3) / sensitivity[f], self.rng)
+            noisy[f] = paillier.add_ciphertexts(public, [summed[f], paillier.encrypt_int(public, noise)])
+        return noisy
 
     # --- node side ------------------------------------------------------------------
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
@@ -135,6 +187,9 @@ class Stats:
                 f"{len(values)} rows is below the minimum group size {ctx.min_group_size}",
             )
         public = paillier.public_from_json(body["public_key"])
+        if "bounds" in body:  # a DP release: clipping bounds each row's contribution
+            low, high = body["bounds"]
+            values = [min(max(v, low), high) for v in values]
         fixed = [paillier.to_fixed(v) for v in values]
         squares = [paillier.to_fixed(v * v) for v in values]
         out = {

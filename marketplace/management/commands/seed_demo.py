@@ -41,6 +41,7 @@ OFFERS = {
         quota_jobs=20,
         duration_days=365,
         min_group_size=25,
+        epsilon="3.0",
         terms="Compute-only use for credit risk assessment. No re-identification. No resale.",
     ),
     "taxco": dict(
@@ -50,6 +51,7 @@ OFFERS = {
         quota_jobs=10,
         duration_days=180,
         min_group_size=50,
+        epsilon="2.0",
         terms="Compute-only use for lending decisions. Aggregates only, minimum group 50.",
     ),
 }

@@ -1,0 +1,151 @@
+"""Differentially private stats: clipping, encrypted noise added by the hub, the privacy
+budget reserved per right, charged on release (dp_charge on the ledger), refunded on failure."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from compute import services
+from compute.algorithms import get_algorithm
+from compute.algorithms.base import JobView, ParamError, Party
+from compute.models import Job
+from ledger.models import LedgerEntry
+from marketplace.models import Dataset, UsageRight
+from tests.conftest import api_for
+from tests.test_jobs_protocol import _deliver
+from tests.test_stats_algorithm import DS, FakeNode
+
+
+class Fixed(random.Random):
+    """random() always returns the same value, so the noise is known."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_dp_parameters_need_bounds_and_a_sane_epsilon() -> None:
+    stats = get_algorithm("stats")
+    ok = stats.validate({"column": "x", "dp_epsilon": 1, "bounds": [0, 100]}, DS)
+    assert ok["dp_epsilon"] == 1.0 and ok["bounds"] == [0.0, 100.0]
+    for params, field in [
+        ({"column": "x", "dp_epsilon": 1}, "bounds"),
+        ({"column": "x", "dp_epsilon": 0}, "dp_epsilon"),
+        ({"column": "x", "dp_epsilon": 1, "bounds": [5, 5]}, "bounds"),
+        ({"column": "x", "bounds": [0, 1]}, "bounds"),
+    ]:
+        with pytest.raises(ParamError) as err:
+            stats.validate(params, DS)
+        assert field in err.value.errors
+
+
+def test_the_hub_adds_noise_under_encryption_and_providers_clip(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    stats = get_algorithm("stats")
+    monkeypatch.setattr(type(stats), "rng", Fixed(0.0))  # u = 0 → both geometrics 0 → zero noise
+    rows = [{"x": str(v)} for v in (1, 2, 3, 500)]  # 500 is clipped to 10
+    consumer, provider = FakeNode("bank", {}), FakeNode("acme", {"a": rows})
+    job = JobView(
+        id="j",
+        params={"column": "x", "key_bits": 1024, "dp_epsilon": 1.0, "bounds": [0.0, 10.0]},
+        parties=[Party("consumer", "bank", "consumer"), Party("provider:1", "acme", "provider", 1, "a")],
+    )
+    nodes = {"consumer": consumer, "provider:1": provider}
+    outbox, outputs, spent = list(stats.start(job).sends), None, 0.0
+    while outbox:
+        send = outbox.pop(0)
+        progress = stats.on_result(
+            job, send.step, send.party, stats.node_step(nodes[send.party], send.step, send.body).body
+        )
+        outbox.extend(progress.sends)
+        spent += progress.privacy_spent
+        outputs = progress.outputs or outputs
+    assert outputs["count"] == 4 and outputs["sum"] == pytest.approx(16.0)  # 1 + 2 + 3 + 10
+    assert outputs["dp"]["epsilon"] == 1.0 and spent == 1.0
+    assert job.state["partials"] == {}
+
+    monkeypatch.setattr(type(stats), "rng", random.Random(7))
+    job2 = JobView(id="j2", params=job.params, parties=job.parties)
+    outbox, noisy = list(stats.start(job2).sends), None
+    while outbox:
+        send = outbox.pop(0)
+        progress = stats.on_result(
+            job2, send.step, send.party, stats.node_step(nodes[send.party], send.step, send.body).body
+        )
+        outbox.extend(progress.sends)
+        noisy = progress.outputs or noisy
+    # Σx has sensitivity 10 (in units), ε/3 → a noise scale of 30: never exactly zero here.
+    assert noisy["sum"] != pytest.approx(16.0, abs=1e-6)
+
+
+@pytest.mark.django_db
+def test_privacy_budget_is_reserved_charged_on_the_ledger_and_refunded_on_failure(demo) -> None:  # type: ignore[no-untyped-def]
+    acme = Dataset.objects.get(node__slug="acme")
+    offer = (
+        api_for("acme")
+        .post(
+            "/api/offers/",
+            {
+                "dataset": acme.id,
+                "title": "DP",
+                "operations": ["stats"],
+                "amount_minor": 100,
+                "currency": "EUR",
+                "quota_jobs": 5,
+                "duration_days": 30,
+                "epsilon": "2.000",
+            },
+            format="json",
+        )
+        .json()
+    )
+    bank = api_for("bank")
+    right_id = bank.post(
+        "/api/orders/",
+        {"offer": offer["id"], "purpose": "p", "accept_terms": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="dp",
+    ).json()["right"]["id"]
+    params = {"column": "tenure_months", "key_bits": 1024, "dp_epsilon": 1.5, "bounds": [0, 240]}
+    r = bank.post(
+        "/api/jobs/",
+        {"algorithm": "stats", "params": params, "rights": [right_id]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="j1",
+    )
+    assert r.status_code == 201, r.content
+    assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.5")
+    over = bank.post(
+        "/api/jobs/",
+        {"algorithm": "stats", "params": params, "rights": [right_id]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="j2",
+    )
+    assert over.status_code == 409 and "dp_epsilon" in over.json()["error"]["fields"]
+
+    job = Job.objects.get(id=r.json()["id"])
+    services.job_start(job_id=str(job.id))
+    _deliver(job, "keygen")
+    _deliver(job, "partial")
+    charge = LedgerEntry.objects.get(kind="dp_charge", right_id=right_id)
+    assert charge.payload["epsilon"] == "1.5" and charge.payload["job"] == str(job.id)
+    _deliver(job, "decrypt")
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.outputs["dp"]["epsilon"] == 1.5
+    assert abs(job.outputs["count"] - 2000) < 200
+
+    small = {**params, "dp_epsilon": 0.5}
+    failing = bank.post(
+        "/api/jobs/",
+        {"algorithm": "stats", "params": small, "rights": [right_id]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="j3",
+    ).json()
+    assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("2.0")
+    services._fail(Job.objects.get(id=failing["id"]), "node down")
+    assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.5")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, permissions, status
+from rest_framework import generics, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -171,14 +171,30 @@ class HubKey(APIView):
         return Response({"kid": hub_kid(), "public_key": hub_public_b64(), "algorithm": "Ed25519"})
 
 
+class PeriodSerializer(serializers.Serializer):
+    since = serializers.DateField(required=False, help_text="First UTC day included.")
+    until = serializers.DateField(required=False, help_text="Last UTC day included.")
+
+    def validate(self, attrs):  # type: ignore[no-untyped-def]
+        if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
+            raise serializers.ValidationError({"until": ["The end of the period is before its start."]})
+        return attrs
+
+
+def _period(request: Request) -> dict[str, Any]:
+    s = PeriodSerializer(data=request.query_params)
+    s.is_valid(raise_exception=True)
+    return {"since": s.validated_data.get("since"), "until": s.validated_data.get("until")}
+
+
 class Bill(APIView):
     """The consumer's running bill, line by line from ledger ``usage`` entries."""
 
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[PeriodSerializer], responses={200: dict})
     def get(self, request: Request) -> Response:
-        return Response(_statement_json(selectors.consumer_bill(org_of(request))))
+        return Response(_statement_json(selectors.consumer_bill(org_of(request), **_period(request))))
 
 
 class Revenue(APIView):
@@ -186,9 +202,9 @@ class Revenue(APIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=[PeriodSerializer], responses={200: dict})
     def get(self, request: Request) -> Response:
-        return Response(_statement_json(selectors.provider_revenue(org_of(request))))
+        return Response(_statement_json(selectors.provider_revenue(org_of(request), **_period(request))))
 
 
 def _money(m: Any) -> dict[str, Any]:
@@ -218,5 +234,7 @@ def _statement_json(st: selectors.Statement) -> dict[str, Any]:
         "by_dataset": {k: [_money(m) for m in v.values()] for k, v in st.by_dataset.items()},
         "by_counterparty": {k: [_money(m) for m in v.values()] for k, v in st.by_counterparty.items()},
         "by_plan": {k: [_money(m) for m in v.values()] for k, v in st.by_plan.items()},
+        "by_month": {k: [_money(m) for m in v.values()] for k, v in st.by_month.items()},
+        "checkpoint_size": st.checkpoint_size,
         "ledger_seqs": st.ledger_seqs,
     }

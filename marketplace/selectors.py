@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, QuerySet
 
-from ledger.models import LedgerEntry
+from ledger.models import Checkpoint, LedgerEntry
 from marketplace import billing
 from marketplace.models import Dataset, Offer, Order, Organization, PricePlan
 from marketplace.money import Money
@@ -60,7 +61,19 @@ class Statement:
     by_dataset: dict[str, dict[str, Money]] = field(default_factory=dict)
     by_counterparty: dict[str, dict[str, Money]] = field(default_factory=dict)
     by_plan: dict[str, dict[str, Money]] = field(default_factory=dict)
+    by_month: dict[str, dict[str, Money]] = field(default_factory=dict)
     ledger_seqs: list[int] = field(default_factory=list)
+    checkpoint_size: int | None = None  # the smallest signed checkpoint covering every line
+
+    @property
+    def month_bars(self) -> list[tuple[str, str, int]]:
+        """(month, amount text, width %) for a bar chart of the first currency."""
+        if not self.totals:
+            return []
+        cur = next(iter(self.totals))
+        values = [(m, amounts.get(cur, Money.zero(cur))) for m, amounts in sorted(self.by_month.items())]
+        peak = max((abs(v.minor) for _, v in values), default=0) or 1
+        return [(m, v.format(), round(100 * abs(v.minor) / peak)) for m, v in values]
 
 
 CHARGED_KINDS = ("right_granted", "usage", "refund")
@@ -87,6 +100,7 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
     by_dataset: dict[str, dict[str, Money]] = defaultdict(dict)
     by_party: dict[str, dict[str, Money]] = defaultdict(dict)
     by_plan: dict[str, dict[str, Money]] = defaultdict(dict)
+    by_month: dict[str, dict[str, Money]] = defaultdict(dict)
     uses: dict[int, int] = defaultdict(int)
     for e in rows:
         order = orders.get(e.right_id)
@@ -130,6 +144,7 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
         _add(by_dataset, name, amount)
         _add(by_party, other, amount)
         _add(by_plan, plan.kind, amount)
+        _add(by_month, e.integrated_at.strftime("%Y-%m"), amount)
         statement.ledger_seqs.append(e.seq)
     for cur, gross in statement.totals.items():
         statement.fees[cur] = gross.apply_bps(settings.USUFRUCT_PLATFORM_FEE_BPS)
@@ -137,12 +152,25 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
     statement.by_dataset = dict(by_dataset)
     statement.by_counterparty = dict(by_party)
     statement.by_plan = dict(by_plan)
+    statement.by_month = dict(by_month)
+    if statement.ledger_seqs:
+        covering = Checkpoint.objects.filter(size__gt=max(statement.ledger_seqs)).order_by("size").first()
+        statement.checkpoint_size = covering.size if covering else None
     return statement
 
 
-def consumer_bill(org: Organization) -> Statement:
-    return _statement(LedgerEntry.objects.filter(consumer_id=org.id), counterparty_of="provider")
+def _period(qs: QuerySet[LedgerEntry], since: date | None, until: date | None) -> QuerySet[LedgerEntry]:
+    """Entries integrated in [since, until] (whole UTC days)."""
+    if since:
+        qs = qs.filter(integrated_at__date__gte=since)
+    if until:
+        qs = qs.filter(integrated_at__date__lte=until)
+    return qs
 
 
-def provider_revenue(org: Organization) -> Statement:
-    return _statement(LedgerEntry.objects.filter(provider_id=org.id), counterparty_of="consumer")
+def consumer_bill(org: Organization, since: date | None = None, until: date | None = None) -> Statement:
+    return _statement(_period(LedgerEntry.objects.filter(consumer_id=org.id), since, until), counterparty_of="provider")
+
+
+def provider_revenue(org: Organization, since: date | None = None, until: date | None = None) -> Statement:
+    return _statement(_period(LedgerEntry.objects.filter(provider_id=org.id), since, until), counterparty_of="consumer")

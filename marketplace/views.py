@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -13,7 +15,7 @@ from marketplace import accounts, selectors, services
 from marketplace import rights as rights_service
 from marketplace.exceptions import ServiceError
 from marketplace.filters import DatasetFilter
-from marketplace.forms import BuyForm, NodeForm, OfferForm
+from marketplace.forms import BuyForm, NodeForm, OfferForm, PeriodForm
 from marketplace.models import Dataset, Node, Offer, Order, Organization, UsageRight
 
 
@@ -108,17 +110,67 @@ def rights(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def bill(request: HttpRequest) -> HttpResponse:
-    org = selectors.current_org(request.user)
-    statement = selectors.consumer_bill(org) if org else None
-    orders = Order.objects.filter(consumer=org).select_related("offer__dataset") if org else []
-    return render(request, "marketplace/bill.html", {"statement": statement, "orders": orders})
+    return _statement_page(request, selectors.consumer_bill, "marketplace/bill.html", "bill")
 
 
 @login_required
 def revenue(request: HttpRequest) -> HttpResponse:
+    return _statement_page(request, selectors.provider_revenue, "marketplace/revenue.html", "revenue")
+
+
+def _statement_page(request: HttpRequest, build, template: str, name: str) -> HttpResponse:  # type: ignore[no-untyped-def]
     org = selectors.current_org(request.user)
-    statement = selectors.provider_revenue(org) if org else None
-    return render(request, "marketplace/revenue.html", {"statement": statement})
+    period = PeriodForm(request.GET or None)
+    since = until = None
+    if period.is_valid():
+        since, until = period.cleaned_data.get("since"), period.cleaned_data.get("until")
+    statement = build(org, since, until) if org else None
+    if request.GET.get("format") == "csv" and statement is not None:
+        return _csv(statement, f"usufruct-{name}-{since or 'start'}-{until or 'now'}.csv")
+    orders = Order.objects.filter(consumer=org).select_related("offer__dataset") if org else []
+    query = request.GET.copy()
+    query["format"] = "csv"
+    return render(
+        request, template, {"statement": statement, "orders": orders, "period": period, "csv_query": query.urlencode()}
+    )
+
+
+def _csv(statement: selectors.Statement, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "ledger_seq",
+            "integrated_at_utc",
+            "kind",
+            "plan",
+            "dataset",
+            "counterparty",
+            "job",
+            "right",
+            "rows",
+            "amount_minor",
+            "currency",
+        ]
+    )
+    for li in statement.lines:
+        writer.writerow(
+            [
+                li.seq,
+                li.at.isoformat(),
+                li.kind,
+                li.plan,
+                li.dataset,
+                li.counterparty,
+                li.job,  # type: ignore[attr-defined]
+                li.right,
+                li.rows,
+                li.amount.minor,
+                li.amount.currency,
+            ]
+        )
+    return response
 
 
 @login_required

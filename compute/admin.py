@@ -42,3 +42,15 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False  # the message log is the evidence of what each party sent
+
+
+@admin.register(JobParty)
+class JobPartyAdmin(admin.ModelAdmin):
+    list_display = ["job", "key", "role", "node", "dataset", "right", "status"]
+    readonly_fields = ["job", "key", "role", "node", "dataset", "right", "status", "quota_settled"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False

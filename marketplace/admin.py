@@ -67,3 +67,16 @@ class OrderAdmin(ReadOnlyAdmin):
 class UsageRightAdmin(ReadOnlyAdmin):
     list_display = ["id", "consumer", "dataset", "quota_used", "quota_total", "status", "expires_at"]
     list_filter = ["status"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role"]
+    list_filter = ["role"]
+
+
+@admin.register(PricePlan)
+class PricePlanAdmin(ReadOnlyAdmin):
+    """Plans belong to published (immutable) offers: visible, never edited."""
+
+    list_display = ["offer", "kind", "amount_minor", "currency", "billing"]

@@ -92,6 +92,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "own": own,
             "id_columns": id_columns,
             "own_datasets": own_datasets,
+            "provider_datasets": Dataset.objects.filter(organization=dataset.organization_id).count(),
+            "provider_rights": UsageRight.objects.filter(dataset__organization=dataset.organization_id).count(),
             "preview_key": BuyForm.fresh_key(),
             "manifest_kid": dataset.manifest.get("kid"),
             "error_offer": error_offer,

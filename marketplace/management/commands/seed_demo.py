@@ -33,6 +33,12 @@ ORGS = [
     ("taxco", "TaxCo Invoice Bureau", True, False, False, "taxco", "taxco"),
     ("dpa", "Data Protection Authority", False, False, True, "regulator", None),
 ]
+DESCRIPTIONS = {
+    "northwind": "A regional bank lending to households and small businesses.",
+    "acme": "An online marketplace with 1.2 million monthly shoppers; shares behavioural signals, never rows.",
+    "taxco": "The e-invoicing bureau for small and medium enterprises; publishes compute-only invoice signals.",
+    "dpa": "The supervisory authority for data protection; audits the ledger and co-signs its checkpoints.",
+}
 OFFERS = {
     "acme": dict(
         title="Credit-risk features, compute only",
@@ -76,7 +82,13 @@ class Command(BaseCommand):
             with transaction.atomic():
                 org, _ = Organization.objects.get_or_create(
                     slug=slug,
-                    defaults=dict(name=name, is_provider=provider, is_consumer=consumer, is_regulator=regulator),
+                    defaults=dict(
+                        name=name,
+                        description=DESCRIPTIONS[slug],
+                        is_provider=provider,
+                        is_consumer=consumer,
+                        is_regulator=regulator,
+                    ),
                 )
                 user = User.objects.filter(username=username).first()
                 if user is None:

@@ -24,9 +24,10 @@ from compute.protocol import envelope
 from compute.protocol.canonical import canonical, sha256_hex
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.services import entry_append
+from marketplace import idempotency
 from marketplace import rights as right_svc
 from marketplace import services as market
-from marketplace.exceptions import Conflict, Forbidden, Invalid, ServiceError, invalid
+from marketplace.exceptions import Forbidden, Invalid, ServiceError, invalid
 from marketplace.models import Dataset, Node, Organization, UsageRight
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,10 @@ def job_submit(
     idempotency_key: str,
 ) -> tuple[Job, bool]:
     """Validate and queue a job; reserve one quota unit on each right atomically."""
-    if not idempotency_key or len(idempotency_key) > 100:
-        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
-    request_hash = sha256_hex(canonical({"algorithm": algorithm, "params": params, "rights": sorted(rights)}))
-    existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    jobs = Job.objects.filter(consumer=consumer)
+    request = {"algorithm": algorithm, "params": params, "rights": sorted(rights)}
+    request_hash, existing = idempotency.lookup(jobs, key=idempotency_key, request=request)
     if existing is not None:
-        if existing.request_hash != request_hash:
-            raise Conflict("this Idempotency-Key was used for a different request")
         return existing, False
     if not consumer.is_consumer:
         raise Forbidden("only consumer organisations submit jobs")
@@ -111,12 +109,10 @@ def job_submit(
                 )
             transaction.on_commit(lambda: _enqueue_start(job.id))
     except IntegrityError:
-        existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
-        if existing is None:
+        winner = idempotency.race_winner(jobs, key=idempotency_key, request_hash=request_hash)
+        if winner is None:
             raise
-        if existing.request_hash != request_hash:
-            raise Conflict("this Idempotency-Key was used for a different request") from None
-        return existing, False
+        return winner, False
     return job, True
 
 
@@ -136,13 +132,12 @@ def preview_request(
     """A free, rate-limited, differentially private estimate of how many of the consumer's
     IDs the dataset holds (PSI cardinality + discrete Laplace noise), run on the same
     compute path as paid jobs and recorded on the ledger as a free use."""
-    if not idempotency_key or len(idempotency_key) > 100:
-        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
-    request_hash = sha256_hex(canonical({"preview": dataset_id, "own": consumer_dataset_id}))
-    existing = Job.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    request_hash, existing = idempotency.lookup(
+        Job.objects.filter(consumer=consumer),
+        key=idempotency_key,
+        request={"preview": dataset_id, "own": consumer_dataset_id},
+    )
     if existing is not None:
-        if existing.request_hash != request_hash:
-            raise Conflict("this Idempotency-Key was used for a different request")
         return existing, False
     if not consumer.is_consumer:
         raise Forbidden("only consumer organisations ask for overlap previews")
@@ -173,20 +168,30 @@ def preview_request(
         clean = algo.validate(params, [_dataset_info(target)])
     except ParamError as exc:
         raise Invalid("this dataset cannot be previewed", fields=exc.errors) from None
-    with transaction.atomic():
-        job = Job.objects.create(
-            consumer=consumer,
-            submitted_by=user,
-            consumer_node=own.node,
-            algorithm="psi",
-            params=clean,
-            preview=True,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                consumer=consumer,
+                submitted_by=user,
+                consumer_node=own.node,
+                algorithm="psi",
+                params=clean,
+                preview=True,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+            JobParty.objects.create(job=job, key="consumer", role="consumer", node=own.node)
+            JobParty.objects.create(
+                job=job, key=f"provider:{target.id}", role="provider", node=target.node, dataset=target
+            )
+            transaction.on_commit(lambda: _enqueue_start(job.id))
+    except IntegrityError:
+        winner = idempotency.race_winner(
+            Job.objects.filter(consumer=consumer), key=idempotency_key, request_hash=request_hash
         )
-        JobParty.objects.create(job=job, key="consumer", role="consumer", node=own.node)
-        JobParty.objects.create(job=job, key=f"provider:{target.id}", role="provider", node=target.node, dataset=target)
-        transaction.on_commit(lambda: _enqueue_start(job.id))
+        if winner is None:
+            raise
+        return winner, False
     return job, True
 
 

@@ -19,11 +19,10 @@ from django.utils import timezone
 
 from compute.algorithms import REGISTRY
 from compute.protocol import keys
-from compute.protocol.canonical import canonical, sha256_hex
 from compute.protocol.envelope import Opened, parse_time
 from ledger.services import entry_append
-from marketplace import billing
-from marketplace.exceptions import Conflict, Forbidden, Invalid, invalid
+from marketplace import billing, idempotency
+from marketplace.exceptions import Forbidden, Invalid, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from marketplace.money import CURRENCIES
 
@@ -293,23 +292,16 @@ def order_place(
 
     The order copies the plan and the terms; later versions of the offer never change it.
     """
-    if not idempotency_key or len(idempotency_key) > 100:
-        raise invalid("idempotency_key", "An Idempotency-Key of 1 to 100 characters is required.")
-    request_hash = sha256_hex(
-        canonical(
-            {
-                "offer": offer_id,
-                "plan": plan_id,
-                "purpose": purpose,
-                "purpose_category": purpose_category,
-                "accept_terms": bool(accept_terms),
-            }
-        )
-    )
-    existing = Order.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
+    orders = Order.objects.filter(consumer=consumer)
+    request = {
+        "offer": offer_id,
+        "plan": plan_id,
+        "purpose": purpose,
+        "purpose_category": purpose_category,
+        "accept_terms": bool(accept_terms),
+    }
+    request_hash, existing = idempotency.lookup(orders, key=idempotency_key, request=request)
     if existing is not None:
-        if existing.request_hash != request_hash:
-            raise Conflict("this Idempotency-Key was used for a different request")
         return existing, False
     if not consumer.is_consumer:
         raise Forbidden("only consumer organisations can buy usage rights")
@@ -392,10 +384,8 @@ def order_place(
             )
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its order.
-        existing = Order.objects.filter(consumer=consumer, idempotency_key=idempotency_key).first()
-        if existing is None:
+        winner = idempotency.race_winner(orders, key=idempotency_key, request_hash=request_hash)
+        if winner is None:
             raise
-        if existing.request_hash != request_hash:
-            raise Conflict("this Idempotency-Key was used for a different request") from None
-        return existing, False
+        return winner, False
     return order, True

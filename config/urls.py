@@ -38,6 +38,7 @@ api = [
         name="api-cosignatures",
     ),
     path("api/ledger/proofs/consistency/", ledger_api.ConsistencyProof.as_view(), name="api-consistency"),
+    path("api/ledger/corrections/", ledger_api.CorrectionCreate.as_view(), name="api-corrections"),
     path("api/ledger/witnesses/", ledger_api.WitnessList.as_view(), name="api-witnesses"),
     path("api/ledger/bundle/", ledger_api.BundleDownload.as_view(), name="api-ledger-bundle"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

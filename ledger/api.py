@@ -285,3 +285,40 @@ class BundleDownload(LedgerErrors, APIView):
 def _chain(first: str, rest: Any) -> Any:
     yield first
     yield from rest
+
+
+class CorrectionSerializer(serializers.Serializer):
+    corrects_seq = serializers.IntegerField(min_value=0)
+    reason = serializers.CharField(max_length=2000)
+    amends = serializers.DictField(default=dict, help_text="What the correction changes, e.g. an amount.")
+
+
+class CorrectionCreate(LedgerErrors, APIView):
+    """Platform staff append a signed ``correction`` entry pointing at the entry it corrects.
+
+    Nothing is ever edited; the ``Idempotency-Key`` becomes the entry's event id, so a
+    retried request returns the same entry and a reused key with another body is a 409.
+    """
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(
+        request=CorrectionSerializer,
+        responses={201: LedgerEntrySerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+    )
+    def post(self, request: Request) -> Response:
+        s = CorrectionSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "")
+        if not key or len(key) > 80:
+            raise serializers.ValidationError(
+                {"idempotency_key": ["An Idempotency-Key of 1 to 80 characters is required."]}
+            )
+        entry = services.entry_correct(
+            corrects_seq=s.validated_data["corrects_seq"],
+            reason=s.validated_data["reason"],
+            amends=s.validated_data["amends"],
+            event_id=f"correction:{key}",
+        )
+        return Response(LedgerEntrySerializer(entry).data, status=201)

@@ -101,9 +101,10 @@ def ours(wires: list[dict], batch: int, resolve, threads: int) -> tuple[float, i
     from ledger.sequencer import parallel_signer, verify_receipts
     from ledger.services import entries_append_batch
 
-    pool = ThreadPoolExecutor(max_workers=threads)
+    pool = ThreadPoolExecutor(max_workers=threads)  # receipt verification, one batch ahead
+    signing = ThreadPoolExecutor(max_workers=threads)  # hub signatures, while the batch's bodies are built
     coordinator = ThreadPoolExecutor(max_workers=1)
-    signer = parallel_signer(hub_private_key(), pool)
+    signer = parallel_signer(hub_private_key(), signing)
     checkpoints = 0
     start = time.perf_counter()
     batches = [wires[i : i + batch] for i in range(0, len(wires), batch)]
@@ -122,6 +123,7 @@ def ours(wires: list[dict], batch: int, resolve, threads: int) -> tuple[float, i
         checkpoints += result.checkpoint is not None
     elapsed = time.perf_counter() - start
     pool.shutdown()
+    signing.shutdown()
     coordinator.shutdown()
     return len(wires) / elapsed, checkpoints
 

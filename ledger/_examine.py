@@ -32,6 +32,7 @@ class Context:
     root: bytes | None  # the signed root of ``tree_size``: inclusion proofs of a partial bundle lead there
     complete: bool
     hub_signatures: bool = True  # False: per-entry hub signatures are skipped, the signed roots cover the bodies
+    checkpoint_sizes: tuple[int, ...] = ()  # sizes of the verified checkpoints, whose roots the tree must match
 
 
 # (seq, leaf hash, sha256 hex of body, prev, kind, facts, failures); seq None = unusable line
@@ -98,8 +99,8 @@ def examine_one(line: str, ctx: Context) -> Examined:
     fail: list[str] = []
     try:
         item = json.loads(line)
-        seq, raw = item["seq"], str(item["body"]).encode()
-        body = json.loads(raw)
+        seq, text = item["seq"], str(item["body"])
+        body, raw = json.loads(text), text.encode()
     except (ValueError, KeyError, TypeError) as exc:
         return (None, b"", "", None, "", None, [f"unreadable entry line: {exc}"])
     where = f"entry #{seq}"
@@ -138,3 +139,88 @@ def examine_one(line: str, ctx: Context) -> Examined:
 
 def examine(lines: list[str], ctx: Context) -> list[Examined]:
     return [examine_one(line, ctx) for line in lines]
+
+
+@dataclass
+class Block:
+    """What the sequential pass needs of a run of entries that is in order and chained (complete bundles).
+
+    Entries ``first_seq .. last_seq``, consecutive, each ``prev`` the SHA-256 of the
+    body before it; the tree as the aligned perfect subtrees covering the run
+    (``pieces``) and, for each checkpoint size inside it, those covering its prefix.
+    ``leaves`` (32 bytes each) lets the caller rebuild the tree leaf by leaf if the
+    run does not continue where the previous one ended.
+    """
+
+    first_seq: int
+    first_prev: Any
+    last_seq: int
+    last_hash: str
+    leaves: bytes
+    pieces: list[tuple[int, bytes]]
+    prefixes: dict[int, list[tuple[int, bytes]]]
+    kinds: dict[str, int]
+    facts: list[tuple[int, str, dict[str, Any]]]
+    failures: list[str]
+
+
+def pieces(start: int, leaves: list[bytes]) -> list[tuple[int, bytes]]:
+    """The aligned perfect subtrees ``(level, hash)`` covering leaves ``[start, start + len(leaves))``, in order."""
+    out: list[tuple[int, bytes]] = []
+    pos, end = start, start + len(leaves)
+    while pos < end:
+        level = (pos & -pos).bit_length() - 1 if pos else 63
+        while pos + (1 << level) > end:
+            level -= 1
+        out.append((level, merkle.root_from_leaf_hashes(leaves[pos - start : pos - start + (1 << level)])))
+        pos += 1 << level
+    return out
+
+
+def _lines(data: bytes) -> list[str]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # the bad line is reported as unreadable, the others are checked
+        return [line.decode("utf-8", "surrogateescape") for line in data.split(b"\n") if line.strip()]
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def examine_block(data: bytes, ctx: Context) -> Block | list[Examined]:
+    """Examine a run of bundle lines (UTF-8, newline-separated) in a worker.
+
+    For a complete bundle whose run is in order and chained, the sequential work
+    within the run is done here too and a :class:`Block` comes back; otherwise the
+    per-entry results, for the caller to check one by one.
+    """
+    results = [examine_one(line, ctx) for line in _lines(data)]
+    if not ctx.complete or not results:
+        return results
+    previous = None
+    for r in results:
+        if type(r[0]) is not int or (previous is not None and (r[0] != previous[0] + 1 or r[3] != previous[2])):
+            return results
+        previous = r
+    start = results[0][0]
+    leaves = [r[1] for r in results]
+    end = start + len(leaves)
+    kinds: dict[str, int] = {}
+    failures: list[str] = []
+    facts: list[tuple[int, str, dict[str, Any]]] = []
+    for seq, _, _, _, kind, fact, fails in results:
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if fails:
+            failures.extend(fails)
+        if fact is not None:
+            facts.append((seq, kind, fact))
+    return Block(
+        first_seq=start,
+        first_prev=results[0][3],
+        last_seq=results[-1][0],
+        last_hash=results[-1][2],
+        leaves=b"".join(leaves),
+        pieces=pieces(start, leaves),
+        prefixes={size: pieces(start, leaves[: size - start]) for size in ctx.checkpoint_sizes if start < size < end},
+        kinds=kinds,
+        facts=facts,
+        failures=failures,
+    )

@@ -38,6 +38,24 @@ def _text(value: Any) -> str:
     return str(value).translate(_ESCAPE)
 
 
+def escape(value: str) -> str:
+    """A string as a field of COPY's text format; JSON text without raw control characters only doubles ``\\``."""
+    if "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_ESCAPE)
+    return value.replace("\\", "\\\\")
+
+
+def copy_text(model: type[models.Model], columns: Sequence[str], lines: Iterable[str]) -> None:
+    """PostgreSQL only: COPY ``lines`` (already in COPY text format, one row each, ending in newline) into ``model``."""
+    buf = io.StringIO()
+    buf.writelines(lines)
+    buf.seek(0)
+    table = connection.ops.quote_name(model._meta.db_table)
+    cols = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
+    with connection.cursor() as cursor:
+        cursor.cursor.copy_expert(f"COPY {table} ({cols}) FROM STDIN", buf)
+
+
 def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert ``rows`` (values in ``columns`` order) into ``model``'s table, in the current transaction."""
     if connection.vendor != "postgresql":
@@ -47,10 +65,4 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
         ]
         model._default_manager.bulk_create(objs, batch_size=2000)
         return
-    buf = io.StringIO()
-    buf.writelines("\t".join(_text(v) for v in row) + "\n" for row in rows)
-    buf.seek(0)
-    table = connection.ops.quote_name(model._meta.db_table)
-    cols = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
-    with connection.cursor() as cursor:
-        cursor.cursor.copy_expert(f"COPY {table} ({cols}) FROM STDIN", buf)
+    copy_text(model, columns, ("\t".join(_text(v) for v in row) + "\n" for row in rows))

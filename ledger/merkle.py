@@ -391,6 +391,22 @@ class Frontier:
         self.size = n + 1
         return rows
 
+    def append_subtree(self, level: int, subtree: bytes) -> None:
+        """Add ``2**level`` leaves at once, given as the hash of their perfect subtree (size must be aligned)."""
+        _check_hash(subtree, "subtree hash")
+        n = self.size
+        if n & ((1 << level) - 1):
+            raise ValueError(f"a subtree of level {level} cannot start at leaf {n}")
+        lv, h = level, subtree
+        while n >> lv & 1:
+            h = sha256(NODE_PREFIX + self._hashes.pop(lv) + h).digest()
+            lv += 1
+        self._hashes[lv] = h
+        self.size = n + (1 << level)
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, dict(self._hashes))
+
     def root(self) -> bytes:
         """MTH of the whole tree so far: the frontier folded from the smallest subtree up."""
         acc: bytes | None = None

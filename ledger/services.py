@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -164,16 +165,21 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _splice_body(d: Draft, seq: int, integrated: str, produced: str, payload_json: bytes, prev: str) -> bytes:
-    """RFC 8785 bytes of the entry, from the payload's canonical bytes (serialised once, reused for the row).
+def _known_events(event_ids: list[str]) -> dict[str, LedgerEntry]:
+    """The entries already recorded under any of ``event_ids``."""
+    if connection.vendor == "postgresql":
+        # One array parameter instead of thousands of placeholders; almost always finds nothing.
+        table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT event_id FROM {table} WHERE event_id = ANY(%s)", [event_ids])  # noqa: S608
+            event_ids = [row[0] for row in cursor.fetchall()]
+        if not event_ids:
+            return {}
+    return {e.event_id: e for e in LedgerEntry.objects.filter(event_id__in=event_ids)}
 
-    JCS orders members by key: event_id, integrated_time, kind, payload, prev,
-    producer_time, seq, version; a canonical object's members are canonical values.
-    """
-    # prev and the times are ASCII without escapes; event_id and kind are escaped as JCS strings.
-    head = f'{{"event_id":{jcs.string(d.event_id)},"integrated_time":"{integrated}","kind":{jcs.string(d.kind)},'
-    tail = f',"prev":"{prev}","producer_time":"{produced}","seq":{seq},"version":1}}'
-    return head.encode() + b'"payload":' + payload_json + tail.encode()
+
+def _id(value: int | None) -> str:
+    return "\\N" if value is None else str(int(value))
 
 
 def entries_append_batch(
@@ -186,55 +192,112 @@ def entries_append_batch(
 
     The sequencer's hot path: bodies, chain and Merkle rows are computed in memory
     from the frontier and written with two bulk COPYs. ``signer`` maps bodies to hub
-    signatures (e.g. across a thread pool: Ed25519 in ``cryptography`` releases the
-    GIL); by default they are signed here. Bodies are byte-identical to
-    :func:`entry_append`'s (``jcs.dumps_checked`` falls back to the RFC 8785 library).
+    signatures (e.g. across a thread pool: Ed25519 releases the GIL, see
+    :mod:`ledger.sequencer`); by default they are signed here. Bodies are
+    byte-identical to :func:`entry_append`'s (``jcs.dumps_checked`` falls back to the
+    RFC 8785 library).
     """
     if len({d.event_id for d in drafts}) != len(drafts):
         raise LedgerConflict("a batch must not repeat an event id")
     with transaction.atomic():
         _lock(LEDGER_LOCK_ID)
-        known = {e.event_id: e for e in LedgerEntry.objects.filter(event_id__in=[d.event_id for d in drafts])}
+        known = _known_events([d.event_id for d in drafts])
         for d in drafts:
             if d.event_id in known and not _same(known[d.event_id], d):
                 raise LedgerConflict(f"event {d.event_id!r} was recorded with a different body")
+        fresh = [d for d in drafts if d.event_id not in known]
         seq, prev = _head()
+        first = seq
         edge = tree.frontier(seq)
         now = timezone.now()
         integrated = format_time(now)
         kid = hub_kid()
-        rows: list[tuple[Any, ...]] = []
+        kinds: dict[str, str] = {}
+        times: dict[datetime, str] = {now: integrated}
+        payloads: list[bytes] = []
         bodies: list[bytes] = []
+        chain: list[str] = []  # prev of each entry, then the last entry's hash
+        leaves: list[bytes] = []
         nodes: list[tuple[int, int, bytes]] = []
-        seqs: dict[str, int] = {}
-        for d in drafts:
-            if d.event_id in known:
-                continue
+        # A signer that can ``submit`` signs each part as soon as its bodies exist.
+        submit = getattr(signer, "submit", None)
+        step = int(getattr(signer, "chunk", 512))
+        signing: list[Future[list[bytes]]] = []
+        for d in fresh:
             produced = d.producer_time or now
+            produced_s = times.get(produced)
+            if produced_s is None:
+                produced_s = times[produced] = format_time(produced)
+            kind = kinds.get(d.kind)
+            if kind is None:
+                kind = kinds[d.kind] = jcs.string(d.kind)
             payload_json = jcs.dumps_checked(d.payload, exact=canonical)
-            body = _splice_body(d, seq, integrated, format_time(produced), payload_json, prev)
+            # RFC 8785 orders the members by key: event_id, integrated_time, kind, payload, prev,
+            # producer_time, seq, version; the times and prev are ASCII strings without escapes.
+            body = b"".join(
+                (
+                    f'{{"event_id":{jcs.string(d.event_id)},"integrated_time":"{integrated}","kind":{kind},'
+                    '"payload":'.encode(),
+                    payload_json,
+                    f',"prev":"{prev}","producer_time":"{produced_s}","seq":{seq},"version":1}}'.encode(),
+                )
+            )
             leaf = merkle.leaf_hash(body)
-            entry_hash = hashlib.sha256(body).hexdigest()
             nodes.extend(edge.append(leaf))
-            rows.append((seq, d, payload_json, body, prev, entry_hash, leaf, produced))
+            payloads.append(payload_json)
             bodies.append(body)
-            seqs[d.event_id] = seq
-            seq, prev = seq + 1, entry_hash
-        key = hub_private_key()
-        sigs = signer(bodies) if signer is not None else [key.sign(b) for b in bodies]
-        bulk.insert_rows(
-            LedgerEntry,
-            _ENTRY_COLUMNS,
-            (
-                (sq, d.kind, 1, d.event_id, bulk.Json(pj.decode()), body.decode(), pv, eh, leaf.hex(), kid,
-                 base64.b64encode(sig).decode(), produced, now, d.dataset_id, d.consumer_id, d.provider_id, d.right_id)
-                for (sq, d, pj, body, pv, eh, leaf, produced), sig in zip(rows, sigs, strict=True)
-            ),
-        )  # fmt: skip
-        bulk.insert_rows(MerkleNode, ("level", "index", "hash"), nodes)
-        cp = checkpoint_create(expected_root=edge.root(), size=edge.size) if make_checkpoint and rows else None
+            chain.append(prev)
+            leaves.append(leaf)
+            seq, prev = seq + 1, hashlib.sha256(body).hexdigest()
+            if submit is not None and len(bodies) % step == 0:
+                signing.append(submit(bodies[-step:]))
+        chain.append(prev)
+        if submit is not None:
+            if len(bodies) % step:
+                signing.append(submit(bodies[len(signing) * step :]))
+            sigs = [sig for part in signing for sig in part.result()]
+        elif signer is not None:
+            sigs = signer(bodies)
+        else:
+            key = hub_private_key()
+            sigs = [key.sign(b) for b in bodies]
+        if len(sigs) != len(bodies):
+            raise ValueError("the signer returned a different number of signatures")
+        if connection.vendor == "postgresql":
+            now_iso = now.isoformat()
+            isos = {t: t.isoformat() for t in times}
+            b64 = base64.b64encode
+            esc = bulk.escape
+            bulk.copy_text(
+                LedgerEntry,
+                _ENTRY_COLUMNS,
+                (
+                    f"{first + i}\t{esc(d.kind)}\t1\t{esc(d.event_id)}\t{esc(payloads[i].decode())}\t"
+                    f"{esc(bodies[i].decode())}\t{chain[i]}\t{chain[i + 1]}\t{leaves[i].hex()}\t{kid}\t"
+                    f"{b64(sigs[i]).decode()}\t{isos[d.producer_time or now]}\t{now_iso}\t{_id(d.dataset_id)}\t"
+                    f"{_id(d.consumer_id)}\t{_id(d.provider_id)}\t{_id(d.right_id)}\n"
+                    for i, d in enumerate(fresh)
+                ),
+            )
+            bulk.copy_text(
+                MerkleNode, ("level", "index", "hash"), (f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes)
+            )
+        else:
+            bulk.insert_rows(
+                LedgerEntry,
+                _ENTRY_COLUMNS,
+                (
+                    (first + i, d.kind, 1, d.event_id, bulk.Json(payloads[i].decode()), bodies[i].decode(), chain[i],
+                     chain[i + 1], leaves[i].hex(), kid, base64.b64encode(sigs[i]).decode(), d.producer_time or now,
+                     now, d.dataset_id, d.consumer_id, d.provider_id, d.right_id)
+                    for i, d in enumerate(fresh)
+                ),
+            )  # fmt: skip
+            bulk.insert_rows(MerkleNode, ("level", "index", "hash"), nodes)
+        cp = checkpoint_create(expected_root=edge.root(), size=edge.size) if make_checkpoint and fresh else None
+    seqs = {d.event_id: first + i for i, d in enumerate(fresh)}
     seqs.update({event_id: e.seq for event_id, e in known.items()})
-    return BatchResult([seqs[d.event_id] for d in drafts], len(rows), cp)
+    return BatchResult([seqs[d.event_id] for d in drafts], len(fresh), cp)
 
 
 # --- checkpoints ---------------------------------------------------------------------------

@@ -28,15 +28,16 @@ import json
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, BinaryIO
 
 from ledger import checkpoint as notes
 from ledger import merkle
-from ledger._examine import Context, Examined, examine
+from ledger._examine import Block, Context, Examined, examine_block
 
 FORMAT = "usufruct-ledger-bundle/1"
 GENESIS = "0" * 64
@@ -103,6 +104,7 @@ def _kid(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+@lru_cache(maxsize=1024)  # producer times repeat: every entry of a sequencer batch shares one
 def _time(value: Any) -> datetime:
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if parsed.tzinfo is None:
@@ -259,41 +261,170 @@ class _Checker:
             root=self.roots.get(self.tree_size),
             complete=self.report.complete,
             hub_signatures=hub_signatures,
+            checkpoint_sizes=tuple(sorted(self.roots)),
         )
 
 
-def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+def _line_blocks(lines: Iterator[str], size: int) -> Iterator[bytes]:
     chunk: list[str] = []
     for line in lines:
         if line.strip():
-            chunk.append(line)
+            chunk.append(line if line.endswith("\n") else line + "\n")
             if len(chunk) >= size:
-                yield chunk
+                yield "".join(chunk).encode("utf-8", "surrogateescape")
                 chunk = []
     if chunk:
-        yield chunk
+        yield "".join(chunk).encode("utf-8", "surrogateescape")
 
 
-def _examined(lines: Iterator[str], ctx: Context, jobs: int, chunk_size: int) -> Iterator[Examined]:
-    """Per-entry results in bundle order; in ``jobs`` processes once the bundle is big enough to pay for them."""
-    chunks = _chunks(lines, chunk_size)
-    first = next(chunks, None)
+def _file_blocks(fh: BinaryIO, size: int) -> Iterator[bytes]:
+    """Runs of whole lines of about ``size`` bytes: read in one call each, never split or decoded here."""
+    rest = b""
+    while True:
+        data = fh.read(size)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        rest = data[cut:]
+        yield data[:cut]
+    if rest.strip():
+        yield rest
+
+
+def _outcomes(blocks: Iterator[bytes], ctx: Context, jobs: int) -> Iterator[Block | list[Examined]]:
+    """``examine_block`` of each block, in order; in ``jobs`` processes once there are two blocks or more."""
+    first = next(blocks, None)
     if first is None:
         return
-    second = next(chunks, None)
+    second = next(blocks, None)
     if second is None or jobs <= 1:
-        for chunk in (first, second, *chunks) if second is not None else (first,):
-            yield from examine(chunk, ctx)
+        for block in (first, second, *blocks) if second is not None else (first,):
+            yield examine_block(block, ctx)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        pending: deque[Future[list[Examined]]] = deque(pool.submit(examine, c, ctx) for c in (first, second))
-        for chunk in chunks:
-            # Bounded read-ahead: at most a few chunks per worker are in memory at once.
+        pending: deque[Future[Block | list[Examined]]] = deque(
+            pool.submit(examine_block, b, ctx) for b in (first, second)
+        )
+        for block in blocks:
+            # Bounded read-ahead: at most a few blocks per worker are in memory at once.
             while len(pending) >= 3 * jobs:
-                yield from pending.popleft().result()
-            pending.append(pool.submit(examine, chunk, ctx))
+                yield pending.popleft().result()
+            pending.append(pool.submit(examine_block, block, ctx))
         while pending:
-            yield from pending.popleft().result()
+            yield pending.popleft().result()
+
+
+class _Sequence:
+    """The checks that need the entries in bundle order: sequence, chain, tree against the checkpoints, rights."""
+
+    def __init__(self, checker: _Checker, report: Report) -> None:
+        self.checker, self.report = checker, report
+        self.frontier = merkle.Frontier()
+        self.prev_hash, self.last_seq = GENESIS, -1
+
+    def _tree_at(self, size: int, root: bytes) -> None:
+        if root != self.checker.roots.get(size):
+            self.report.fail(f"tree of the first {size} entries does not match its signed checkpoint")
+
+    def _facts(self, seq: int, kind: str, facts: dict[str, Any]) -> None:
+        try:
+            if kind == "usage":
+                self.checker.usage(seq, facts)
+            else:
+                self.checker.rights_entry(seq, kind, facts)
+        except (KeyError, ValueError, TypeError) as exc:
+            self.report.fail(f"entry #{seq}: malformed {kind} entry: {exc}")
+
+    def entries(self, examined: list[Examined]) -> None:
+        report, roots, frontier = self.report, self.checker.roots, self.frontier
+        for seq, leaf, body_hash, prev, kind, facts, fails in examined:
+            report.failures.extend(fails)
+            if seq is None:
+                continue
+            if not isinstance(seq, int) or seq <= self.last_seq:
+                report.fail(f"entry #{seq} comes after #{self.last_seq}: entries removed, reordered or repeated")
+                continue
+            report.entries += 1
+            report.kinds[kind] = report.kinds.get(kind, 0) + 1
+            if report.complete:
+                if seq != frontier.size:
+                    report.fail(f"entry #{seq} found where #{frontier.size} belongs: entries removed or reordered")
+                if prev != self.prev_hash:
+                    report.fail(f"entry #{seq}: prev hash breaks the chain")
+                frontier.append(leaf)
+                if frontier.size in roots:
+                    self._tree_at(frontier.size, frontier.root())
+            self.last_seq, self.prev_hash = seq, body_hash
+            if facts is not None:
+                self._facts(seq, kind, facts)
+
+    def block(self, b: Block) -> None:
+        report, roots, frontier = self.report, self.checker.roots, self.frontier
+        report.failures.extend(b.failures)
+        if b.first_seq <= self.last_seq:
+            report.fail(f"entry #{b.first_seq} comes after #{self.last_seq}: entries removed, reordered or repeated")
+        if b.first_seq != frontier.size:
+            report.fail(f"entry #{b.first_seq} found where #{frontier.size} belongs: entries removed or reordered")
+        if b.first_prev != self.prev_hash:
+            report.fail(f"entry #{b.first_seq}: prev hash breaks the chain")
+        report.entries += b.last_seq - b.first_seq + 1
+        for kind, n in b.kinds.items():
+            report.kinds[kind] = report.kinds.get(kind, 0) + n
+        if b.first_seq == frontier.size:
+            for size, prefix in b.prefixes.items():
+                if size in roots:
+                    partial = frontier.copy()
+                    for level, h in prefix:
+                        partial.append_subtree(level, h)
+                    self._tree_at(size, partial.root())
+            for level, h in b.pieces:
+                frontier.append_subtree(level, h)
+            if frontier.size in roots:
+                self._tree_at(frontier.size, frontier.root())
+        else:  # not where it belongs: rebuild leaf by leaf, as the per-entry path would
+            for i in range(0, len(b.leaves), 32):
+                frontier.append(b.leaves[i : i + 32])
+                if frontier.size in roots:
+                    self._tree_at(frontier.size, frontier.root())
+        self.last_seq, self.prev_hash = b.last_seq, b.last_hash
+        for seq, kind, facts in b.facts:
+            self._facts(seq, kind, facts)
+
+
+def _verify(
+    header_line: str | bytes,
+    blocks: Callable[[], Iterator[bytes]],
+    *,
+    log_keys: Sequence[str] = (),
+    witnesses: Sequence[str] = (),
+    jobs: int = 1,
+    hub_signatures: bool = True,
+) -> Report:
+    report = Report()
+    try:
+        header = json.loads(header_line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BundleError("the bundle has no JSON header line") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise BundleError(f"not a {FORMAT} bundle")
+    try:
+        checker = _Checker(header, report, list(log_keys), list(witnesses))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"bad bundle header: {exc}") from None
+    checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
+    order = _Sequence(checker, report)
+    for outcome in _outcomes(blocks(), checker.context(hub_signatures), jobs):
+        if isinstance(outcome, Block):
+            order.block(outcome)
+        else:
+            order.entries(outcome)
+    if report.complete and order.frontier.size != checker.tree_size:
+        report.fail(f"complete bundle holds {order.frontier.size} entries, its checkpoint {checker.tree_size}")
+    return report
 
 
 def verify_lines(
@@ -306,59 +437,40 @@ def verify_lines(
     hub_signatures: bool = True,
 ) -> Report:
     """Verify a bundle given as lines of JSON; problems are collected in the report, never raised."""
-    report = Report()
     it = iter(lines)
-    try:
-        header = json.loads(next(it))
-    except (StopIteration, json.JSONDecodeError):
-        raise BundleError("the bundle has no JSON header line") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise BundleError(f"not a {FORMAT} bundle")
-    try:
-        checker = _Checker(header, report, list(log_keys), list(witnesses))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BundleError(f"bad bundle header: {exc}") from None
-    checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
-    frontier = merkle.Frontier()
-    prev_hash, last_seq = GENESIS, -1
-    for seq, leaf, body_hash, prev, kind, facts, fails in _examined(
-        it, checker.context(hub_signatures), jobs, chunk_size
-    ):
-        report.failures.extend(fails)
-        if seq is None:
-            continue
-        if not isinstance(seq, int) or seq <= last_seq:
-            report.fail(f"entry #{seq} comes after #{last_seq}: entries removed, reordered or repeated")
-            continue
-        report.entries += 1
-        report.kinds[kind] = report.kinds.get(kind, 0) + 1
-        if report.complete:
-            if seq != frontier.size:
-                report.fail(f"entry #{seq} found where #{frontier.size} belongs: entries removed or reordered")
-            if prev != prev_hash:
-                report.fail(f"entry #{seq}: prev hash breaks the chain")
-            frontier.append(leaf)
-            root = checker.roots.get(frontier.size)
-            if root is not None and frontier.root() != root:
-                report.fail(f"tree of the first {frontier.size} entries does not match its signed checkpoint")
-        last_seq, prev_hash = seq, body_hash
-        if facts is None:
-            continue
-        try:
-            if kind == "usage":
-                checker.usage(seq, facts)
-            else:
-                checker.rights_entry(seq, kind, facts)
-        except (KeyError, ValueError, TypeError) as exc:
-            report.fail(f"entry #{seq}: malformed {kind} entry: {exc}")
-    if report.complete and frontier.size != checker.tree_size:
-        report.fail(f"complete bundle holds {frontier.size} entries, its checkpoint {checker.tree_size}")
-    return report
+    header = next(it, None)
+    if header is None:
+        raise BundleError("the bundle has no JSON header line")
+    return _verify(
+        header,
+        lambda: _line_blocks(it, chunk_size),
+        log_keys=log_keys,
+        witnesses=witnesses,
+        jobs=jobs,
+        hub_signatures=hub_signatures,
+    )
 
 
-def verify_file(path: str | os.PathLike[str], **kwargs: Any) -> Report:
-    with open(path, encoding="utf-8") as fh:
-        return verify_lines(fh, **kwargs)
+def verify_file(
+    path: str | os.PathLike[str],
+    *,
+    log_keys: Sequence[str] = (),
+    witnesses: Sequence[str] = (),
+    jobs: int = 1,
+    chunk_size: int = _CHUNK,
+    hub_signatures: bool = True,
+) -> Report:
+    """Verify a bundle file; it is read in blocks of about ``chunk_size`` entries (1 KiB each) handed to the workers."""
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        return _verify(
+            header,
+            lambda: _file_blocks(fh, max(1, chunk_size) * 1024),
+            log_keys=log_keys,
+            witnesses=witnesses,
+            jobs=jobs,
+            hub_signatures=hub_signatures,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

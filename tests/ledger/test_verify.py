@@ -15,7 +15,7 @@ from ledger import bundle, services
 from ledger import checkpoint as notes
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
-from ledger.verify import verify_lines
+from ledger.verify import verify_file, verify_lines
 from tests.conftest import ROOT
 
 from .conftest import buy, later, use
@@ -208,3 +208,31 @@ def test_trusting_signed_roots_skips_entry_signatures_but_not_tampering(world) -
     assert found and all("hub signature" not in f for f in found)
     partial = _edit(export(dataset_id=world["acme"].dataset_id), seq, lambda i: i.update(body=i["body"] + " "))
     assert not verify_lines(partial, hub_signatures=False).ok
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_small_blocks_and_worker_processes_find_the_same_problems(world, tmp_path, chunk) -> None:  # type: ignore[no-untyped-def]
+    # Blocks of a few entries: each is summarised in one piece (chain, subtrees, facts) and the
+    # pieces are joined in order, so problems across block boundaries must still show.
+    lines = export()
+    key = [services.log_vkey()]
+    assert verify_lines(lines, log_keys=key, chunk_size=chunk).ok
+    path = tmp_path / "bundle.jsonl"
+    path.write_text("".join(lines))
+    for jobs in (1, 2):
+        report = verify_file(path, log_keys=key, chunk_size=chunk, jobs=jobs)
+        assert report.ok, report.failures
+        assert report.entries == len(lines) - 1
+    assert verify_file(path, log_keys=key, jobs=2, chunk_size=0).ok  # minimal blocks: one read per line
+
+    def found(edited: list[str]) -> str:
+        return " | ".join(verify_lines(edited, log_keys=key, chunk_size=chunk).failures)
+
+    assert "removed or reordered" in found(lines[:4] + lines[5:])
+    assert "removed, reordered or repeated" in found(lines[:4] + [lines[5], lines[4]] + lines[6:])
+    assert "complete bundle holds" in found(lines[:-1])
+    seq = world["usages"][0].seq
+    bumped = found(_edit(lines, seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":12'))))
+    assert "hub signature: signature does not verify" in bumped
+    assert "does not match its signed checkpoint" in bumped
+    assert "prev hash breaks the chain" in bumped

@@ -65,3 +65,10 @@ def test_checked_falls_back_for_floats_big_integers_and_astral_keys() -> None:
     assert len(calls) == 3
     jcs.dumps_checked({"x": 12, "s": "plain"}, exact=exact)
     assert len(calls) == 3
+    # Number-like text inside strings (times, versions) is no reason to fall back ...
+    jcs.dumps_checked({"at": "2025-01-02T06:28:39.123456Z", "v": [",1.5", ':12e3"\\'], "k:1.5": 0}, exact=exact)
+    assert len(calls) == 3
+    # ... a number token after such a string still is.
+    for v in ({"at": "06:28:39.1", "x": 0.5}, ['"', -1e-7], {"a": "\\", "b": 1234567890123456}):
+        jcs.dumps_checked(v, exact=exact)
+    assert len(calls) == 6

@@ -82,9 +82,17 @@ class Message(models.Model):
     nonce = models.CharField(max_length=64)
     digest = models.CharField(max_length=64, unique=True)
     kid = models.CharField(max_length=16)
+    # For a node's reply: the digest of the hub message it answers. Unique, so a step is
+    # answered at most once; the hub accepts no reply it did not ask for.
+    in_reply_to = models.CharField(max_length=64, null=True, blank=True)
     envelope = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
-        constraints = [models.UniqueConstraint(fields=["sender", "nonce"], name="message_nonce_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["sender", "nonce"], name="message_nonce_once"),
+            models.UniqueConstraint(
+                fields=["in_reply_to"], condition=models.Q(in_reply_to__isnull=False), name="message_answered_once"
+            ),
+        ]

@@ -85,7 +85,7 @@ def job_submit(
         with transaction.atomic():
             for right_id in sorted(rights):  # fixed lock order: ascending right id
                 right_svc.right_reserve(
-                    right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=clean.get("dp_epsilon", 0.0)
+                    right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=algo.privacy_epsilon(clean)
                 )
             job = Job.objects.create(
                 consumer=consumer,
@@ -156,12 +156,6 @@ def preview_request(
     own_ids = [c["name"] for c in own.columns if c["role"] == "id"]
     if len(own_ids) != 1:
         raise invalid("consumer_dataset", "Your dataset needs exactly one ID column.")
-    since = timezone.now() - timedelta(days=1)
-    recent = Job.objects.filter(consumer=consumer, preview=True, created_at__gte=since)
-    if recent.filter(parties__dataset=target).count() >= PREVIEWS_PER_DATASET_PER_DAY:
-        raise Throttled(f"at most {PREVIEWS_PER_DATASET_PER_DAY} previews of one dataset a day")
-    if recent.count() >= PREVIEWS_PER_CONSUMER_PER_DAY:
-        raise Throttled(f"at most {PREVIEWS_PER_CONSUMER_PER_DAY} previews a day")
     algo = get_algorithm("psi")
     params = {"consumer_dataset": own.local_name, "consumer_id_column": own_ids[0], "epsilon": PREVIEW_EPSILON}
     try:
@@ -170,6 +164,15 @@ def preview_request(
         raise Invalid("this dataset cannot be previewed", fields=exc.errors) from None
     try:
         with transaction.atomic():
+            # The consumer's row serialises its previews, so parallel requests cannot all
+            # pass the daily limit (averaging many noisy previews would undo the noise).
+            Organization.objects.select_for_update().filter(id=consumer.id).values_list("id", flat=True).first()
+            since = timezone.now() - timedelta(days=1)
+            recent = Job.objects.filter(consumer=consumer, preview=True, created_at__gte=since)
+            if recent.filter(parties__dataset=target).count() >= PREVIEWS_PER_DATASET_PER_DAY:
+                raise Throttled(f"at most {PREVIEWS_PER_DATASET_PER_DAY} previews of one dataset a day")
+            if recent.count() >= PREVIEWS_PER_CONSUMER_PER_DAY:
+                raise Throttled(f"at most {PREVIEWS_PER_CONSUMER_PER_DAY} previews a day")
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -288,9 +291,12 @@ def _send(node_slug: str, wire: dict[str, Any]) -> None:
     app.send_task(NODE_TASK, args=[wire], queue=f"node.{node_slug}")
 
 
-def _record(*, job: Job | None, wire: dict[str, Any], direction: str, digest: str) -> Message:
+def _record(
+    *, job: Job | None, wire: dict[str, Any], direction: str, digest: str, in_reply_to: str | None = None
+) -> Message:
     p = wire["payload"]
     return Message.objects.create(
+        in_reply_to=in_reply_to,
         job=job,
         direction=direction,
         step=p["step"],
@@ -306,7 +312,7 @@ def _record(*, job: Job | None, wire: dict[str, Any], direction: str, digest: st
 
 def job_start(*, job_id: str) -> None:
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(id=job_id).first()
+        job = _lock_job(job_id)
         if job is None or job.status != Job.Status.QUEUED:
             return  # already started (a redelivered start task) or gone
         view = _view(job)
@@ -325,14 +331,26 @@ def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
         right_svc.right_settle(right_id=party.right_id, consumed=False)
         party.quota_settled = True
         party.save(update_fields=["quota_settled"])
-    eps = job.params.get("dp_epsilon") if not job.preview else None
+    eps = get_algorithm(job.algorithm).privacy_epsilon(job.params) if not job.preview else 0.0
     if eps and not job.state.get("dp_released"):
         for party in job.parties.filter(role="provider", right__isnull=False):
             right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
 
 
+def rights_of_open_jobs(*, right_id: int) -> list[int]:
+    """Every right used by the open jobs that use ``right_id`` (for lock ordering)."""
+    open_jobs = JobParty.objects.filter(
+        right_id=right_id, job__status__in=[Job.Status.QUEUED, Job.Status.RUNNING]
+    ).values_list("job_id", flat=True)
+    ids = JobParty.objects.filter(job_id__in=open_jobs, right__isnull=False).values_list("right_id", flat=True)
+    return sorted({right_id, *ids})
+
+
 def jobs_cancel_for_right(*, right_id: int, reason: str) -> list[str]:
-    """Cancel the queued and running jobs that use a right (called under the right's lock)."""
+    """Cancel the queued and running jobs that use a right.
+
+    The caller holds the locks of every right in ``rights_of_open_jobs`` (ascending).
+    """
     cancelled = []
     ids = JobParty.objects.filter(right_id=right_id).values_list("job_id", flat=True)
     for job in Job.objects.select_for_update().filter(id__in=ids, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]):
@@ -391,11 +409,20 @@ def _open(wire: dict[str, Any], resolve: Any) -> envelope.Opened:
     return envelope.open_envelope(wire, resolve_key=resolve, recipient="hub")
 
 
+def _lock_job(job_id: Any) -> Job | None:
+    """Lock a job the documented way: its rights (ascending id) first, then the job row."""
+    right_ids = sorted(
+        JobParty.objects.filter(job_id=job_id, right__isnull=False).values_list("right_id", flat=True).distinct()
+    )
+    list(UsageRight.objects.select_for_update().filter(id__in=right_ids).order_by("id").values_list("id", flat=True))
+    return Job.objects.select_for_update().filter(id=job_id).first()
+
+
 def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -> str:
     payload = opened.payload
     body = payload["body"]
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(id=payload["job"]).first()
+        job = _lock_job(payload["job"]) if Job.objects.filter(id=payload["job"]).exists() else None
         if job is None:
             raise envelope.EnvelopeError("unknown_job", f"no job {payload['job']}")
         if (
@@ -406,7 +433,20 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
         party = job.parties.filter(key=body.get("party")).select_related("node").first()
         if party is None or party.node_id != node.id:
             raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
-        _record(job=job, wire=wire, direction=Message.Direction.IN, digest=opened.digest)
+        asked = Message.objects.filter(
+            job=job,
+            direction=Message.Direction.OUT,
+            digest=body.get("in_reply_to") or "",
+            recipient=node.slug,
+            step=payload["step"],
+        ).exists()
+        if not asked:
+            raise envelope.EnvelopeError("unsolicited", "this reply answers no step the hub sent to this node")
+        if Message.objects.filter(in_reply_to=body["in_reply_to"]).exists():
+            raise envelope.EnvelopeError("answered", "this step was already answered")
+        _record(
+            job=job, wire=wire, direction=Message.Direction.IN, digest=opened.digest, in_reply_to=body["in_reply_to"]
+        )
         if job.status != Job.Status.RUNNING:
             return "ignored"
         if body.get("status") != "ok":
@@ -464,6 +504,11 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -
         party.status = JobParty.Status.DONE
         party.save(update_fields=["status"])
         return
+    if party.quota_settled:
+        # One reserved unit per party: a second receipt for the same right in one job is refused.
+        raise envelope.EnvelopeError("answered", "this party's use was already recorded")
+    right_svc.right_settle(right_id=right.id, consumed=True)  # right before ledger head (lock order)
+    party.quota_settled = True
     entry_append(
         kind="usage",
         event_id=f"usage:{receipt.digest}",
@@ -486,8 +531,5 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -
         provider_id=party.dataset.organization_id,
         right_id=right.id,
     )
-    if not party.quota_settled:
-        right_svc.right_settle(right_id=right.id, consumed=True)
-        party.quota_settled = True
     party.status = JobParty.Status.DONE
     party.save(update_fields=["quota_settled", "status"])

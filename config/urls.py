@@ -15,6 +15,7 @@ api = [
     path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
     path("api/datasets/<int:pk>/", market_api.DatasetDetail.as_view(), name="api-dataset"),
     path("api/offers/", market_api.OfferCreate.as_view(), name="api-offers"),
+    path("api/offers/<int:pk>/retire/", market_api.OfferRetire.as_view(), name="api-offer-retire"),
     path("api/orders/", market_api.OrderListCreate.as_view(), name="api-orders"),
     path("api/rights/", market_api.RightList.as_view(), name="api-rights"),
     path("api/rights/<int:pk>/revoke/", market_api.RightRevoke.as_view(), name="api-right-revoke"),

@@ -66,6 +66,11 @@ def require_provider_admin(user: AbstractBaseUser) -> Organization:
     return org
 
 
+def _lock_org(org: Organization) -> None:
+    """Serialise membership changes of one organisation (the last admin must stay)."""
+    Organization.objects.select_for_update().filter(id=org.id).values_list("id", flat=True).first()
+
+
 def member_add(*, admin: AbstractBaseUser, username: str, role: str) -> Membership:
     org = require_admin(admin)
     if role not in Membership.Role.values:
@@ -75,13 +80,19 @@ def member_add(*, admin: AbstractBaseUser, username: str, role: str) -> Membersh
         raise invalid("username", f"No user {username!r}; they must sign up first.")
     if Membership.objects.filter(user=user).exclude(organization=org).exists():
         raise invalid("username", "This user already belongs to another organisation.")
-    membership, _ = Membership.objects.update_or_create(user=user, organization=org, defaults={"role": role})
+    with transaction.atomic():
+        _lock_org(org)
+        admins = org.memberships.filter(role=Membership.Role.ADMIN)
+        if role != Membership.Role.ADMIN and admins.filter(user=user).exists() and admins.count() == 1:
+            raise invalid("role", "An organisation keeps at least one admin.")
+        membership, _ = Membership.objects.update_or_create(user=user, organization=org, defaults={"role": role})
     return membership
 
 
 def member_remove(*, admin: AbstractBaseUser, membership_id: int) -> None:
     org = require_admin(admin)
     with transaction.atomic():
+        _lock_org(org)
         m = Membership.objects.select_for_update().filter(id=membership_id, organization=org).first()
         if m is None:
             raise NotFound("no such member")

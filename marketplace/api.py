@@ -75,6 +75,17 @@ class OfferCreate(APIView):
         return Response(OfferSerializer(offer).data, status=status.HTTP_201_CREATED)
 
 
+class OfferRetire(APIView):
+    """The provider withdraws an offer from sale (rights already sold keep their terms)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: OfferSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        offer = services.offer_retire(organization=accounts.require_provider_admin(request.user), offer_id=pk)
+        return Response(OfferSerializer(offer).data)
+
+
 class OrderListCreate(APIView):
     """A consumer's orders; POST buys a usage right (``Idempotency-Key`` required)."""
 

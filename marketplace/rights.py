@@ -129,11 +129,14 @@ def right_settle(*, right_id: int, consumed: bool) -> UsageRight:
 def right_revoke(*, provider: Organization, right_id: int, reason: str) -> UsageRight:
     """The provider withdraws a right: unused prepaid units are refunded, the right's
     queued and running jobs are cancelled, and both facts go on the ledger."""
-    from compute.services import jobs_cancel_for_right  # compute depends on marketplace, not the reverse
+    from compute.services import jobs_cancel_for_right, rights_of_open_jobs  # compute depends on marketplace
 
     if not reason or not reason.strip():
         raise invalid("reason", "Give the reason for revoking.")
     with transaction.atomic():
+        # Lock order: every right of the jobs we may cancel, ascending, before any job.
+        ids = rights_of_open_jobs(right_id=right_id)
+        list(UsageRight.objects.select_for_update().filter(id__in=ids).order_by("id").values_list("id", flat=True))
         right = UsageRight.objects.select_for_update().select_related("dataset", "order").filter(id=right_id).first()
         if right is None or right.dataset.organization_id != provider.id:
             raise NotFound("usage right not found") if right is None else Forbidden("not your dataset's right")

@@ -101,7 +101,15 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
     by_party: dict[str, dict[str, Money]] = defaultdict(dict)
     by_plan: dict[str, dict[str, Money]] = defaultdict(dict)
     by_month: dict[str, dict[str, Money]] = defaultdict(dict)
+    # A use's rank within its right (subscription overage) counts every earlier use of
+    # that right, including those before the period being reported.
     uses: dict[int, int] = defaultdict(int)
+    first_use: dict[int, int] = {}
+    for e in rows:
+        if e.kind == "usage" and e.right_id is not None:
+            first_use.setdefault(e.right_id, e.seq)
+    for right_id, seq in first_use.items():
+        uses[right_id] = LedgerEntry.objects.filter(kind="usage", right_id=right_id, seq__lt=seq).count()
     for e in rows:
         order = orders.get(e.right_id)
         if order is None:

@@ -22,7 +22,7 @@ from compute.protocol import keys
 from compute.protocol.envelope import Opened, parse_time
 from ledger.services import entry_append
 from marketplace import billing, idempotency
-from marketplace.exceptions import Forbidden, Invalid, invalid
+from marketplace.exceptions import Forbidden, Invalid, NotFound, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from marketplace.money import CURRENCIES
 
@@ -235,7 +235,12 @@ def offer_publish(
     if errors:
         raise Invalid("invalid offer", fields=errors)
     with transaction.atomic():
-        version = Offer.objects.filter(dataset=dataset, title=title.strip()).count() + 1
+        # The dataset row serialises publications of its offers (version numbers stay unique).
+        Dataset.objects.select_for_update().filter(id=dataset.id).values_list("id", flat=True).first()
+        earlier = Offer.objects.filter(dataset=dataset, title=title.strip())
+        version = earlier.count() + 1
+        # A new version replaces the listed one; rights already sold keep their copied terms.
+        earlier.filter(status=Offer.Status.PUBLISHED).update(status=Offer.Status.RETIRED)
         offer = Offer.objects.create(
             dataset=dataset,
             title=title.strip(),
@@ -269,6 +274,28 @@ def offer_publish(
                 },
             },
             dataset_id=dataset.id,
+            provider_id=organization.id,
+        )
+    return offer
+
+
+def offer_retire(*, organization: Organization, offer_id: int) -> Offer:
+    """Withdraw an offer from sale; rights already sold are unaffected."""
+    with transaction.atomic():
+        offer = Offer.objects.select_for_update().select_related("dataset").filter(id=offer_id).first()
+        if offer is None:
+            raise NotFound("no such offer")
+        if offer.dataset.organization_id != organization.id:
+            raise Forbidden("you can only retire your own offers")
+        if offer.status == Offer.Status.RETIRED:
+            return offer
+        offer.status = Offer.Status.RETIRED
+        offer.save(update_fields=["status"])
+        entry_append(
+            kind="offer_published",
+            event_id=f"offer_retired:{offer.id}",
+            payload={"offer": offer.id, "version": offer.version, "dataset": offer.dataset_id, "status": "retired"},
+            dataset_id=offer.dataset_id,
             provider_id=organization.id,
         )
     return offer

@@ -6,12 +6,12 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from rest_framework.authtoken.models import Token
 
 from compute.models import JobParty
 from marketplace import accounts, rights
-from marketplace.exceptions import ServiceError
+from marketplace.exceptions import ServiceError, invalid
 from marketplace.forms import MemberForm, RevokeForm, SignupForm
 from marketplace.models import Membership, Order, UsageRight
 
@@ -54,6 +54,8 @@ def organization(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             if "remove" in request.POST:
+                if not request.POST["remove"].isdigit():
+                    raise invalid("membership", "No such member.")
                 accounts.member_remove(admin=request.user, membership_id=int(request.POST["remove"]))
                 messages.success(request, "Member removed.")
                 return redirect("organization")
@@ -90,7 +92,8 @@ def orders_received(request: HttpRequest) -> HttpResponse:
     org = membership.organization if membership else None
     forms: dict[int, RevokeForm] = {}
     if request.method == "POST":
-        right_id = int(request.POST.get("right", 0))
+        raw = request.POST.get("right", "")
+        right_id = int(raw) if raw.isdigit() else 0
         form = RevokeForm(request.POST)
         if form.is_valid():
             try:
@@ -112,10 +115,11 @@ def orders_received(request: HttpRequest) -> HttpResponse:
 @login_required
 def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
     membership = accounts.membership_of(request.user)
-    right = (
-        UsageRight.objects.filter(consumer=membership.organization if membership else None)
-        .select_related("dataset__organization", "order")
-        .get(pk=pk)
+    right = get_object_or_404(
+        UsageRight.objects.filter(consumer=membership.organization if membership else None).select_related(
+            "dataset__organization", "order"
+        ),
+        pk=pk,
     )
     parties = JobParty.objects.filter(right=right).select_related("job").order_by("-job__created_at")
     return render(request, "marketplace/right.html", {"right": right, "parties": parties})

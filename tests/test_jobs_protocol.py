@@ -172,6 +172,10 @@ def test_a_node_refuses_a_step_its_right_does_not_cover(bank_api) -> None:  # ty
         key=hub_private_key(),
         kid=hub_kid(),
     )
+    # The hub only accepts replies to steps it recorded as sent: record this one as sent.
+    from compute.protocol.canonical import canonical, sha256_hex
+
+    services._record(job=job, wire=tampered, direction="out", digest=sha256_hex(canonical(tampered["payload"])))
     (reply,) = handle_step(node("acme"), tampered)
     assert reply["payload"]["body"]["status"] == "refused"
     assert reply["payload"]["body"]["code"] == "not_permitted"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import random
 import secrets
+from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
@@ -68,6 +69,10 @@ class Psi:
         self.rng = rng if rng is not None else _SYSTEM_RANDOM
         self.node_rng = node_rng if node_rng is not None else _SYSTEM_RANDOM
 
+    def privacy_epsilon(self, params: dict[str, Any]) -> float:
+        """The ε a paid job releases (a free preview has no right to charge)."""
+        return float(params.get("epsilon", 0.0))
+
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
         local = params.get("consumer_dataset")
@@ -85,6 +90,8 @@ class Psi:
             errors["epsilon"] = ["epsilon must be a number."]
         elif not 0 < epsilon <= MAX_EPSILON:
             errors["epsilon"] = [f"epsilon must be greater than 0 and at most {MAX_EPSILON:g}."]
+        elif Decimal(str(epsilon)).as_tuple().exponent < -3:  # type: ignore[operator]
+            errors["epsilon"] = ["epsilon has at most 3 decimals (budgets are kept in thousandths)."]
         unknown = set(params) - PARAMS
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
@@ -135,7 +142,7 @@ class Psi:
             exact = len(set(job.state["peer_tags"]).intersection(tags))
             outputs = release(exact, n_consumer, n_provider, job.params["epsilon"], self.rng)
             job.state = {"phase": "done"}  # the tag sets (and with them the exact count) go
-            return Progress(outputs=outputs, percent=100)
+            return Progress(outputs=outputs, percent=100, privacy_spent=float(job.params["epsilon"]))
         raise ValueError(f"psi did not expect step {step!r} from {party!r} in phase {phase!r}")
 
     # --- node side ------------------------------------------------------------------
@@ -154,7 +161,7 @@ class Psi:
             if len(peer) < ctx.min_group_size:
                 raise StepRefused(
                     "group_too_small",
-                    f"the other list has {len(peer)} IDs, below the minimum group size {ctx.min_group_size}",
+                    f"the other list has fewer IDs than the minimum group size {ctx.min_group_size}",
                 )
             ids = _local_ids(ctx, body["dataset"], body["id_column"])
             b = dh_group.random_exponent(self.node_rng)
@@ -187,7 +194,7 @@ def _local_ids(ctx: NodeContext, dataset: str, column: str) -> list[str]:
             if len(seen) > MAX_IDS:
                 raise StepRefused("too_many_ids", f"more than {MAX_IDS:,} IDs; split the list")
     if len(seen) < ctx.min_group_size:
-        raise StepRefused("group_too_small", f"{len(seen)} IDs is below the minimum group size {ctx.min_group_size}")
+        raise StepRefused("group_too_small", f"fewer IDs than the minimum group size {ctx.min_group_size}")
     return list(seen)
 
 

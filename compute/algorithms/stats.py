@@ -16,6 +16,7 @@ sees only noisy totals. The ε is charged to every provider right of the job.
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
@@ -67,6 +68,9 @@ class Stats:
         if eps is not None:
             if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 10:
                 errors["dp_epsilon"] = ["dp_epsilon must be a number in (0, 10]."]
+            elif Decimal(str(eps)).as_tuple().exponent < -3:  # type: ignore[operator]
+                # ε is accounted in thousandths (UsageRight.epsilon_*): no release may round to 0.
+                errors["dp_epsilon"] = ["dp_epsilon has at most 3 decimals (at least 0.001)."]
             bounds = params.get("bounds")
             if (
                 not isinstance(bounds, list)
@@ -85,12 +89,25 @@ class Stats:
         return clean
 
     # --- hub side -------------------------------------------------------------------
+    def privacy_epsilon(self, params: dict[str, Any]) -> float:
+        """The ε a job with these parameters releases (reserved on each provider right)."""
+        return float(params.get("dp_epsilon", 0.0))
+
     def start(self, job: JobView) -> Progress:
         job.state = {"phase": "keygen", "partials": {}}
         body = {"key_bits": job.params["key_bits"]}
         return Progress(sends=[Send(job.consumer.key, "keygen", body)], percent=5)
 
     def on_result(self, job: JobView, step: str, party: str, body: dict[str, Any]) -> Progress:
+        # Defence in depth (the hub also accepts only replies to steps it sent): each step
+        # only in its phase, only from the party it was sent to, only once.
+        phase = job.state.get("phase")
+        role = job.party(party).role
+        expected = {"keygen": "consumer", "partial": "provider", "decrypt": "consumer"}
+        if step not in expected or phase != step or role != expected[step]:
+            raise ValueError(f"unexpected {step!r} from {party!r} in phase {phase!r}")
+        if step == "partial" and party in job.state["partials"]:
+            raise ValueError(f"{party!r} already sent its partial")
         if step == "keygen":
             job.state["public_key"] = body["public_key"]
             job.state["phase"] = "partial"
@@ -184,7 +201,8 @@ class Stats:
         if len(values) < ctx.min_group_size:
             raise StepRefused(
                 "group_too_small",
-                f"{len(values)} rows is below the minimum group size {ctx.min_group_size}",
+                # No count in the message: a suppressed group's size is what suppression hides.
+                f"fewer rows than the minimum group size {ctx.min_group_size}",
             )
         public = paillier.public_from_json(body["public_key"])
         if "bounds" in body:  # a DP release: clipping bounds each row's contribution

@@ -49,10 +49,24 @@ def _log_keys() -> list[dict[str, str]]:
 
 
 def _node_keys() -> dict[str, dict[str, Any]]:
-    return {
+    """Current node keys, and every key a node rotated away from (published by the
+    ``key_rotated`` entry), so receipts signed before a rotation still verify."""
+    keys = {
         n.kid: {"node": n.slug, "organization": n.organization_id, "public_key": n.public_key}
         for n in Node.objects.exclude(kid="").order_by("slug")
     }
+    rotations = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.KEY_ROTATED).order_by("seq")
+    for payload in rotations.values_list("payload", flat=True):
+        if payload.get("key") == "node":
+            keys.setdefault(
+                payload["old_kid"],
+                {
+                    "node": payload["node"],
+                    "organization": payload["organization"],
+                    "public_key": payload["old_public_key"],
+                },
+            )
+    return keys
 
 
 def scoped_entries(

@@ -172,6 +172,17 @@ class NodeListCreate(APIView):
         return Response({**NodeSerializer(node).data, "enrolment_token": token}, status=201)
 
 
+class NodeRekey(APIView):
+    """A new one-time enrolment token for an existing node: it enrols a fresh key with it."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: NodeSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        node, token = services.node_rekey(organization=accounts.require_admin(request.user), slug=slug)
+        return Response({**NodeSerializer(node).data, "enrolment_token": token})
+
+
 class HubKey(APIView):
     """The hub's Ed25519 public key: nodes pin it to verify the steps they receive."""
 

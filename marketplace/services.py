@@ -64,6 +64,24 @@ def node_enrol(*, opened: Opened) -> Node:
             raise Forbidden("unknown node or enrolment already used")
         if not secrets.compare_digest(node.enrolment_token_hash, _token_hash(str(body["token"]))):
             raise Forbidden("bad enrolment token")
+        if node.kid and node.kid != opened.kid:
+            # A key rotation: the old key stops being accepted now; receipts it signed stay
+            # verifiable because this entry publishes it.
+            entry_append(
+                kind="key_rotated",
+                event_id=f"key_rotated:node:{node.slug}:{opened.kid}",
+                payload={
+                    "key": "node",
+                    "node": node.slug,
+                    "organization": node.organization_id,
+                    "old_kid": node.kid,
+                    "old_public_key": node.public_key,
+                    "new_kid": opened.kid,
+                    "new_public_key": body["public_key"],
+                    "enrolment_digest": opened.digest,
+                },
+                provider_id=node.organization_id,
+            )
         node.public_key = body["public_key"]
         node.kid = opened.kid
         node.enrolment_token_hash = ""
@@ -71,6 +89,18 @@ def node_enrol(*, opened: Opened) -> Node:
         node.enrolled_at = node.last_seen_at = timezone.now()
         node.save()
     return node
+
+
+def node_rekey(*, organization: Organization, slug: str) -> tuple[Node, str]:
+    """A one-time token with which the node enrols a new key (e.g. after a compromise)."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update().filter(slug=slug, organization=organization).first()
+        if node is None:
+            raise NotFound("no such node")
+        token = secrets.token_urlsafe(24)
+        node.enrolment_token_hash = _token_hash(token)
+        node.save(update_fields=["enrolment_token_hash"])
+    return node, token
 
 
 def node_public_key(kid: str) -> Any:

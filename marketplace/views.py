@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from ledger.hubkey import hub_public_b64
 from marketplace import accounts, selectors, services
@@ -236,4 +237,16 @@ def node_new(request: HttpRequest) -> HttpResponse:
             form.add_error("slug", exc.message)
     return render(
         request, "marketplace/node_new.html", {"form": form, "token": token, "node": node, "hub_key": hub_public_b64()}
+    )
+
+
+@login_required
+@require_POST
+def node_rekey(request: HttpRequest, slug: str) -> HttpResponse:
+    org = accounts.require_admin(request.user)
+    node, token = services.node_rekey(organization=org, slug=slug)
+    return render(
+        request,
+        "marketplace/node_new.html",
+        {"form": None, "token": token, "node": node, "hub_key": hub_public_b64(), "rekey": True},
     )

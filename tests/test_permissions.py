@@ -45,7 +45,11 @@ def world(demo):  # type: ignore[no-untyped-def]
         format="json",
         HTTP_IDEMPOTENCY_KEY="wj",
     ).json()
+    from ledger import services as ledger_services
+
+    checkpoint = ledger_services.checkpoint_create()
     return {
+        "size": checkpoint.size,
         "dataset": Dataset.objects.get(node__slug="acme").id,
         "own": Dataset.objects.get(node__slug="bank").id,
         "offer": offer.id,
@@ -102,6 +106,31 @@ MATRIX = [
     ),
     ("post", "/api/rights/{right}/revoke/", lambda w: {"reason": "matrix"}, {A: 401, C: 403, P: 200, R: 403, S: 403}),
     ("get", "/api/ledger/entries/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("post", "/api/offers/{offer}/retire/", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
+    ("post", "/api/nodes/acme/rekey/", None, {A: 401, C: 404, P: 200, R: 404, S: 403}),
+    # The ledger: readable by every member for what concerns them, whole for auditors.
+    ("get", "/api/ledger/key/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/entries/0/", None, {A: 401, C: 200, P: 404, R: 200, S: 200}),
+    ("get", "/api/ledger/checkpoints/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("post", "/api/ledger/checkpoints/", lambda w: {}, {A: 401, C: 403, P: 403, R: 403, S: 201}),
+    ("get", "/api/ledger/checkpoints/latest/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/checkpoints/{size}/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/proofs/consistency/?from=1&to={size}", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    (
+        "post",
+        "/api/ledger/checkpoints/{size}/cosignatures/",
+        lambda w: {"note": "not a note"},
+        {A: 401, C: 403, P: 403, R: 400, S: 400},
+    ),
+    ("get", "/api/ledger/witnesses/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("post", "/api/ledger/witnesses/", lambda w: {"vkey": "bad"}, {A: 401, C: 403, P: 403, R: 400, S: 403}),
+    ("get", "/api/ledger/bundle/", None, {A: 401, C: 403, P: 403, R: 200, S: 200}),
+    (
+        "post",
+        "/api/ledger/corrections/",
+        lambda w: {"corrects_seq": 0, "reason": "matrix"},
+        {A: 401, C: 403, P: 403, R: 403, S: 201},
+    ),
 ]
 
 

@@ -23,6 +23,19 @@ import _million
 from _setup import ROOT, machine
 
 
+def ed25519_verify_us(n: int = 20_000) -> float:
+    """What one signature check costs with the verifier's library, on this machine, now."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    message = os.urandom(400)
+    signature, public = key.sign(message), key.public_key()
+    t = time.perf_counter()
+    for _ in range(n):
+        public.verify(signature, message)
+    return (time.perf_counter() - t) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -44,6 +57,7 @@ def main() -> None:
         for line in fh:
             frontier.append(merkle.leaf_hash(json.loads(line)["body"].encode()))
     floor = time.perf_counter() - t
+    floor_us = ed25519_verify_us()
     cmd = [sys.executable, "-m", "ledger.verify", str(path), "--log-key", services.log_vkey(), "--jobs", str(args.jobs)]
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -58,6 +72,12 @@ def main() -> None:
         f"usufruct  python -m ledger.verify --jobs {args.jobs}:            {verified:6.1f} s (exit {done.returncode})"
     )
     print(f"usufruct  ... --trust-signed-roots:                      {trusted:6.1f} s (exit {roots.returncode})")
+    receipts = frontier.size - _million.RIGHTS
+    print(
+        f"floor     one Ed25519 verification (cryptography): {floor_us:.1f} us; {receipts:,} node receipts"
+        f" on {args.jobs} cores >= {receipts * floor_us / 1e6 / args.jobs:.1f} s,"
+        f" + as many hub signatures >= {2 * receipts * floor_us / 1e6 / args.jobs:.1f} s"
+    )
     print("\n".join(done.stdout.strip().splitlines()[-2:]))
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])

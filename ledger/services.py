@@ -182,6 +182,142 @@ def _id(value: int | None) -> str:
     return "\\N" if value is None else str(int(value))
 
 
+@dataclass
+class _Prepared:
+    """A batch sequenced in memory: bodies, chain and Merkle rows, signatures (possibly still being made)."""
+
+    fresh: list[Draft]
+    first: int
+    now: datetime
+    times: dict[datetime, str]
+    payloads: list[bytes]
+    bodies: list[bytes]
+    chain: list[str]  # prev of each entry, then the last entry's hash
+    leaves: list[bytes]
+    nodes: list[tuple[int, int, bytes]]
+    edge: merkle.Frontier  # after the batch
+    signatures: Callable[[], list[bytes]]
+
+
+def _prepare(
+    fresh: list[Draft],
+    *,
+    seq: int,
+    prev: str,
+    edge: merkle.Frontier,
+    now: datetime,
+    signer: Callable[[list[bytes]], list[bytes]] | None,
+) -> _Prepared:
+    """Sequence ``fresh`` after entry ``seq - 1`` (hash ``prev``), extending ``edge`` in place; pure CPU, no I/O.
+
+    A signer that can ``submit`` (see :class:`ledger.sequencer.ParallelSigner`) signs
+    each part as soon as its bodies exist; the signatures are collected by the caller.
+    """
+    first = seq
+    integrated = format_time(now)
+    kinds: dict[str, str] = {}
+    times: dict[datetime, str] = {now: integrated}
+    payloads: list[bytes] = []
+    bodies: list[bytes] = []
+    chain: list[str] = []
+    leaves: list[bytes] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    submit = getattr(signer, "submit", None)
+    step = int(getattr(signer, "chunk", 512))
+    signing: list[Future[list[bytes]]] = []
+    for d in fresh:
+        produced = d.producer_time or now
+        produced_s = times.get(produced)
+        if produced_s is None:
+            produced_s = times[produced] = format_time(produced)
+        kind = kinds.get(d.kind)
+        if kind is None:
+            kind = kinds[d.kind] = jcs.string(d.kind)
+        payload_json = jcs.dumps_checked(d.payload, exact=canonical)
+        # RFC 8785 orders the members by key: event_id, integrated_time, kind, payload, prev,
+        # producer_time, seq, version; the times and prev are ASCII strings without escapes.
+        body = b"".join(
+            (
+                f'{{"event_id":{jcs.string(d.event_id)},"integrated_time":"{integrated}","kind":{kind},'
+                '"payload":'.encode(),
+                payload_json,
+                f',"prev":"{prev}","producer_time":"{produced_s}","seq":{seq},"version":1}}'.encode(),
+            )
+        )
+        leaf = merkle.leaf_hash(body)
+        nodes.extend(edge.append(leaf))
+        payloads.append(payload_json)
+        bodies.append(body)
+        chain.append(prev)
+        leaves.append(leaf)
+        seq, prev = seq + 1, hashlib.sha256(body).hexdigest()
+        if submit is not None and len(bodies) % step == 0:
+            signing.append(submit(bodies[-step:]))
+    chain.append(prev)
+    if submit is not None:
+        if len(bodies) % step:
+            signing.append(submit(bodies[len(signing) * step :]))
+
+        def signatures() -> list[bytes]:
+            return [sig for part in signing for sig in part.result()]
+
+    elif signer is not None:
+
+        def signatures() -> list[bytes]:
+            return signer(bodies)
+
+    else:
+
+        def signatures() -> list[bytes]:
+            key = hub_private_key()
+            return [key.sign(b) for b in bodies]
+
+    return _Prepared(fresh, first, now, times, payloads, bodies, chain, leaves, nodes, edge, signatures)
+
+
+def _write(p: _Prepared, make_checkpoint: bool) -> Checkpoint | None:
+    """Store a prepared batch (two COPYs) and sign its checkpoint; inside the caller's transaction and lock."""
+    sigs = p.signatures()
+    if len(sigs) != len(p.bodies):
+        raise ValueError("the signer returned a different number of signatures")
+    kid, now, first, fresh = hub_kid(), p.now, p.first, p.fresh
+    payloads, bodies, chain, leaves = p.payloads, p.bodies, p.chain, p.leaves
+    if connection.vendor == "postgresql":
+        now_iso = now.isoformat()
+        isos = {t: t.isoformat() for t in p.times}
+        b64 = base64.b64encode
+        esc = bulk.escape
+        bulk.copy_text(
+            LedgerEntry,
+            _ENTRY_COLUMNS,
+            (
+                f"{first + i}\t{esc(d.kind)}\t1\t{esc(d.event_id)}\t{esc(payloads[i].decode())}\t"
+                f"{esc(bodies[i].decode())}\t{chain[i]}\t{chain[i + 1]}\t{leaves[i].hex()}\t{kid}\t"
+                f"{b64(sigs[i]).decode()}\t{isos[d.producer_time or now]}\t{now_iso}\t{_id(d.dataset_id)}\t"
+                f"{_id(d.consumer_id)}\t{_id(d.provider_id)}\t{_id(d.right_id)}\n"
+                for i, d in enumerate(fresh)
+            ),
+        )
+        bulk.copy_text(
+            MerkleNode, ("level", "index", "hash"), (f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in p.nodes)
+        )
+    else:
+        bulk.insert_rows(
+            LedgerEntry,
+            _ENTRY_COLUMNS,
+            (
+                (first + i, d.kind, 1, d.event_id, bulk.Json(payloads[i].decode()), bodies[i].decode(), chain[i],
+                 chain[i + 1], leaves[i].hex(), kid, base64.b64encode(sigs[i]).decode(), d.producer_time or now,
+                 now, d.dataset_id, d.consumer_id, d.provider_id, d.right_id)
+                for i, d in enumerate(fresh)
+            ),
+        )  # fmt: skip
+        bulk.insert_rows(MerkleNode, ("level", "index", "hash"), p.nodes)
+    if make_checkpoint and fresh:
+        return checkpoint_create(expected_root=p.edge.root(), size=p.edge.size)
+    return None
+
+
 def entries_append_batch(
     *,
     drafts: Sequence[Draft],
@@ -195,7 +331,7 @@ def entries_append_batch(
     signatures (e.g. across a thread pool: Ed25519 releases the GIL, see
     :mod:`ledger.sequencer`); by default they are signed here. Bodies are
     byte-identical to :func:`entry_append`'s (``jcs.dumps_checked`` falls back to the
-    RFC 8785 library).
+    RFC 8785 library). :class:`PipelinedSequencer` overlaps successive batches.
     """
     if len({d.event_id for d in drafts}) != len(drafts):
         raise LedgerConflict("a batch must not repeat an event id")
@@ -207,97 +343,86 @@ def entries_append_batch(
                 raise LedgerConflict(f"event {d.event_id!r} was recorded with a different body")
         fresh = [d for d in drafts if d.event_id not in known]
         seq, prev = _head()
-        first = seq
-        edge = tree.frontier(seq)
-        now = timezone.now()
-        integrated = format_time(now)
-        kid = hub_kid()
-        kinds: dict[str, str] = {}
-        times: dict[datetime, str] = {now: integrated}
-        payloads: list[bytes] = []
-        bodies: list[bytes] = []
-        chain: list[str] = []  # prev of each entry, then the last entry's hash
-        leaves: list[bytes] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        # A signer that can ``submit`` signs each part as soon as its bodies exist.
-        submit = getattr(signer, "submit", None)
-        step = int(getattr(signer, "chunk", 512))
-        signing: list[Future[list[bytes]]] = []
-        for d in fresh:
-            produced = d.producer_time or now
-            produced_s = times.get(produced)
-            if produced_s is None:
-                produced_s = times[produced] = format_time(produced)
-            kind = kinds.get(d.kind)
-            if kind is None:
-                kind = kinds[d.kind] = jcs.string(d.kind)
-            payload_json = jcs.dumps_checked(d.payload, exact=canonical)
-            # RFC 8785 orders the members by key: event_id, integrated_time, kind, payload, prev,
-            # producer_time, seq, version; the times and prev are ASCII strings without escapes.
-            body = b"".join(
-                (
-                    f'{{"event_id":{jcs.string(d.event_id)},"integrated_time":"{integrated}","kind":{kind},'
-                    '"payload":'.encode(),
-                    payload_json,
-                    f',"prev":"{prev}","producer_time":"{produced_s}","seq":{seq},"version":1}}'.encode(),
-                )
-            )
-            leaf = merkle.leaf_hash(body)
-            nodes.extend(edge.append(leaf))
-            payloads.append(payload_json)
-            bodies.append(body)
-            chain.append(prev)
-            leaves.append(leaf)
-            seq, prev = seq + 1, hashlib.sha256(body).hexdigest()
-            if submit is not None and len(bodies) % step == 0:
-                signing.append(submit(bodies[-step:]))
-        chain.append(prev)
-        if submit is not None:
-            if len(bodies) % step:
-                signing.append(submit(bodies[len(signing) * step :]))
-            sigs = [sig for part in signing for sig in part.result()]
-        elif signer is not None:
-            sigs = signer(bodies)
-        else:
-            key = hub_private_key()
-            sigs = [key.sign(b) for b in bodies]
-        if len(sigs) != len(bodies):
-            raise ValueError("the signer returned a different number of signatures")
-        if connection.vendor == "postgresql":
-            now_iso = now.isoformat()
-            isos = {t: t.isoformat() for t in times}
-            b64 = base64.b64encode
-            esc = bulk.escape
-            bulk.copy_text(
-                LedgerEntry,
-                _ENTRY_COLUMNS,
-                (
-                    f"{first + i}\t{esc(d.kind)}\t1\t{esc(d.event_id)}\t{esc(payloads[i].decode())}\t"
-                    f"{esc(bodies[i].decode())}\t{chain[i]}\t{chain[i + 1]}\t{leaves[i].hex()}\t{kid}\t"
-                    f"{b64(sigs[i]).decode()}\t{isos[d.producer_time or now]}\t{now_iso}\t{_id(d.dataset_id)}\t"
-                    f"{_id(d.consumer_id)}\t{_id(d.provider_id)}\t{_id(d.right_id)}\n"
-                    for i, d in enumerate(fresh)
-                ),
-            )
-            bulk.copy_text(
-                MerkleNode, ("level", "index", "hash"), (f"{lv}\t{ix}\t\\\\x{h.hex()}\n" for lv, ix, h in nodes)
-            )
-        else:
-            bulk.insert_rows(
-                LedgerEntry,
-                _ENTRY_COLUMNS,
-                (
-                    (first + i, d.kind, 1, d.event_id, bulk.Json(payloads[i].decode()), bodies[i].decode(), chain[i],
-                     chain[i + 1], leaves[i].hex(), kid, base64.b64encode(sigs[i]).decode(), d.producer_time or now,
-                     now, d.dataset_id, d.consumer_id, d.provider_id, d.right_id)
-                    for i, d in enumerate(fresh)
-                ),
-            )  # fmt: skip
-            bulk.insert_rows(MerkleNode, ("level", "index", "hash"), nodes)
-        cp = checkpoint_create(expected_root=edge.root(), size=edge.size) if make_checkpoint and fresh else None
-    seqs = {d.event_id: first + i for i, d in enumerate(fresh)}
+        p = _prepare(fresh, seq=seq, prev=prev, edge=tree.frontier(seq), now=timezone.now(), signer=signer)
+        cp = _write(p, make_checkpoint)
+    seqs = {d.event_id: p.first + i for i, d in enumerate(fresh)}
     seqs.update({event_id: e.seq for event_id, e in known.items()})
     return BatchResult([seqs[d.event_id] for d in drafts], len(fresh), cp)
+
+
+class PipelinedSequencer:
+    """Successive batches, each sequenced while the previous one is being written.
+
+    ``submit`` sequences a batch in memory right away, continuing from the head the
+    previous batch will leave (chain hash, tree frontier), and hands it to a writer
+    thread with its own database connection. Under the ledger lock the writer checks
+    that the stored head (sequence number, entry hash and frontier) is the one the
+    batch was built on and that none of its event ids is recorded yet; if anything
+    moved (another appender came in between, a repeated event), that batch goes
+    through :func:`entries_append_batch` instead and the next ``submit`` starts again
+    from the stored head. Either way each batch is one transaction with one
+    checkpoint, exactly as :func:`entries_append_batch` writes it. The integration
+    time of an entry is when its batch was sequenced, before it is committed. Each
+    future reports its own batch: a failed batch does not stop the ones after it.
+    """
+
+    def __init__(
+        self, *, signer: Callable[[list[bytes]], list[bytes]] | None = None, make_checkpoint: bool = True
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._signer, self._make_checkpoint = signer, make_checkpoint
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._head: tuple[int, str, merkle.Frontier] | None = None
+        self._pending: list[Future[BatchResult]] = []
+        self._stale = False
+
+    def submit(self, drafts: Sequence[Draft]) -> Future[BatchResult]:
+        drafts = list(drafts)
+        if len({d.event_id for d in drafts}) != len(drafts):
+            raise LedgerConflict("a batch must not repeat an event id")
+        if self._head is None or self._stale:
+            for f in self._pending:  # the stored head is final only once every write is done
+                f.exception()
+            self._stale = False
+            seq, prev = _head()
+            self._head = (seq, prev, tree.frontier(seq))
+        seq, prev, edge = self._head
+        before = (seq, prev, edge.root())
+        p = _prepare(drafts, seq=seq, prev=prev, edge=edge.copy(), now=timezone.now(), signer=self._signer)
+        self._head = (seq + len(drafts), p.chain[-1], p.edge)
+        future = self._writer.submit(self._write, p, before)
+        self._pending = [f for f in self._pending if not f.done()] + [future]
+        return future
+
+    def _write(self, p: _Prepared, before: tuple[int, str, bytes]) -> BatchResult:
+        try:
+            with transaction.atomic():
+                _lock(LEDGER_LOCK_ID)
+                seq, prev = _head()
+                unchanged = (seq, prev) == before[:2] and tree.frontier(seq).root() == before[2]
+                if unchanged and not _known_events([d.event_id for d in p.fresh]):
+                    cp = _write(p, self._make_checkpoint)
+                    return BatchResult([p.first + i for i in range(len(p.fresh))], len(p.fresh), cp)
+            self._stale = True
+            p.signatures()  # let the speculative signing finish before signing again
+            return entries_append_batch(drafts=p.fresh, make_checkpoint=self._make_checkpoint, signer=self._signer)
+        except BaseException:
+            self._stale = True
+            raise
+
+    def close(self) -> None:
+        """Wait for every batch to be written; close the writer's connection."""
+        for f in self._pending:
+            f.exception()
+        self._writer.submit(lambda: connection.close()).result()  # the writer thread's own connection
+        self._writer.shutdown()
+
+    def __enter__(self) -> PipelinedSequencer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --- checkpoints ---------------------------------------------------------------------------

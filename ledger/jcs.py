@@ -128,12 +128,13 @@ def dumps_fast(value: Any) -> bytes:
     return "".join(_C_ENCODER(value, 0)).encode()
 
 
-# A number token with a fraction, an exponent, or 16+ digits (beyond 2^53 is possible),
-# searched in three steps from cheap to exact: ``_NUMBER_HINT`` also fires inside strings
-# (a time such as "12:34:56.789Z"); ``_NUMBER_TOKEN`` asks for the whole token up to the
-# character that must follow a value (",", "]" or "}"), which a time string lacks; if that
-# fires too, the output is searched once more with every string emptied. Every real
-# unsafe number matches all three, so the fast path is only taken when there is none.
+# A number token with a fraction, an exponent, or 16+ digits (beyond 2^53 is possible).
+# Without a backslash in the output, see ``_unsafe_number``. With one, searched in three
+# steps from cheap to exact: ``_NUMBER_HINT`` also fires inside strings (a time such as
+# "12:34:56.789Z"); ``_NUMBER_TOKEN`` asks for the whole token up to the character that
+# must follow a value (",", "]" or "}"), which a time string lacks; if that fires too,
+# the output is searched once more with every string emptied. Every real unsafe number
+# matches all three, so the fast path is only taken when there is none.
 _NUMBER_HINT = re.compile(rb"[:\[,]-?(?:[0-9]{16}|[0-9]+[.eE])")
 _NUMBER_TOKEN = re.compile(rb"[:\[,]-?(?:[0-9]{16}|[0-9]+[.eE])[0-9eE.+-]*[,\]}]")
 # A string token of the C encoder's output (it escapes " and \ and every control character).
@@ -141,7 +142,14 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _ASTRAL = re.compile(rb"[\xf0-\xff]")  # lead byte of a 4-byte UTF-8 sequence
 
 
+# Outside the strings, a digit before ".", "e" or "E" can only be inside a number token.
+_OUTSIDE_NUMBER = re.compile(rb"[0-9](?:[.eE]|[0-9]{15})")
+
+
 def _unsafe_number(data: bytes) -> bool:
+    if b"\\" not in data:
+        # No escape anywhere: the quotes alternate exactly, every other piece is outside the strings.
+        return _OUTSIDE_NUMBER.search(b"".join(data.split(b'"')[::2])) is not None
     if data[:1] in b"-0123456789":  # a bare number: the whole output is the token
         return bool(re.fullmatch(rb"-?(?:[0-9]{16,}|[0-9]+[.eE].*)", data, re.DOTALL))
     return bool(

@@ -1,6 +1,6 @@
 """Ledger append throughput: node-signed usage entries integrated per second, against a baseline.
 
-    .venv/bin/python benchmarks/ledger_append.py [--entries 50000] [--batch 5000]
+    .venv/bin/python benchmarks/ledger_append.py [--entries 100000] [--batch 5000]
 
 Measured in one run, on a freshly created PostgreSQL database (see ``_setup``):
 
@@ -139,7 +139,7 @@ def ours(wires: list[dict], batch: int, resolve, threads: int, pipelined: bool) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--entries", type=int, default=50_000)
+    parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--serial", action="store_true", help="entries_append_batch per batch, no PipelinedSequencer")

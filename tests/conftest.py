@@ -190,3 +190,22 @@ def login(page: Page, base: str, username: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     expect(page.locator("header .who")).to_contain_text(username)
+
+
+def buy(page: Page, base: str, dataset_name: str, purpose: str = "Credit-risk model for SME loans") -> None:
+    """Buy the first offer of a dataset through the catalog page."""
+    page.goto(f"{base}/")
+    page.click(f"text={dataset_name}")
+    page.fill("textarea[name=purpose]", purpose)
+    page.check("input[name=accept_terms]")
+    page.click("text=Buy usage right")
+    expect(page.locator(".messages")).to_contain_text("Usage right")
+
+
+def post_job(api: APIClient, algorithm: str, params: dict, rights: list[int], key: str):  # type: ignore[no-untyped-def,type-arg]
+    return api.post(
+        "/api/jobs/",
+        {"algorithm": algorithm, "params": params, "rights": rights},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )

@@ -5,22 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from marketplace.models import Offer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-from tests.conftest import login  # noqa: E402
-
-
-def buy(page: Page, base: str, dataset_name: str) -> None:
-    page.goto(f"{base}/")
-    page.click(f"text={dataset_name}")
-    page.fill("textarea[name=purpose]", "Credit-risk model for SME loans")
-    page.check("input[name=accept_terms]")
-    page.click("text=Buy usage right")
-    expect(page.locator(".messages")).to_contain_text("Usage right")
+from tests.conftest import buy, login  # noqa: E402
 
 
 def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]

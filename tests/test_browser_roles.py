@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from marketplace.models import Offer
-from tests.conftest import login
+from tests.conftest import buy, login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -103,10 +103,7 @@ def test_consumer_previews_overlap_for_free_before_buying(workers, live_server, 
 def test_provider_revokes_a_right_and_the_consumer_sees_why(tdemo, live_server, page: Page) -> None:
     base = live_server.url
     login(page, base, "bank")
-    page.click("text=Acme shopper behaviour 2026")
-    page.fill("textarea[name=purpose]", "SME credit risk")
-    page.check("input[name=accept_terms]")
-    page.click("text=Buy usage right")
+    buy(page, base, "Acme shopper behaviour 2026", purpose="SME credit risk")
     page.locator("#rights tbody tr td a").first.click()
     expect(page.locator("#quota")).to_have_text("0 / 20")
     page.click("text=Log out")
@@ -168,10 +165,7 @@ def test_regulator_reads_but_cannot_buy(tdemo, live_server, page: Page) -> None:
 def test_consumer_runs_a_differentially_private_job_and_sees_the_budget_spent(workers, live_server, page: Page) -> None:
     base = live_server.url
     login(page, base, "bank")
-    page.click("text=Acme shopper behaviour 2026")
-    page.fill("textarea[name=purpose]", "Portfolio statistics")
-    page.check("input[name=accept_terms]")
-    page.click("text=Buy usage right")
+    buy(page, base, "Acme shopper behaviour 2026", purpose="Portfolio statistics")
     page.click("header nav >> text=Jobs")
     page.click("text=Run a job")
     page.locator("input[name=rights]").first.check()

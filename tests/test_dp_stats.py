@@ -14,7 +14,7 @@ from compute.algorithms.base import JobView, ParamError, Party
 from compute.models import Job
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, UsageRight
-from tests.conftest import api_for
+from tests.conftest import api_for, post_job
 from tests.test_jobs_protocol import _deliver
 from tests.test_stats_algorithm import DS, FakeNode
 
@@ -112,20 +112,10 @@ def test_privacy_budget_is_reserved_charged_on_the_ledger_and_refunded_on_failur
         HTTP_IDEMPOTENCY_KEY="dp",
     ).json()["right"]["id"]
     params = {"column": "tenure_months", "key_bits": 1024, "dp_epsilon": 1.5, "bounds": [0, 240]}
-    r = bank.post(
-        "/api/jobs/",
-        {"algorithm": "stats", "params": params, "rights": [right_id]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="j1",
-    )
+    r = post_job(bank, "stats", params, [right_id], "j1")
     assert r.status_code == 201, r.content
     assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.5")
-    over = bank.post(
-        "/api/jobs/",
-        {"algorithm": "stats", "params": params, "rights": [right_id]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="j2",
-    )
+    over = post_job(bank, "stats", params, [right_id], "j2")
     assert over.status_code == 409 and "dp_epsilon" in over.json()["error"]["fields"]
 
     job = Job.objects.get(id=r.json()["id"])
@@ -140,12 +130,7 @@ def test_privacy_budget_is_reserved_charged_on_the_ledger_and_refunded_on_failur
     assert abs(job.outputs["count"] - 2000) < 200
 
     small = {**params, "dp_epsilon": 0.5}
-    failing = bank.post(
-        "/api/jobs/",
-        {"algorithm": "stats", "params": small, "rights": [right_id]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="j3",
-    ).json()
+    failing = post_job(bank, "stats", small, [right_id], "j3").json()
     assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("2.0")
     services._fail(Job.objects.get(id=failing["id"]), "node down")
     assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.5")

@@ -21,7 +21,7 @@ from compute.node.runtime import handle_step
 from compute.protocol import envelope
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, Offer, UsageRight
-from tests.conftest import api_for
+from tests.conftest import api_for, post_job
 from tests.test_jobs_protocol import _deliver, _outbox, _right, _submit, node
 
 
@@ -125,20 +125,10 @@ def test_paid_psi_spends_the_rights_privacy_budget(bank_api) -> None:  # type: i
     ).json()["right"]["id"]
     own = Dataset.objects.get(node__slug="bank")
     params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 2.5}
-    r = bank_api.post(
-        "/api/jobs/",
-        {"algorithm": "psi", "params": params, "rights": [right]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="p1",
-    )
+    r = post_job(bank_api, "psi", params, [right], "p1")
     assert r.status_code == 201, r.content
     assert UsageRight.objects.get(id=right).epsilon_spent == Decimal("2.5")
-    r = bank_api.post(
-        "/api/jobs/",
-        {"algorithm": "psi", "params": params, "rights": [right]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="p2",
-    )
+    r = post_job(bank_api, "psi", params, [right], "p2")
     assert r.status_code == 409
 
 

@@ -9,6 +9,9 @@ export CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
 
 .PHONY: install run test lint fmt bench clean
 
+# The pure modules (no Django): what a node imports and what the offline verifier is.
+MYPY_PATHS := compute/protocol compute/algorithms compute/node ledger/merkle.py ledger/checkpoint.py ledger/jcs.py ledger/verify.py ledger/witness.py marketplace/money.py marketplace/billing.py
+
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -30,6 +33,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy $(MYPY_PATHS)
 	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(CELERY_BROKER_URL_TEST) USUFRUCT_VAR_DIR=$(CURDIR)/var/test \
 		$(BIN)/python -m pytest -q
 
@@ -37,7 +41,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy compute/protocol compute/algorithms compute/node ledger/merkle.py ledger/checkpoint.py marketplace/money.py
+	$(BIN)/mypy $(MYPY_PATHS)
+
+# The quick benchmarks; ledger_proofs.py and ledger_verify.py build a 1M-entry ledger first
+# (see BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/paillier_ops.py
+	$(BIN)/python benchmarks/stats_job_latency.py
+	$(BIN)/python benchmarks/ledger_append.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -115,8 +115,10 @@ def _not_json(value: Any) -> Any:
 # Without a shared ``markers`` dict (it would be shared between threads): a cyclic value
 # raises RecursionError instead of ValueError.
 _C_ENCODER = (
-    json.encoder.c_make_encoder(None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False)
-    if json.encoder.c_make_encoder is not None
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]  # CPython's C accelerator, untyped
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
     else None
 )
 

@@ -102,7 +102,8 @@ class StepResult:
 
 
 class NodeContext(Protocol):
-    slug: str
+    @property
+    def slug(self) -> str: ...
 
     def load_rows(self, local_name: str) -> list[dict[str, str]]: ...
 

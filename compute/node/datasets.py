@@ -84,7 +84,8 @@ def column_summary(values: list[str], column_type: str, role: str, min_group: in
         for v in present:
             counts[v] = counts.get(v, 0) + 1
         summary["distinct"] = len(counts)
-        summary["top"] = sorted(([k, c] for k, c in counts.items() if c >= min_group), key=lambda kc: -kc[1])[:5]
+        common = sorted(((k, c) for k, c in counts.items() if c >= min_group), key=lambda kc: -kc[1])
+        summary["top"] = [[k, c] for k, c in common[:5]]
     return summary
 
 

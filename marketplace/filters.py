@@ -23,11 +23,20 @@ class DatasetFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     provider = django_filters.CharFilter(field_name="organization__slug", label="Provider")
     tag = django_filters.CharFilter(method="has_tag", label="Tag / industry")
-    operation = django_filters.ChoiceFilter(method="permits", choices=[], label="Operation")
-    plan = django_filters.ChoiceFilter(method="plan_kind", choices=PricePlan.Kind.choices, label="Price plan")
+    operation = django_filters.ChoiceFilter(
+        method="permits", choices=[], label="Operation", empty_label="Any operation"
+    )
+    plan = django_filters.ChoiceFilter(
+        method="plan_kind", choices=PricePlan.Kind.choices, label="Price plan", empty_label="Any price plan"
+    )
     price_min = django_filters.NumberFilter(field_name="min_price", lookup_expr="gte", label="Min price (minor units)")
     price_max = django_filters.NumberFilter(field_name="min_price", lookup_expr="lte", label="Max price (minor units)")
-    sort = django_filters.ChoiceFilter(method="sort_by", choices=[(k, v[1]) for k, v in SORTS.items()], label="Sort")
+    sort = django_filters.ChoiceFilter(
+        method="sort_by",
+        choices=[(k, v[1]) for k, v in SORTS.items()],
+        label="Sort",
+        empty_label="Sort: relevance / name",
+    )
 
     class Meta:
         model = Dataset

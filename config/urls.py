@@ -55,6 +55,7 @@ pages = [
     path("bill/", market_views.bill, name="bill"),
     path("provider/", market_views.provider_home, name="provider"),
     path("provider/offers/new/", market_views.offer_new, name="offer-new"),
+    path("provider/offers/<int:pk>/retire/", market_views.offer_retire, name="offer-retire"),
     path("provider/nodes/new/", market_views.node_new, name="node-new"),
     path("provider/nodes/<slug:slug>/rekey/", market_views.node_rekey, name="node-rekey"),
     path("revenue/", market_views.revenue, name="revenue"),

@@ -250,3 +250,13 @@ def node_rekey(request: HttpRequest, slug: str) -> HttpResponse:
         "marketplace/node_new.html",
         {"form": None, "token": token, "node": node, "hub_key": hub_public_b64(), "rekey": True},
     )
+
+
+@login_required
+@require_POST
+def offer_retire(request: HttpRequest, pk: int) -> HttpResponse:
+    offer = services.offer_retire(organization=accounts.require_provider_admin(request.user), offer_id=pk)
+    messages.success(
+        request, f"Offer “{offer.title}” v{offer.version} is no longer for sale; sold rights keep their terms."
+    )
+    return redirect("provider")

@@ -145,6 +145,9 @@ def test_provider_publishes_a_subscription_and_adds_a_node(tdemo, live_server, p
     expect(page.locator(f"#offer-{offer.id}")).to_contain_text("49.00 EUR")
 
     page.click("header nav >> text=My data")
+    page.locator("#my-offers tr", has_text="Monthly access").locator("text=Retire").click()
+    expect(page.locator(".messages")).to_contain_text("no longer for sale")
+    expect(page.locator("#my-offers tr", has_text="Monthly access")).to_contain_text("Retired")
     page.click("text=Add a node")
     page.fill("#id_slug", "acme-eu-2")
     page.click("button:has-text('Create node')")

@@ -376,6 +376,26 @@ def jobs_fail_stale(*, older_than: timedelta) -> int:
     return count
 
 
+def messages_resend_unanswered(*, older_than: timedelta) -> int:
+    """Beat task body: publish again the hub's steps that no node has answered yet.
+
+    Covers a publish lost between the commit and the broker (the outbox is the message
+    table). Safe to repeat: a node that already saw the nonce ignores the step, and the
+    hub accepts one answer per step. Expired steps are left to the stale-job sweeper.
+    """
+    cutoff = timezone.now() - older_than
+    answered = Message.objects.filter(direction=Message.Direction.IN, in_reply_to__isnull=False).values("in_reply_to")
+    pending = Message.objects.filter(
+        direction=Message.Direction.OUT, job__status=Job.Status.RUNNING, created_at__lt=cutoff
+    ).exclude(digest__in=answered)
+    count = 0
+    for m in pending:
+        if envelope.parse_time(m.envelope["payload"]["expires_at"]) > timezone.now():
+            _send(m.recipient, m.envelope)
+            count += 1
+    return count
+
+
 def message_receive(*, wire: dict[str, Any]) -> str:
     """Entry point for every node → hub message. Returns what happened (for logs/tests)."""
     payload = wire.get("payload") if isinstance(wire, dict) else None

@@ -45,3 +45,10 @@ def expire_rights() -> int:
     from marketplace.rights import rights_expire_due
 
     return rights_expire_due()
+
+
+@shared_task(name="usufruct.hub.resend_unanswered")
+def resend_unanswered() -> int:
+    from datetime import timedelta
+
+    return services.messages_resend_unanswered(older_than=timedelta(seconds=60))

@@ -162,6 +162,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE |= {
+    "compute-resend-unanswered": {
+        "task": "usufruct.hub.resend_unanswered",
+        "schedule": 60.0,
+        "options": {"queue": "hub"},
+    },
     "compute-fail-stale-jobs": {"task": "usufruct.hub.fail_stale_jobs", "schedule": 60.0, "options": {"queue": "hub"}},
     "marketplace-expire-rights": {"task": "usufruct.hub.expire_rights", "schedule": 300.0, "options": {"queue": "hub"}},
 }

@@ -442,7 +442,7 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
     payload = opened.payload
     body = payload["body"]
     with transaction.atomic():
-        job = _lock_job(payload["job"]) if Job.objects.filter(id=payload["job"]).exists() else None
+        job = _lock_job(payload["job"])
         if job is None:
             raise envelope.EnvelopeError("unknown_job", f"no job {payload['job']}")
         if (

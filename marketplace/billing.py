@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marketplace.money import CURRENCIES
+
 PER_JOB = "per_job"
 PER_1000_ROWS = "per_1000_rows"
 PER_RECORD = "per_record"
@@ -55,12 +57,14 @@ def validate_plan(plan: Plan, *, quota: int) -> None:
     errors: dict[str, list[str]] = {}
     if plan.kind not in KINDS:
         errors["kind"] = [f"Unknown plan kind {plan.kind!r}; choose one of {', '.join(KINDS)}."]
-    for name in ("amount_minor", "included_units", "overage_minor"):
+    for name, what in (("amount_minor", "Price"), ("included_units", "Included units"), ("overage_minor", "Overage")):
         value = getattr(plan, name)
         if not _whole(value):
-            errors[name] = ["Must be a whole number of minor units (e.g. cents)."]
+            errors[name] = [f"{what} must be a whole number (minor units, e.g. cents)."]
         elif value < 0:
-            errors[name] = ["Cannot be negative."]
+            errors[name] = [f"{what} cannot be negative."]
+    if plan.currency not in CURRENCIES:
+        errors["currency"] = [f"Unknown or unsupported ISO 4217 currency {plan.currency!r}."]
     if plan.billing not in (PREPAID, POSTPAID):
         errors["billing"] = ["Choose prepaid or postpaid."]
     if not errors:

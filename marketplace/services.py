@@ -24,7 +24,6 @@ from ledger.services import entry_append
 from marketplace import billing, idempotency
 from marketplace.exceptions import Forbidden, Invalid, NotFound, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
-from marketplace.money import CURRENCIES
 
 # --- nodes ------------------------------------------------------------------------------
 
@@ -168,17 +167,6 @@ def dataset_register(*, node: Node, opened: Opened) -> Dataset:
 # --- offers ---------------------------------------------------------------------------------
 
 
-def validate_price(amount_minor: Any, currency: Any) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
-        errors["amount_minor"] = ["Price must be a whole number of minor units (e.g. cents)."]
-    elif amount_minor < 0:
-        errors["amount_minor"] = ["Price cannot be negative."]
-    if currency not in CURRENCIES:
-        errors["currency"] = [f"Unknown or unsupported ISO 4217 currency {currency!r}."]
-    return errors
-
-
 def _plans_from(plans: list[dict[str, Any]], quota: int) -> tuple[list[billing.Plan], dict[str, list[str]]]:
     """Validate plan dicts; errors are keyed ``plans[i].field`` so a form can show them."""
     parsed: list[billing.Plan] = []
@@ -188,15 +176,10 @@ def _plans_from(plans: list[dict[str, Any]], quota: int) -> tuple[list[billing.P
     currencies = set()
     for i, raw in enumerate(plans):
         prefix = f"plans[{i}]." if len(plans) > 1 else ""
-        price_errors = validate_price(raw.get("amount_minor", 0), raw.get("currency"))
-        for field, msgs in price_errors.items():
-            errors[prefix + field] = msgs
-        if price_errors:
-            continue
         plan = billing.Plan(
             kind=raw.get("kind", billing.PER_JOB),
             amount_minor=raw.get("amount_minor", 0),
-            currency=raw["currency"],
+            currency=raw.get("currency"),  # type: ignore[arg-type]  # validated just below
             billing=raw.get("billing", billing.POSTPAID),
             included_units=raw.get("included_units", 0),
             overage_minor=raw.get("overage_minor", 0),

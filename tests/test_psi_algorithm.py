@@ -87,9 +87,6 @@ class FakeNode:
     def state_drop(self, name: str) -> None:
         self.state.pop(name, None)
 
-    def allows(self, operation: str) -> bool:
-        return True
-
 
 class ZeroNoise(random.Random):
     """random() == 0 makes both geometric draws 0, hence no noise at all."""
@@ -377,7 +374,7 @@ def test_two_thousand_ids_per_side() -> None:
 def test_psi_is_registered_with_its_consumer_steps() -> None:
     algo = get_algorithm("psi")
     assert algo.operation == "psi"
-    assert algo.consumer_steps == {"psi_blind", "psi_finish"}  # type: ignore[attr-defined]
+    assert algo.consumer_steps == {"psi_blind", "psi_finish"}
 
 
 def test_parameters_are_validated() -> None:

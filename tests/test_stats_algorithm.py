@@ -66,9 +66,6 @@ class FakeNode:
     def state_drop(self, name: str) -> None:
         self.state.pop(name, None)
 
-    def allows(self, operation: str) -> bool:
-        return True
-
 
 DS = [
     DatasetInfo(1, "a", (Column("id", "string", "id"), Column("x", "number", "feature"))),

@@ -116,13 +116,14 @@ class NodeContext(Protocol):
     @property
     def min_group_size(self) -> int: ...
 
-    def allows(self, operation: str) -> bool: ...
-
 
 class Algorithm(Protocol):
     name: str
     operation: str  # what a usage right must permit
     summary: str
+    # Steps run on the consumer's own node: no usage right is presented, and they may
+    # read only datasets the node's policy lists under ``consumer_datasets``.
+    consumer_steps: frozenset[str]
 
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]: ...
 

@@ -42,6 +42,7 @@ class Stats:
     name = "stats"
     operation = "stats"
     summary = "Count, sum, mean and variance of a numeric column, summed under Paillier."
+    consumer_steps = frozenset({"keygen", "decrypt"})
 
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

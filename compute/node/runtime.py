@@ -22,8 +22,6 @@ from compute.protocol import envelope, keys
 
 log = logging.getLogger(__name__)
 
-CONSUMER_STEPS = {"keygen", "decrypt"}
-
 
 @dataclass
 class LocalContext:
@@ -64,9 +62,6 @@ class LocalContext:
         job_dir = self.config.state_dir / self.job
         if job_dir.exists() and not any(job_dir.iterdir()):
             shutil.rmtree(job_dir, ignore_errors=True)
-
-    def allows(self, operation: str) -> bool:
-        return operation in self.config.policy.get("operations", [])
 
 
 def _seen(config: NodeConfig, nonce: str) -> bool:
@@ -131,7 +126,7 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
             raise StepRefused("policy", f"this node's policy does not allow {algorithm.operation!r}")
         min_group = int(config.policy.get("min_group_size", 1))
         grant = None
-        if step not in getattr(algorithm, "consumer_steps", CONSUMER_STEPS):  # default: stats' steps
+        if step not in algorithm.consumer_steps:
             grant = _check_grant(config, payload, algorithm.operation)
             min_group = max(min_group, int(grant.get("min_group_size", 1)))
         else:

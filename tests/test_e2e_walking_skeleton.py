@@ -159,14 +159,20 @@ def test_node_enrols_and_announces_over_the_broker(workers, tmp_path) -> None:
     node.refresh_from_db()
     assert node.status == Node.Status.ACTIVE and node.kid
     assert LedgerEntry.objects.filter(kind="dataset_listed", dataset_id=dataset.id).exists()
-    # A second enrolment with the spent token is refused.
+    # Someone else's key presented for this node with the spent token: the hub worker
+    # refuses it and the node keeps its key.
+    intruder_dir = tmp_path / "intruder"
+    (intruder_dir / "data").mkdir(parents=True)
+    (intruder_dir / "hub.pub").write_text((node_dir / "hub.pub").read_text())
     bad = subprocess.run(
-        [sys.executable, "-m", "compute.node", "enroll", "--token", "wrong"],
-        env=env,
+        [sys.executable, "-m", "compute.node", "enroll", "--token", token],
+        env=dict(env, USUFRUCT_NODE_DIR=str(intruder_dir)),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 0  # sent; the hub refuses it
+    assert bad.returncode == 0, bad.stderr  # sent; refusing it is the hub's job
+    wait_for(lambda: "enrolment already used" in workers["hub"].read_text())
+    kid = node.kid
     node.refresh_from_db()
-    assert node.status == Node.Status.ACTIVE
+    assert node.kid == kid and node.status == Node.Status.ACTIVE

@@ -209,3 +209,44 @@ def post_job(api: APIClient, algorithm: str, params: dict, rights: list[int], ke
         format="json",
         HTTP_IDEMPOTENCY_KEY=key,
     )
+
+
+def right_on_new_offer(*, title: str, operations: list[str], epsilon: str = "0", key: str) -> int:
+    """acme publishes a 1.00 EUR per-job offer on its dataset; the bank buys it. The right's id."""
+    from marketplace.models import Dataset
+
+    acme = Dataset.objects.get(node__slug="acme")
+    offer = api_for("acme").post(
+        "/api/offers/",
+        {
+            "dataset": acme.id,
+            "title": title,
+            "operations": operations,
+            "amount_minor": 100,
+            "currency": "EUR",
+            "quota_jobs": 5,
+            "duration_days": 30,
+            "epsilon": epsilon,
+        },
+        format="json",
+    )
+    assert offer.status_code == 201, offer.content
+    order = api_for("bank").post(
+        "/api/orders/",
+        {"offer": offer.json()["id"], "purpose": "p", "accept_terms": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert order.status_code == 201, order.content
+    return order.json()["right"]["id"]
+
+
+def run_verifier(bundle: Path, vkey: str) -> subprocess.CompletedProcess[str]:
+    """The offline verifier as a regulator runs it: a separate process, no Django."""
+    return subprocess.run(
+        [sys.executable, "-m", "ledger.verify", str(bundle), "--log-key", vkey],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -4,8 +4,6 @@ verifier accepts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
-from tests.conftest import login
+from tests.conftest import login, run_verifier
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +43,7 @@ def test_regulator_walks_the_ledger_and_verifies_a_bundle_offline(tdemo, live_se
         page.click("text=Whole log")
     path = tmp_path / "bundle.jsonl"
     download.value.save_as(path)
-    out = subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(path), "--log-key", vkey],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_verifier(path, vkey)
     assert out.returncode == 0, out.stdout + out.stderr
 
     # One flipped byte in the downloaded bundle and the verifier refuses it.
@@ -59,13 +51,7 @@ def test_regulator_walks_the_ledger_and_verifies_a_bundle_offline(tdemo, live_se
     raw = original.replace(b'\\"kind\\":\\"offer_published', b'\\"kind\\":\\"offer_publishee', 1)
     assert raw != original
     path.write_bytes(raw)
-    bad = subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(path), "--log-key", vkey],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = run_verifier(path, vkey)
     assert bad.returncode != 0
 
 

@@ -13,8 +13,8 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import JobView, ParamError, Party
 from compute.models import Job
 from ledger.models import LedgerEntry
-from marketplace.models import Dataset, UsageRight
-from tests.conftest import api_for, post_job
+from marketplace.models import UsageRight
+from tests.conftest import api_for, post_job, right_on_new_offer
 from tests.test_jobs_protocol import _deliver
 from tests.test_stats_algorithm import DS, FakeNode
 
@@ -85,32 +85,8 @@ def test_the_hub_adds_noise_under_encryption_and_providers_clip(monkeypatch) -> 
 
 @pytest.mark.django_db
 def test_privacy_budget_is_reserved_charged_on_the_ledger_and_refunded_on_failure(demo) -> None:  # type: ignore[no-untyped-def]
-    acme = Dataset.objects.get(node__slug="acme")
-    offer = (
-        api_for("acme")
-        .post(
-            "/api/offers/",
-            {
-                "dataset": acme.id,
-                "title": "DP",
-                "operations": ["stats"],
-                "amount_minor": 100,
-                "currency": "EUR",
-                "quota_jobs": 5,
-                "duration_days": 30,
-                "epsilon": "2.000",
-            },
-            format="json",
-        )
-        .json()
-    )
+    right_id = right_on_new_offer(title="DP", operations=["stats"], epsilon="2.000", key="dp")
     bank = api_for("bank")
-    right_id = bank.post(
-        "/api/orders/",
-        {"offer": offer["id"], "purpose": "p", "accept_terms": True},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="dp",
-    ).json()["right"]["id"]
     params = {"column": "tenure_months", "key_bits": 1024, "dp_epsilon": 1.5, "bounds": [0, 240]}
     r = post_job(bank, "stats", params, [right_id], "j1")
     assert r.status_code == 201, r.content

@@ -32,6 +32,21 @@ def node(slug: str) -> NodeConfig:
     )
 
 
+def node_says(config: NodeConfig, job_id: str, step: str, body: dict, **kw):  # type: ignore[no-untyped-def,type-arg]
+    """A node → hub envelope signed by ``config``'s key (kw: now, ttl for expiry tests)."""
+    return envelope.seal(
+        job=job_id,
+        step=step,
+        round=0,
+        sender=config.slug,
+        recipient="hub",
+        body=body,
+        key=config.private_key,
+        kid=config.kid,
+        **kw,
+    )
+
+
 def _right(api, slug: str, key: str) -> int:  # type: ignore[no-untyped-def]
     offer = Offer.objects.get(dataset__node__slug=slug)
     r = api.post(
@@ -116,15 +131,11 @@ def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_
     assert err.value.code == "unknown_key"
 
     bank = node("bank")
-    expired = envelope.seal(
-        job=job_id,
-        step="keygen",
-        round=0,
-        sender="bank",
-        recipient="hub",
-        body=reply["payload"]["body"],
-        key=bank.private_key,
-        kid=bank.kid,
+    expired = node_says(
+        bank,
+        job_id,
+        "keygen",
+        reply["payload"]["body"],
         now=envelope.utcnow() - timedelta(hours=2),
         ttl=timedelta(hours=1),
     )
@@ -134,16 +145,7 @@ def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_
 
     # acme's node, signing correctly, claims to be the consumer party: refused.
     acme = node("acme")
-    imposter = envelope.seal(
-        job=job_id,
-        step="keygen",
-        round=0,
-        sender="acme",
-        recipient="hub",
-        body=reply["payload"]["body"],
-        key=acme.private_key,
-        kid=acme.kid,
-    )
+    imposter = node_says(acme, job_id, "keygen", reply["payload"]["body"])
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=imposter)
     assert err.value.code == "impersonation"

@@ -5,8 +5,6 @@ receipts it signed before still verify offline."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from compute.protocol import envelope
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
 from marketplace.models import Node
-from tests.conftest import api_for
+from tests.conftest import api_for, run_verifier
 from tests.test_jobs_protocol import _deliver, _right, _submit, node
 
 pytestmark = pytest.mark.django_db
@@ -72,13 +70,7 @@ def test_rotation_is_on_the_ledger_and_old_receipts_still_verify(bank_api, tmp_p
     bundle = tmp_path / "bundle.jsonl"
     call_command("export_bundle", "-o", str(bundle))
     vkey = ledger_services.log_vkey()
-    out = subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(bundle), "--log-key", vkey],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_verifier(bundle, vkey)
     assert out.returncode == 0, out.stdout + out.stderr
 
     # Without the rotated-out key the old receipt cannot be checked: the verifier says so.
@@ -88,11 +80,5 @@ def test_rotation_is_on_the_ledger_and_old_receipts_still_verify(bank_api, tmp_p
     header = json.loads(lines[0])
     del header["node_keys"][old_kid]
     bundle.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(bundle), "--log-key", vkey],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = run_verifier(bundle, vkey)
     assert bad.returncode != 0

@@ -21,8 +21,8 @@ from compute.node.runtime import handle_step
 from compute.protocol import envelope
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, Offer, UsageRight
-from tests.conftest import api_for, post_job
-from tests.test_jobs_protocol import _deliver, _outbox, _right, _submit, node
+from tests.conftest import api_for, post_job, right_on_new_offer
+from tests.test_jobs_protocol import _deliver, _outbox, _right, _submit, node, node_says
 
 
 @pytest.mark.django_db
@@ -35,32 +35,14 @@ def test_a_node_cannot_answer_a_step_it_was_not_sent_or_answer_twice(bank_api) -
     assert services.message_receive(wire=keygen_reply) == "advanced"
     # The consumer's node re-signs its keygen answer with a fresh nonce: refused.
     bank = node("bank")
-    again = envelope.seal(
-        job=job_id,
-        step="keygen",
-        round=0,
-        sender="bank",
-        recipient="hub",
-        body=keygen_reply["payload"]["body"],
-        key=bank.private_key,
-        kid=bank.kid,
-    )
+    again = node_says(bank, job_id, "keygen", keygen_reply["payload"]["body"])
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=again)
     assert err.value.code == "answered"
     # A "decrypt" result nobody asked for (fabricated outputs) is refused.
     forged = copy.deepcopy(keygen_reply["payload"]["body"])
     forged["result"] = {"count": 1, "sum": 1.0, "mean": 1.0, "variance": 0.0}
-    fake = envelope.seal(
-        job=job_id,
-        step="decrypt",
-        round=0,
-        sender="bank",
-        recipient="hub",
-        body=forged,
-        key=bank.private_key,
-        kid=bank.kid,
-    )
+    fake = node_says(bank, job_id, "decrypt", forged)
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=fake)
     assert err.value.code == "unsolicited"
@@ -98,31 +80,7 @@ def test_epsilon_below_a_thousandth_is_refused(bank_api) -> None:  # type: ignor
 
 @pytest.mark.django_db
 def test_paid_psi_spends_the_rights_privacy_budget(bank_api) -> None:  # type: ignore[no-untyped-def]
-    acme = Dataset.objects.get(node__slug="acme")
-    offer = (
-        api_for("acme")
-        .post(
-            "/api/offers/",
-            {
-                "dataset": acme.id,
-                "title": "Matching",
-                "operations": ["psi"],
-                "amount_minor": 100,
-                "currency": "EUR",
-                "quota_jobs": 5,
-                "duration_days": 30,
-                "epsilon": "3.000",
-            },
-            format="json",
-        )
-        .json()
-    )
-    right = bank_api.post(
-        "/api/orders/",
-        {"offer": offer["id"], "purpose": "p", "accept_terms": True},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="psi-right",
-    ).json()["right"]["id"]
+    right = right_on_new_offer(title="Matching", operations=["psi"], epsilon="3.000", key="psi-right")
     own = Dataset.objects.get(node__slug="bank")
     params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 2.5}
     r = post_job(bank_api, "psi", params, [right], "p1")

@@ -22,8 +22,6 @@ from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
 from marketplace import selectors as market
 
-visible_entries = selectors.visible_entries  # kept: views and other apps import it from here
-
 
 class LedgerErrors:
     """Map ledger errors to the project's one JSON error shape."""

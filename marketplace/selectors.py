@@ -12,6 +12,7 @@ from django.db.models import Prefetch, QuerySet
 
 from ledger.models import Checkpoint, LedgerEntry
 from marketplace import billing
+from marketplace.filters import with_min_price
 from marketplace.models import Dataset, Offer, Order, Organization, PricePlan
 from marketplace.money import Money
 
@@ -25,8 +26,6 @@ def current_org(user: AbstractBaseUser | AnonymousUser) -> Organization | None:
 
 def catalog() -> QuerySet[Dataset]:
     """Listed datasets with their published offers and plans, in a fixed number of queries."""
-    from marketplace.filters import with_min_price
-
     published = Offer.objects.filter(status=Offer.Status.PUBLISHED).prefetch_related(
         Prefetch("plans", queryset=PricePlan.objects.order_by("id"))
     )

@@ -3,6 +3,9 @@
 Built through the real sequencer (``entries_append_batch``, one checkpoint per batch),
 preceded by the organisations, the provider's node key and the ``right_granted``
 entries the usage rests on, so that a bundle of it passes every verifier check.
+After each batch the node's receipts are attested as the node does it (one signed
+statement per 5,000 receipts) and recorded by the hub's ``receipt_batch_record``,
+which recomputes the statement from the ledger before it appends the entry.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def ensure(entries: int, rebuild: bool = False) -> float | None:
         with psycopg2.connect(_setup.URL) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM ledger_ledgerentry WHERE kind = 'usage'")
             have = cur.fetchone()[0]
+            cur.execute("SELECT count(*) FROM ledger_ledgerentry WHERE kind = 'receipt_batch'")
+            if cur.fetchone()[0] == 0:
+                have = -1  # built before receipt batches existed
     except psycopg2.Error:
         have = -1
     if have == entries and not rebuild:
@@ -43,9 +49,16 @@ def ensure(entries: int, rebuild: bool = False) -> float | None:
 
 def _build(entries: int) -> float:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from django.conf import settings
 
-    from compute.protocol import envelope, keys
-    from ledger.services import Draft, entries_append_batch
+    from compute.protocol import attest, envelope, keys
+    from ledger.services import (
+        Draft,
+        checkpoint_create,
+        entries_append_batch,
+        receipt_batch_pending,
+        receipt_batch_record,
+    )
     from marketplace.models import Node, Organization
 
     provider = Organization.objects.create(name="Acme", slug="acme", is_provider=True)
@@ -101,6 +114,17 @@ def _build(entries: int) -> float:
                       provider_id=provider.id, right_id=right)
             )  # fmt: skip
         entries_append_batch(drafts=drafts)
+        while (pending := receipt_batch_pending(node_slug="acme")) is not None:
+            statement = attest.statement(
+                log=settings.USUFRUCT_LOG_ORIGIN,
+                node="acme",
+                first_seq=pending.first_seq,
+                last_seq=pending.last_seq,
+                digests=pending.digests,
+            )
+            wire = envelope.sign_payload(statement, key=node_key, kid=kid)
+            receipt_batch_record(node_slug="acme", organization_id=provider.id, attestation=wire)
         if base % 100_000 == 0:
             print(f"  built {base + len(drafts):,} entries", flush=True)
+    checkpoint_create()  # over the last receipt batches too
     return time.perf_counter() - start

@@ -20,8 +20,10 @@ from django.utils import timezone
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
 from compute.models import Job, JobParty, Message
-from compute.protocol import envelope
+from compute.protocol import attest, envelope
 from compute.protocol.canonical import canonical, sha256_hex
+from ledger import services as ledger
+from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.services import entry_append
 from marketplace import idempotency
@@ -412,7 +414,57 @@ def message_receive(*, wire: dict[str, Any]) -> str:
     if step == "announce":
         market.dataset_register(node=node, opened=opened)
         return "announced"
+    if step == "attest":
+        return _attestation_receive(node=node, opened=opened)
     return _job_message(node=node, wire=wire, opened=opened)
+
+
+def attestations_request(*, limit: int = attest.MAX_RECEIPTS) -> int:
+    """Beat task body: ask each node to attest, in one signature, its receipts not yet in a batch.
+
+    Stateless and safe to repeat: the node's answer is checked against the ledger
+    when it comes back, and a batch the ledger already holds is not appended twice.
+    """
+    sent = 0
+    for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(kid="").order_by("slug"):
+        batch = ledger.receipt_batch_pending(node_slug=node.slug, limit=limit)
+        if batch is None:
+            continue
+        wire = envelope.seal(
+            job="",
+            step="attest",
+            round=0,
+            sender="hub",
+            recipient=node.slug,
+            body={
+                "log": settings.USUFRUCT_LOG_ORIGIN,
+                "first_seq": batch.first_seq,
+                "last_seq": batch.last_seq,
+                "receipts": batch.digests,
+            },
+            key=hub_private_key(),
+            kid=hub_kid(),
+        )
+        _send(node.slug, wire)
+        sent += 1
+    return sent
+
+
+def _attestation_receive(*, node: Node, opened: envelope.Opened) -> str:
+    body = opened.payload["body"]
+    if body.get("status") != "ok":
+        log.warning("node %s refused to attest receipts: %s (%s)", node.slug, body.get("reason"), body.get("code"))
+        return "attestation refused"
+    signed = envelope.verify_signed(
+        body.get("attestation"), lambda kid: market.node_public_key(kid) if kid == node.kid else None
+    )
+    try:
+        entry = ledger.receipt_batch_record(
+            node_slug=node.slug, organization_id=node.organization_id, attestation=body["attestation"]
+        )
+    except (KeyError, TypeError, ValueError, LedgerConflict) as exc:
+        raise envelope.EnvelopeError("attestation_rejected", str(exc)) from None
+    return f"attested #{signed.payload['first_seq']}..#{signed.payload['last_seq']} in entry #{entry.seq}"
 
 
 def _presented_key(wire: dict[str, Any], kid: str) -> Any:

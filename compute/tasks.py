@@ -52,3 +52,8 @@ def resend_unanswered() -> int:
     from datetime import timedelta
 
     return services.messages_resend_unanswered(older_than=timedelta(seconds=60))
+
+
+@shared_task(name="usufruct.hub.request_attestations")
+def request_attestations() -> int:
+    return services.attestations_request()

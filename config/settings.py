@@ -168,6 +168,11 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"queue": "hub"},
     },
     "compute-fail-stale-jobs": {"task": "usufruct.hub.fail_stale_jobs", "schedule": 60.0, "options": {"queue": "hub"}},
+    "compute-request-attestations": {
+        "task": "usufruct.hub.request_attestations",
+        "schedule": float(env_int("USUFRUCT_ATTEST_INTERVAL", 60)),
+        "options": {"queue": "hub"},
+    },
     "marketplace-expire-rights": {"task": "usufruct.hub.expire_rights", "schedule": 300.0, "options": {"queue": "hub"}},
 }
 

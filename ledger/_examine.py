@@ -1,19 +1,21 @@
 """Per-entry checks of the offline verifier that need no other entry, so they run in worker processes.
 
 Standard library + ``cryptography`` only. For each bundle line: parse, canonical
-form, RFC 9162 leaf hash, the hub's signature, the node receipt's signature and
-its agreement with the entry, and (partial bundles) the inclusion proof. What the
-sequential pass needs (chain link, leaf, facts about rights and usage) comes back as
-a small tuple.
+form, RFC 9162 leaf hash, the node receipt's agreement with the entry and its
+digest, the receipt's own signature unless a node-signed receipt batch claims it,
+the entry's own hub signature if asked to (the signed checkpoints cover every body),
+and (partial bundles) the inclusion proof. What the sequential pass needs (chain
+link, leaf, facts about rights, usage and receipt batches) comes back as a small tuple.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -22,17 +24,32 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import jcs, merkle
 
 RIGHT_KINDS = ("right_granted", "right_revoked", "right_expired")
+BATCH_KIND = "receipt_batch"
 
 
 @dataclass(frozen=True)
 class Context:
     log_keys: dict[str, bytes]  # hub kid -> raw Ed25519 public key
-    node_keys: dict[str, tuple[bytes, Any]]  # node kid -> (raw public key, organisation id)
+    node_keys: dict[str, tuple[bytes, Any, Any]]  # node kid -> (raw public key, organisation id, node slug)
     tree_size: int
     root: bytes | None  # the signed root of ``tree_size``: inclusion proofs of a partial bundle lead there
     complete: bool
-    hub_signatures: bool = True  # False: per-entry hub signatures are skipped, the signed roots cover the bodies
+    every_signature: bool = False  # also each entry's hub signature, and receipts a node batch covers
     checkpoint_sizes: tuple[int, ...] = ()  # sizes of the verified checkpoints, whose roots the tree must match
+    # node slug -> sorted (first_seq, last_seq) of its receipt batches whose node signature verified:
+    # receipts there are vouched for by that one signature, if the batch digest matches (checked in order).
+    batches: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+
+    def batched(self, node: Any, seq: int) -> bool:
+        ranges = self.batches.get(node)
+        if not ranges:
+            return False
+        i = bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1
+        return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
+
+
+SEQ_MAX = 1 << 63
+_FACTS = ("right", "consumer", "dataset", "provider", "operation", "job")
 
 
 # (seq, leaf hash, sha256 hex of body, prev, kind, facts, failures); seq None = unusable line
@@ -54,7 +71,7 @@ def _b64(value: Any) -> bytes:
     return base64.b64decode(value, validate=True)
 
 
-def _verify(raw_key: bytes, sig: Any, message: bytes, exact: Any = None) -> bool:
+def verify_signature(raw_key: bytes, sig: Any, message: bytes, exact: Any = None) -> bool:
     try:
         key, signature = _key(raw_key), _b64(sig)
     except (ValueError, binascii.Error):
@@ -76,7 +93,13 @@ def _verify(raw_key: bytes, sig: Any, message: bytes, exact: Any = None) -> bool
             return False
 
 
-def _receipt(where: str, p: dict[str, Any], ctx: Context, fail: list[str]) -> None:
+def receipt_digest(receipt: dict[str, Any]) -> str:
+    """SHA-256 hex of the canonical bytes of a whole signed receipt, as the node attests it."""
+    return hashlib.sha256(jcs.dumps_checked(receipt)).hexdigest()
+
+
+def _receipt(seq: int, p: dict[str, Any], ctx: Context, fail: list[str], facts: dict[str, Any]) -> None:
+    where = f"usage #{seq}"
     receipt = p.get("receipt")
     if not isinstance(receipt, dict) or not isinstance(receipt.get("payload"), dict):
         fail.append(f"{where} carries no node receipt")
@@ -88,11 +111,27 @@ def _receipt(where: str, p: dict[str, Any], ctx: Context, fail: list[str]) -> No
         return
     if node[1] is not None and node[1] != p.get("provider"):
         fail.append(f"{where}: receipt signed by a node of organisation {node[1]}, not the provider")
+    if node[2] is not None and node[2] != r.get("node"):
+        fail.append(f"{where}: receipt names node {r.get('node')!r} but is signed by node {node[2]!r}'s key")
     for name in ("job", "dataset", "right", "operation", "rows", "step"):
         if r.get(name) != p.get(name):
             fail.append(f"{where}: receipt {name} {r.get(name)!r} differs from the entry's {p.get(name)!r}")
-    if not _verify(node[0], receipt.get("sig"), jcs.dumps_fast(r), lambda: jcs.dumps(r)):
-        fail.append(f"{where} node receipt: signature does not verify")
+    try:
+        facts["digest"], facts["node"] = receipt_digest(receipt), r.get("node")
+    except (TypeError, ValueError) as exc:
+        fail.append(f"{where}: receipt is not JSON: {exc}")
+        return
+    if ctx.every_signature or not ctx.batched(r.get("node"), seq):
+        facts["signature_checked"] = True
+        if not verify_signature(node[0], receipt.get("sig"), jcs.dumps_fast(r), lambda: jcs.dumps(r)):
+            fail.append(f"{where} node receipt: signature does not verify")
+
+
+def _signature_shaped(value: Any) -> bool:
+    try:
+        return len(_b64(value)) == 64
+    except (ValueError, binascii.Error):
+        return False
 
 
 def examine_one(line: str, ctx: Context) -> Examined:
@@ -120,20 +159,26 @@ def examine_one(line: str, ctx: Context) -> Examined:
     hub = ctx.log_keys.get(str(item.get("hub_kid")))
     if hub is None:
         fail.append(f"{where}: signed by unknown hub key {item.get('hub_kid')!r}")
-    elif ctx.hub_signatures and not _verify(hub, item.get("hub_sig"), raw):
-        fail.append(f"{where} hub signature: signature does not verify")
+    elif ctx.every_signature:
+        if not verify_signature(hub, item.get("hub_sig"), raw):
+            fail.append(f"{where} hub signature: signature does not verify")
+    elif not _signature_shaped(item.get("hub_sig")):
+        fail.append(f"{where} hub signature: missing or not a 64-byte Ed25519 signature")
     kind = str(body.get("kind"))
     p = body.get("payload")
-    facts = None
+    facts: dict[str, Any] | None = None
     if not isinstance(p, dict):
         fail.append(f"{where}: payload is not an object")
     elif kind in RIGHT_KINDS or kind == "usage":
-        facts = {k: p.get(k) for k in ("right", "consumer", "dataset", "provider", "operation", "job")}
+        facts = {k: p.get(k) for k in _FACTS}
         facts["produced"] = body.get("producer_time")
         if kind == "right_granted":
             facts.update(operations=p.get("operations"), quota=p.get("quota"), expires_at=p.get("expires_at"))
-        if kind == "usage":
-            _receipt(f"usage #{seq}", p, ctx, fail)
+        if kind == "usage" and isinstance(seq, int):
+            _receipt(seq, p, ctx, fail, facts)
+    elif kind == BATCH_KIND:
+        attestation = p.get("attestation")
+        facts = {"node": p.get("node"), "sig": attestation.get("sig") if isinstance(attestation, dict) else None}
     return (seq, leaf, hashlib.sha256(raw).hexdigest(), body.get("prev"), kind, facts, fail)
 
 

@@ -4,7 +4,8 @@ Format ``usufruct-ledger-bundle/1``, JSON Lines so a million entries stream both
 
 * line 1, the header: origin, scope, log (hub) keys, node keys, witness keys, every
   checkpoint up to the bundle's tree size with its cosignatures, consistency proofs
-  between successive checkpoints, and ``complete`` (entries are the whole log
+  between successive checkpoints, the nodes' signed receipt batches (complete
+  bundles), and ``complete`` (entries are the whole log
   ``[0, tree_size)``, so the verifier rebuilds the tree; otherwise each entry carries
   an inclusion proof against ``tree_size``);
 * each further line, one entry: ``seq``, ``body`` (the RFC 8785 bytes that were hashed
@@ -69,6 +70,11 @@ def _node_keys() -> dict[str, dict[str, Any]]:
     return keys
 
 
+def _receipt_batches(size: int) -> list[dict[str, Any]]:
+    rows = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RECEIPT_BATCH, seq__lt=size).order_by("seq")
+    return [{"seq": seq, "attestation": p["attestation"]} for seq, p in rows.values_list("seq", "payload")]
+
+
 def scoped_entries(
     *,
     dataset_id: int | None = None,
@@ -112,6 +118,9 @@ def bundle_lines(
         "node_keys": _node_keys(),
         "witness_keys": [w.vkey for w in Witness.objects.order_by("name")],
         "checkpoints": [{"size": c.size, "note": selectors.checkpoint_note(c)} for c in checkpoints],
+        # Complete bundles: each node's receipt batches, so the verifier checks one node
+        # signature per batch instead of one per receipt (docs/decisions/0008).
+        "receipt_batches": _receipt_batches(size) if complete else [],
         "consistency": [
             {
                 "from": a.size,

@@ -21,6 +21,7 @@ class LedgerEntry(models.Model):
         DP_CHARGE = "dp_charge", "Privacy budget charged"
         KEY_ROTATED = "key_rotated", "Key rotated"
         CORRECTION = "correction", "Correction"
+        RECEIPT_BATCH = "receipt_batch", "Receipt batch attested"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from compute.protocol import attest
 from compute.protocol.canonical import canonical
 from compute.protocol.envelope import format_time
 from ledger import bulk, jcs, merkle, tree
@@ -544,6 +545,86 @@ def cosignature_add(*, checkpoint: Checkpoint, note: bytes, organization_id: int
     if not stored:
         raise CosignatureRejected("the note carries no cosignature from a witness of your organisation")
     return stored
+
+
+# --- receipt batches (docs/decisions/0008-receipt-batches.md) ---------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiptBatch:
+    """The node's ``usage`` entries ``first_seq..last_seq`` and their receipts' digests, in ledger order."""
+
+    node: str
+    first_seq: int
+    last_seq: int
+    digests: list[str]
+
+
+def _node_usage(node_slug: str):  # type: ignore[no-untyped-def]
+    return LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE, payload__receipt__payload__node=node_slug)
+
+
+def _next_unattested(node_slug: str) -> int:
+    last = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RECEIPT_BATCH, payload__node=node_slug)
+        .order_by("-seq")
+        .values_list("payload", flat=True)
+        .first()
+    )
+    return int(last["last_seq"]) + 1 if last else 0
+
+
+def receipt_batch_pending(*, node_slug: str, limit: int = attest.MAX_RECEIPTS) -> ReceiptBatch | None:
+    """The next batch of the node's receipts to attest: its usage entries after its last batch, oldest first."""
+    first = _next_unattested(node_slug)
+    rows = list(
+        _node_usage(node_slug).filter(seq__gte=first).order_by("seq").values_list("seq", "payload__receipt")[:limit]
+    )
+    if not rows:
+        return None
+    return ReceiptBatch(node_slug, first, rows[-1][0], [attest.receipt_digest(r) for _, r in rows])
+
+
+def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: dict[str, Any]) -> LedgerEntry:
+    """Append the ``receipt_batch`` entry for a node's signed attestation (its signature already verified).
+
+    The statement must cover exactly the node's usage entries in its range, and the
+    range must start right after the node's last batch: batches neither overlap nor
+    leave gaps. A repeated attestation returns the entry it made.
+    """
+    s = attestation["payload"]
+    if s.get("type") != attest.STATEMENT_TYPE or s.get("log") != settings.USUFRUCT_LOG_ORIGIN:
+        raise LedgerConflict("not a receipt batch statement for this log")
+    if s.get("node") != node_slug:
+        raise LedgerConflict(f"the statement is for node {s.get('node')!r}, not {node_slug!r}")
+    first, last = int(s["first_seq"]), int(s["last_seq"])
+    event_id = f"receipt_batch:{node_slug}:{first}-{last}"
+    payload = {
+        "node": node_slug,
+        "organization": organization_id,
+        "first_seq": first,
+        "last_seq": last,
+        "count": s.get("count"),
+        "digest": s.get("digest"),
+        "attestation": attestation,
+    }
+    with transaction.atomic():
+        _lock(LEDGER_LOCK_ID)
+        existing = LedgerEntry.objects.filter(event_id=event_id).first()
+        if existing is None:
+            expected = _next_unattested(node_slug)
+            if first != expected:
+                raise LedgerConflict(f"node {node_slug}'s next batch starts at #{expected}, not #{first}")
+            rows = _node_usage(node_slug).filter(seq__gte=first, seq__lte=last).order_by("seq")
+            digests = [attest.receipt_digest(r) for r in rows.values_list("payload__receipt", flat=True)]
+            if s.get("count") != len(digests) or s.get("digest") != attest.batch_digest(digests):
+                raise LedgerConflict(f"the statement does not match node {node_slug}'s receipts in #{first}..#{last}")
+        return entry_append(
+            kind=LedgerEntry.Kind.RECEIPT_BATCH,
+            event_id=event_id,
+            payload=payload,
+            provider_id=organization_id,
+        )
 
 
 # --- corrections and key rotation ------------------------------------------------------------

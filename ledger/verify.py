@@ -7,13 +7,18 @@ are used and printed, to be compared with the published ones). It checks:
 
 * every checkpoint's log signature, its witnesses' cosignatures, that sizes only grow
   and each checkpoint is consistent with the one before (RFC 9162 §2.1.4): no fork;
-* every entry's body is canonical JSON, its hub signature verifies, and it is in the
-  tree: a complete bundle is re-hashed into the tree (RFC 9162 §2.1.1) and the root
-  compared with every checkpoint, along with the SHA-256 chain; a partial bundle
-  checks each entry's inclusion proof (§2.1.3) against the last checkpoint;
+* every entry's body is canonical JSON and is in the tree: a complete bundle is
+  re-hashed into the tree (RFC 9162 §2.1.1) and the root compared with every
+  checkpoint, along with the SHA-256 chain; a partial bundle checks each entry's
+  inclusion proof (§2.1.3) against the last checkpoint. The signed checkpoints thus
+  vouch for every body; each entry's own hub signature is checked too with
+  ``--every-signature``;
 * every ``usage`` entry carries a receipt signed by a node of the provider that
   matches it, and falls inside a right granted earlier, unrevoked, unexpired, for the
-  same consumer, dataset and operation, within its quota of jobs.
+  same consumer, dataset and operation, within its quota of jobs. A node vouches for
+  its receipts either one by one (the receipt's signature) or, in a complete bundle,
+  by a ``receipt_batch`` entry: one node signature over the digests of all its
+  receipts in a range, recomputed here from the entries (docs/decisions/0008).
 
 Exit status: 0 all good, 1 a check failed, 2 the bundle could not be read.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import hashlib
 import json
 import os
@@ -35,11 +41,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, BinaryIO
 
+from ledger import _examine, jcs, merkle
 from ledger import checkpoint as notes
-from ledger import merkle
-from ledger._examine import Block, Context, Examined, examine_block
+from ledger._examine import BATCH_KIND, SEQ_MAX, Block, Context, Examined, examine_block
 
 FORMAT = "usufruct-ledger-bundle/1"
+STATEMENT_TYPE = "usufruct/receipt-batch/v1"  # as compute.protocol.attest (a test checks they agree)
 GENESIS = "0" * 64
 _CHUNK = 5000  # entries per unit of work handed to a worker process
 MAX_REPORTED = 50
@@ -59,6 +66,10 @@ class Report:
     cosigned: dict[int, list[str]] = field(default_factory=dict)
     entries: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    every_signature: bool = False
+    receipts_one_by_one: int = 0
+    receipts_batched: int = 0
+    batches: int = 0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -81,6 +92,14 @@ class Report:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.kinds.items()))
         how = "complete: tree rebuilt from the bodies" if self.complete else "partial: inclusion proofs"
         lines.append(f"  entries: {self.entries} ({how}); {kinds}")
+        lines.append(
+            f"  node receipts: {self.receipts_one_by_one} signatures checked one by one,"
+            f" {self.receipts_batched} vouched for by {self.batches} node-signed receipt batch(es)"
+        )
+        lines.append(
+            "  entry hub signatures: "
+            + ("each checked" if self.every_signature else "covered by the signed checkpoints (--every-signature)")
+        )
         if self.ok:
             lines.append("RESULT: OK - signatures, tree, checkpoints, consistency and usage rights all verify")
         else:
@@ -125,6 +144,19 @@ class _Right:
     jobs: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _Batch:
+    node: str
+    first: int
+    last: int
+    count: int
+    digest: str
+    sig: str
+    hasher: Any = field(default_factory=hashlib.sha256)
+    seen: int = 0
+    logged: bool = False
+
+
 class _Checker:
     def __init__(self, header: dict[str, Any], report: Report, pinned_log: list[str], pinned_witnesses: list[str]):
         self.report = report
@@ -147,13 +179,15 @@ class _Checker:
         if pinned_log and not self.note_keys:
             report.fail("none of the pinned log keys is in the bundle")
         report.log_vkeys = [k.encode() for k in self.note_keys]
-        self.raw_node_keys: dict[str, tuple[bytes, Any]] = {}
+        self.raw_node_keys: dict[str, tuple[bytes, Any, Any]] = {}
         for kid, item in (header.get("node_keys") or {}).items():
             raw = _b64(item["public_key"], f"node key {kid}")
             if _kid(raw) != kid:
                 report.fail(f"node key {kid} does not hash to its key id")
                 continue
-            self.raw_node_keys[kid] = (raw, item.get("organization"))
+            self.raw_node_keys[kid] = (raw, item.get("organization"), item.get("node"))
+        self.batches: dict[int, _Batch] = {}  # by the seq of its receipt_batch entry
+        self.batch_ranges: dict[str, list[tuple[int, int, _Batch]]] = {}
         wanted = pinned_witnesses or list(header.get("witness_keys") or [])
         self.witnesses = [notes.parse_vkey(v) for v in wanted]
         self.pinned_witnesses = bool(pinned_witnesses)
@@ -216,6 +250,67 @@ class _Checker:
         elif self.pinned_witnesses and len(self.report.cosigned.get(sizes[-1], [])) < len(self.witnesses):
             self.report.fail(f"latest checkpoint {sizes[-1]} lacks a cosignature from a pinned witness")
 
+    # --- receipt batches -----------------------------------------------------------------
+    def receipt_batches(self, items: list[dict[str, Any]]) -> None:
+        """Check each claimed batch's node signature; the verified ones spare their receipts a check each."""
+        if not self.report.complete:
+            return  # a partial bundle lacks the other receipts a batch digest covers: one by one, then
+        for item in items:
+            try:
+                seq, wire = int(item["seq"]), item["attestation"]
+                s, kid = wire["payload"], str(wire["kid"])
+                node = self.raw_node_keys.get(kid)
+                if node is None or node[2] != s["node"]:
+                    raise ValueError(f"signed by {kid!r}, which is not a key of node {s['node']!r}")
+                if s["type"] != STATEMENT_TYPE or s["log"] != self.origin:
+                    raise ValueError("not a receipt batch statement for this log")
+                first, last, count, digest = int(s["first_seq"]), int(s["last_seq"]), int(s["count"]), str(s["digest"])
+                if not 0 <= first <= last < seq:
+                    raise ValueError(f"range #{first}..#{last} is not before the entry")
+                if not _examine.verify_signature(node[0], wire["sig"], jcs.dumps_checked(s)):
+                    raise ValueError("node signature does not verify")
+            except (KeyError, TypeError, ValueError) as exc:
+                self.report.fail(f"receipt batch #{item.get('seq') if isinstance(item, dict) else '?'}: {exc}")
+                continue
+            ranges = self.batch_ranges.setdefault(s["node"], [])
+            if ranges and first <= ranges[-1][1]:
+                self.report.fail(f"receipt batch #{seq} of node {s['node']} overlaps the one before")
+                continue
+            batch = _Batch(s["node"], first, last, count, digest, str(wire["sig"]))
+            self.batches[seq] = batch
+            ranges.append((first, last, batch))
+
+    def batch_receipt(self, seq: int, facts: dict[str, Any]) -> None:
+        ranges = self.batch_ranges.get(facts.get("node"))  # type: ignore[arg-type]
+        if facts.get("signature_checked"):
+            self.report.receipts_one_by_one += 1
+        if not ranges:
+            return
+        i = bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1
+        if i >= 0 and ranges[i][0] <= seq <= ranges[i][1] and "digest" in facts:
+            batch = ranges[i][2]
+            batch.hasher.update(bytes.fromhex(facts["digest"]))
+            batch.seen += 1
+
+    def batch_entry(self, seq: int, facts: dict[str, Any]) -> None:
+        batch = self.batches.get(seq)
+        if batch is not None:
+            batch.logged = batch.sig == facts.get("sig") and batch.node == facts.get("node")
+
+    def batches_done(self) -> None:
+        for seq, b in sorted(self.batches.items()):
+            where = f"receipt batch #{seq} of node {b.node} over #{b.first}..#{b.last}"
+            if not b.logged:
+                self.report.fail(f"{where} is not the receipt_batch entry #{seq} of the log")
+            elif b.seen != b.count or b.hasher.hexdigest() != b.digest:
+                self.report.fail(
+                    f"{where}: the node attested {b.count} receipts, the log holds {b.seen} that differ:"
+                    " an entry was added, removed or altered"
+                )
+            else:
+                self.report.batches += 1
+                self.report.receipts_batched += b.count
+
     # --- usage rights ------------------------------------------------------------------
     def rights_entry(self, seq: int, kind: str, f: dict[str, Any]) -> None:
         if kind == "right_granted":
@@ -253,15 +348,16 @@ class _Checker:
         if self.scope_has_all_usage and right.quota is not None and len(right.jobs) > int(right.quota):
             self.report.fail(f"{where}: right {f['right']} used by {len(right.jobs)} jobs, quota {right.quota}")
 
-    def context(self, hub_signatures: bool) -> Context:
+    def context(self, every_signature: bool) -> Context:
         return Context(
             log_keys=dict(self.raw_log_keys),
             node_keys=dict(self.raw_node_keys),
             tree_size=self.tree_size,
             root=self.roots.get(self.tree_size),
             complete=self.report.complete,
-            hub_signatures=hub_signatures,
+            every_signature=every_signature,
             checkpoint_sizes=tuple(sorted(self.roots)),
+            batches={node: tuple((a, b) for a, b, _ in r) for node, r in self.batch_ranges.items()},
         )
 
 
@@ -333,7 +429,10 @@ class _Sequence:
     def _facts(self, seq: int, kind: str, facts: dict[str, Any]) -> None:
         try:
             if kind == "usage":
+                self.checker.batch_receipt(seq, facts)
                 self.checker.usage(seq, facts)
+            elif kind == BATCH_KIND:
+                self.checker.batch_entry(seq, facts)
             else:
                 self.checker.rights_entry(seq, kind, facts)
         except (KeyError, ValueError, TypeError) as exc:
@@ -402,9 +501,9 @@ def _verify(
     log_keys: Sequence[str] = (),
     witnesses: Sequence[str] = (),
     jobs: int = 1,
-    hub_signatures: bool = True,
+    every_signature: bool = False,
 ) -> Report:
-    report = Report()
+    report = Report(every_signature=every_signature)
     try:
         header = json.loads(header_line)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -416,12 +515,14 @@ def _verify(
     except (KeyError, ValueError, TypeError) as exc:
         raise BundleError(f"bad bundle header: {exc}") from None
     checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
+    checker.receipt_batches(header.get("receipt_batches") or [])
     order = _Sequence(checker, report)
-    for outcome in _outcomes(blocks(), checker.context(hub_signatures), jobs):
+    for outcome in _outcomes(blocks(), checker.context(every_signature), jobs):
         if isinstance(outcome, Block):
             order.block(outcome)
         else:
             order.entries(outcome)
+    checker.batches_done()
     if report.complete and order.frontier.size != checker.tree_size:
         report.fail(f"complete bundle holds {order.frontier.size} entries, its checkpoint {checker.tree_size}")
     return report
@@ -434,7 +535,7 @@ def verify_lines(
     witnesses: Sequence[str] = (),
     jobs: int = 1,
     chunk_size: int = _CHUNK,
-    hub_signatures: bool = True,
+    every_signature: bool = False,
 ) -> Report:
     """Verify a bundle given as lines of JSON; problems are collected in the report, never raised."""
     it = iter(lines)
@@ -447,7 +548,7 @@ def verify_lines(
         log_keys=log_keys,
         witnesses=witnesses,
         jobs=jobs,
-        hub_signatures=hub_signatures,
+        every_signature=every_signature,
     )
 
 
@@ -458,7 +559,7 @@ def verify_file(
     witnesses: Sequence[str] = (),
     jobs: int = 1,
     chunk_size: int = _CHUNK,
-    hub_signatures: bool = True,
+    every_signature: bool = False,
 ) -> Report:
     """Verify a bundle file; it is read in blocks of about ``chunk_size`` entries (1 KiB each) handed to the workers."""
     with open(path, "rb") as fh:
@@ -469,7 +570,7 @@ def verify_file(
             log_keys=log_keys,
             witnesses=witnesses,
             jobs=jobs,
-            hub_signatures=hub_signatures,
+            every_signature=every_signature,
         )
 
 
@@ -481,9 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--chunk", type=int, default=_CHUNK, help="entries per unit of work of a worker")
     parser.add_argument(
-        "--trust-signed-roots",
+        "--every-signature",
         action="store_true",
-        help="skip each entry's own hub signature: the verified checkpoint signatures already cover every body",
+        help="also check each entry's own hub signature and each receipt a node-signed batch already vouches for",
     )
     args = parser.parse_args(argv)
     options = {
@@ -491,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         "witnesses": args.witness,
         "jobs": args.jobs,
         "chunk_size": args.chunk,
-        "hub_signatures": not args.trust_signed_roots,
+        "every_signature": args.every_signature,
     }
     try:
         report = verify_lines(sys.stdin, **options) if args.bundle == "-" else verify_file(args.bundle, **options)

@@ -176,3 +176,42 @@ def test_node_enrols_and_announces_over_the_broker(workers, tmp_path) -> None:
     kid = node.kid
     node.refresh_from_db()
     assert node.kid == kid and node.status == Node.Status.ACTIVE
+
+
+def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Real node workers sign receipt batches; the offline verifier then needs one signature per batch."""
+    from compute import services as compute
+    from ledger import bundle, services
+    from tests.conftest import run_verifier
+    from tests.ledger.conftest import use
+
+    bank = api_for("bank")
+    offers = {d["node"]: d["offers"][0] for d in bank.get("/api/datasets/").json()["results"]}
+    rights = [_buy(bank, offers[n]["id"], f"buy-{n}")["right"]["id"] for n in ("acme", "taxco")]
+    for n in range(2):
+        r = bank.post(
+            "/api/jobs/",
+            {"algorithm": "stats", "params": {"column": "tenure_months"}, "rights": rights},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"job-{n}",
+        )
+        job_id = r.json()["id"]
+        assert wait_for(lambda j=job_id: Job.objects.get(id=j).status == "succeeded", timeout=90)
+
+    assert compute.attestations_request() == 2  # one request per provider node
+    batches = wait_for(lambda: (b := list(LedgerEntry.objects.filter(kind="receipt_batch"))) and len(b) == 2 and b)
+    assert sorted((b.payload["node"], b.payload["count"]) for b in batches) == [("acme", 2), ("taxco", 2)]
+    assert compute.attestations_request() == 0  # nothing left to attest
+
+    services.checkpoint_create()
+    path = tmp_path / "bundle.jsonl"
+    path.write_text("".join(bundle.bundle_lines()))
+    out = run_verifier(path, services.log_vkey())
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 signatures checked one by one, 4 vouched for by 2 node-signed receipt batch(es)" in out.stdout
+
+    # A receipt the ledger attributes to acme that acme's worker never issued: it refuses to attest.
+    use(UsageRight.objects.get(id=rights[0]))
+    assert compute.attestations_request() == 1
+    wait_for(lambda: "node acme refused to attest receipts" in workers["hub"].read_text(), timeout=30)
+    assert LedgerEntry.objects.filter(kind="receipt_batch").count() == 2

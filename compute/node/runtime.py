@@ -18,7 +18,7 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import StepRefused
 from compute.node import datasets
 from compute.node.config import NodeConfig
-from compute.protocol import envelope, keys
+from compute.protocol import attest, envelope, keys
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
         return []
     job, step = payload["job"], payload["step"]
     body = payload["body"]
+    if step == "attest" and job == "":
+        return [_seal_reply(config, payload, attest_receipts(config, body, in_reply_to=opened.digest))]
     reply: dict[str, Any]
     receipt = None
     try:
@@ -146,18 +148,69 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
     except Exception as exc:  # a bug or bad data must fail the job, not hang it
         log.exception("node %s failed step %s of job %s", config.slug, step, job)
         reply = {"status": "error", "code": "node_error", "reason": str(exc)[:500], "in_reply_to": opened.digest}
-    out = envelope.seal(
-        job=job,
-        step=step,
+    return [_seal_reply(config, payload, {"party": body["party"], **reply})]
+
+
+def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    return envelope.seal(
+        job=payload["job"],
+        step=payload["step"],
         round=payload["round"],
         sender=config.slug,
         recipient="hub",
-        body={"party": body["party"], **reply},
+        body=body,
         key=config.private_key,
         kid=config.kid,
         ttl=timedelta(hours=6),
     )
-    return [out]
+
+
+def _receipts_dir(config: NodeConfig) -> Path:
+    return config.state_dir / "receipts"
+
+
+def _remember_receipt(config: NodeConfig, wire: dict[str, Any]) -> None:
+    """Keep the digest of a receipt this node signed: it attests only receipts it remembers."""
+    folder = _receipts_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(folder / attest.receipt_digest(wire), os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def attest_receipts(config: NodeConfig, body: dict[str, Any], *, in_reply_to: str) -> dict[str, Any]:
+    """Answer the hub's request to attest a batch of receipts: sign if this node issued each one.
+
+    Refused, with the unknown digests, if the ledger attributes to this node a receipt
+    it never signed (or the request is malformed); the hub then keeps those entries'
+    own signatures as their only attestation.
+    """
+    try:
+        origin, first, last = str(body["log"]), int(body["first_seq"]), int(body["last_seq"])
+        digests = [str(d) for d in body["receipts"]]
+        if not digests or len(digests) > attest.MAX_RECEIPTS or first > last:
+            raise ValueError(f"a batch holds 1 to {attest.MAX_RECEIPTS} receipts over a non-empty range")
+        for d in digests:
+            if len(d) != 64 or bytes.fromhex(d).hex() != d:
+                raise ValueError(f"{d[:80]!r} is not a SHA-256 hex digest")
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"status": "refused", "code": "malformed", "reason": str(exc), "in_reply_to": in_reply_to}
+    folder = _receipts_dir(config)
+    unknown = [d for d in digests if not (folder / d).exists()]
+    if unknown:
+        reason = f"{len(unknown)} of {len(digests)} receipts were not signed by this node"
+        log.warning("node %s refused to attest #%d..#%d: %s", config.slug, first, last, reason)
+        return {
+            "status": "refused",
+            "code": "unknown_receipts",
+            "reason": reason,
+            "unknown": unknown[:20],
+            "in_reply_to": in_reply_to,
+        }
+    signed = envelope.sign_payload(
+        attest.statement(log=origin, node=config.slug, first_seq=first, last_seq=last, digests=digests),
+        key=config.private_key,
+        kid=config.kid,
+    )
+    return {"status": "ok", "attestation": signed, "in_reply_to": in_reply_to}
 
 
 def sign_receipt(
@@ -182,7 +235,9 @@ def sign_receipt(
         "request": payload["nonce"],
         "at": envelope.format_time(envelope.utcnow()),
     }
-    return envelope.sign_payload(receipt, key=config.private_key, kid=config.kid)
+    wire = envelope.sign_payload(receipt, key=config.private_key, kid=config.kid)
+    _remember_receipt(config, wire)
+    return wire
 
 
 def enrolment_message(config: NodeConfig, token: str) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def _build(entries: int) -> float:
                       provider_id=provider.id, right_id=right)
             )  # fmt: skip
         entries_append_batch(drafts=drafts)
-        while (pending := receipt_batch_pending(node_slug="acme")) is not None:
+        while (pending := receipt_batch_pending(node_slug="acme", organization_id=provider.id)) is not None:
             statement = attest.statement(
                 log=settings.USUFRUCT_LOG_ORIGIN,
                 node="acme",

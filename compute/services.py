@@ -427,7 +427,7 @@ def attestations_request(*, limit: int = attest.MAX_RECEIPTS) -> int:
     """
     sent = 0
     for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(kid="").order_by("slug"):
-        batch = ledger.receipt_batch_pending(node_slug=node.slug, limit=limit)
+        batch = ledger.receipt_batch_pending(node_slug=node.slug, organization_id=node.organization_id, limit=limit)
         if batch is None:
             continue
         wire = envelope.seal(

@@ -45,6 +45,8 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["seq"]
         verbose_name_plural = "ledger entries"
+        # A provider's entries in log order: receipt batches walk them from the last batch on.
+        indexes = [models.Index(fields=["provider_id", "seq"], name="ledger_provider_seq")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind}"

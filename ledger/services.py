@@ -560,13 +560,17 @@ class ReceiptBatch:
     digests: list[str]
 
 
-def _node_usage(node_slug: str):  # type: ignore[no-untyped-def]
-    return LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE, payload__receipt__payload__node=node_slug)
+def _node_usage(node_slug: str, organization_id: int):  # type: ignore[no-untyped-def]
+    return LedgerEntry.objects.filter(
+        provider_id=organization_id, kind=LedgerEntry.Kind.USAGE, payload__receipt__payload__node=node_slug
+    )
 
 
-def _next_unattested(node_slug: str) -> int:
+def _next_unattested(node_slug: str, organization_id: int) -> int:
     last = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RECEIPT_BATCH, payload__node=node_slug)
+        LedgerEntry.objects.filter(
+            provider_id=organization_id, kind=LedgerEntry.Kind.RECEIPT_BATCH, payload__node=node_slug
+        )
         .order_by("-seq")
         .values_list("payload", flat=True)
         .first()
@@ -574,11 +578,16 @@ def _next_unattested(node_slug: str) -> int:
     return int(last["last_seq"]) + 1 if last else 0
 
 
-def receipt_batch_pending(*, node_slug: str, limit: int = attest.MAX_RECEIPTS) -> ReceiptBatch | None:
+def receipt_batch_pending(
+    *, node_slug: str, organization_id: int, limit: int = attest.MAX_RECEIPTS
+) -> ReceiptBatch | None:
     """The next batch of the node's receipts to attest: its usage entries after its last batch, oldest first."""
-    first = _next_unattested(node_slug)
+    first = _next_unattested(node_slug, organization_id)
     rows = list(
-        _node_usage(node_slug).filter(seq__gte=first).order_by("seq").values_list("seq", "payload__receipt")[:limit]
+        _node_usage(node_slug, organization_id)
+        .filter(seq__gte=first)
+        .order_by("seq")
+        .values_list("seq", "payload__receipt")[:limit]
     )
     if not rows:
         return None
@@ -612,10 +621,10 @@ def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: d
         _lock(LEDGER_LOCK_ID)
         existing = LedgerEntry.objects.filter(event_id=event_id).first()
         if existing is None:
-            expected = _next_unattested(node_slug)
+            expected = _next_unattested(node_slug, organization_id)
             if first != expected:
                 raise LedgerConflict(f"node {node_slug}'s next batch starts at #{expected}, not #{first}")
-            rows = _node_usage(node_slug).filter(seq__gte=first, seq__lte=last).order_by("seq")
+            rows = _node_usage(node_slug, organization_id).filter(seq__gte=first, seq__lte=last).order_by("seq")
             digests = [attest.receipt_digest(r) for r in rows.values_list("payload__receipt", flat=True)]
             if s.get("count") != len(digests) or s.get("digest") != attest.batch_digest(digests):
                 raise LedgerConflict(f"the statement does not match node {node_slug}'s receipts in #{first}..#{last}")

@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,26 +146,47 @@ def main(argv: list[str] | None = None) -> int:
     cs.add_argument("--name", required=True)
     cs.add_argument("--log-key", required=True, help="the log's vkey, pinned out of band")
     cs.add_argument("--state", required=True, type=Path, help="file remembering the last cosigned checkpoint")
+    cs.add_argument(
+        "--every",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="keep running: cosign every SECONDS; stop (exit 1) only on a fork or rollback, retry other errors",
+    )
     args = parser.parse_args(argv)
     if args.command == "keygen":
         print(keygen(args.key, args.name))
         return 0
-    try:
-        outcome = cosign(
-            fetch=http_fetch(args.url, args.token),
-            log_vkey=args.log_key,
-            name=args.name,
-            key=load_key(args.key),
-            state_file=args.state,
-        )
-    except WitnessError as exc:
-        print(f"REFUSED: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if args.every < 0:
+        print("error: --every must be positive", file=sys.stderr)
         return 2
-    print(outcome.message)
-    return 0
+
+    def once() -> int:
+        try:
+            outcome = cosign(
+                fetch=http_fetch(args.url, args.token),
+                log_vkey=args.log_key,
+                name=args.name,
+                key=load_key(args.key),
+                state_file=args.state,
+            )
+        except WitnessError as exc:
+            print(f"REFUSED: {exc}", file=sys.stderr, flush=True)
+            return 1
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print(outcome.message, flush=True)
+        return 0
+
+    if not args.every:
+        return once()
+    try:
+        while (status := once()) != 1:  # a hub that forked or rolled back is never cosigned again
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        return 0
+    return status
 
 
 if __name__ == "__main__":

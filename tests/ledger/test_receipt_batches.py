@@ -45,13 +45,17 @@ def attestation(node: str, batch: services.ReceiptBatch, **changes: Any) -> dict
     return envelope.sign_payload({**statement, **changes}, key=node_key(node), kid=Node.objects.get(slug=node).kid)
 
 
+def pending(node: str) -> services.ReceiptBatch | None:
+    return services.receipt_batch_pending(node_slug=node, organization_id=Node.objects.get(slug=node).organization_id)
+
+
 def record(node: str, wire: dict[str, Any]) -> LedgerEntry:
     org = Node.objects.get(slug=node).organization_id
     return services.receipt_batch_record(node_slug=node, organization_id=org, attestation=wire)
 
 
 def attest_all(node: str) -> LedgerEntry:
-    batch = services.receipt_batch_pending(node_slug=node)
+    batch = pending(node)
     assert batch is not None
     return record(node, attestation(node, batch))
 
@@ -146,20 +150,20 @@ def test_node_and_verifier_compute_the_same_digests() -> None:
 
 def test_the_hub_records_a_batch_that_covers_exactly_the_nodes_receipts(world) -> None:  # type: ignore[no-untyped-def]
     acme_seqs = [u.seq for u in world["usages"] if u.payload["receipt"]["payload"]["node"] == "acme"]
-    batch = services.receipt_batch_pending(node_slug="acme")
+    batch = pending("acme")
     assert batch is not None and (batch.first_seq, batch.last_seq) == (0, acme_seqs[-1])
     assert len(batch.digests) == len(acme_seqs) == 3
     entry = record("acme", attestation("acme", batch))
     assert entry.kind == "receipt_batch" and entry.payload["count"] == 3
     assert record("acme", attestation("acme", batch)).seq == entry.seq  # a redelivery: the same entry
-    assert services.receipt_batch_pending(node_slug="acme") is None
+    assert pending("acme") is None
     later = use(world["acme"])
-    nxt = services.receipt_batch_pending(node_slug="acme")
+    nxt = pending("acme")
     assert nxt is not None and (nxt.first_seq, nxt.last_seq, len(nxt.digests)) == (acme_seqs[-1] + 1, later.seq, 1)
 
 
 def test_the_hub_refuses_a_batch_that_skips_overlaps_or_misstates_receipts(world) -> None:  # type: ignore[no-untyped-def]
-    batch = services.receipt_batch_pending(node_slug="acme")
+    batch = pending("acme")
     assert batch is not None
     fewer = services.ReceiptBatch("acme", batch.first_seq, batch.last_seq, batch.digests[:-1])
     with pytest.raises(LedgerConflict, match="does not match"):
@@ -178,7 +182,7 @@ def test_the_hub_refuses_a_batch_that_skips_overlaps_or_misstates_receipts(world
 
 
 def test_the_hub_checks_the_nodes_signature_on_an_attestation(world) -> None:  # type: ignore[no-untyped-def]
-    batch = services.receipt_batch_pending(node_slug="acme")
+    batch = pending("acme")
     assert batch is not None
     wire = attestation("acme", batch)
     acme = Node.objects.get(slug="acme")
@@ -256,7 +260,7 @@ def test_a_forged_receipt_outside_any_batch_is_still_caught(world) -> None:  # t
     found = check(export()).failures
     assert any("node receipt: signature does not verify" in f for f in found), found
     # The node would not attest it either: the hub cannot move it into a batch.
-    batch = services.receipt_batch_pending(node_slug="acme")
+    batch = pending("acme")
     assert batch is not None and len(batch.digests) == 1
     with pytest.raises(LedgerConflict):
         record("acme", attestation("acme", batch, digest=attest.batch_digest([])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from ledger import merkle, services
 from ledger.hubkey import hub_private_key
 from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode
 from ledger.witness import WitnessError, cosign
-from tests.conftest import ROOT, api_for
+from tests.conftest import ROOT, api_for, wait_for
 
 from .conftest import WITNESS_NAME, dpa_id, register_witness, use
 
@@ -159,6 +160,26 @@ def test_witness_command_over_http(live_server, tdemo, tmp_path) -> None:  # typ
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cosigned checkpoint" in done.stdout
     assert Cosignature.objects.count() == 1
+
+    # As a service: --every keeps following the log, cosigning each new checkpoint.
+    follower = subprocess.Popen(
+        [*base, *args, "--every", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        services.entry_append(kind="correction", event_id="w-1", payload={"corrects": 0, "reason": "test"})
+        newer = services.checkpoint_create()
+        wait_for(lambda: Cosignature.objects.filter(checkpoint=newer).exists(), timeout=30)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, out + err
+    assert f"cosigned checkpoint {newer.size}" in out
+
+    # A hub that shows another root for a size this witness cosigned: it stops for good (exit 1).
+    state = json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "state.json").write_text(json.dumps({**state, "root": base64.b64encode(b"\x01" * 32).decode()}))
+    forked = subprocess.run([*base, *args, "--every", "0.3"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert forked.returncode == 1 and "REFUSED: fork" in forked.stderr, forked.stdout + forked.stderr
 
 
 def _no_django() -> str:

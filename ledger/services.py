@@ -28,6 +28,7 @@ from compute.protocol.canonical import canonical
 from compute.protocol.envelope import format_time
 from ledger import bulk, jcs, merkle, tree
 from ledger import checkpoint as notes
+from ledger._examine import receipt_digest  # the C encoder where it equals RFC 8785 (as the verifier)
 from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict, ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, Witness
@@ -591,7 +592,7 @@ def receipt_batch_pending(
     )
     if not rows:
         return None
-    return ReceiptBatch(node_slug, first, rows[-1][0], [attest.receipt_digest(r) for _, r in rows])
+    return ReceiptBatch(node_slug, first, rows[-1][0], [receipt_digest(r) for _, r in rows])
 
 
 def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: dict[str, Any]) -> LedgerEntry:
@@ -625,7 +626,7 @@ def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: d
             if first != expected:
                 raise LedgerConflict(f"node {node_slug}'s next batch starts at #{expected}, not #{first}")
             rows = _node_usage(node_slug, organization_id).filter(seq__gte=first, seq__lte=last).order_by("seq")
-            digests = [attest.receipt_digest(r) for r in rows.values_list("payload__receipt", flat=True)]
+            digests = [receipt_digest(r) for r in rows.values_list("payload__receipt", flat=True)]
             if s.get("count") != len(digests) or s.get("digest") != attest.batch_digest(digests):
                 raise LedgerConflict(f"the statement does not match node {node_slug}'s receipts in #{first}..#{last}")
         return entry_append(

@@ -60,12 +60,14 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
 
 
 class LedgerEntryProofSerializer(LedgerEntrySerializer):
-    """An entry and its RFC 9162 inclusion proof (leaf index, tree size, path, root)."""
+    """An entry, its RFC 9162 inclusion proof (leaf index, tree size, path, root) and, for
+    ``usage``, the node-signed receipt batch that vouches for its receipt (null until one does)."""
 
     inclusion = serializers.DictField(read_only=True)
+    attested_by = serializers.DictField(read_only=True, allow_null=True)
 
     class Meta(LedgerEntrySerializer.Meta):
-        fields = [*LedgerEntrySerializer.Meta.fields, "inclusion"]
+        fields = [*LedgerEntrySerializer.Meta.fields, "inclusion", "attested_by"]
 
 
 class EntryFilters(serializers.Serializer):
@@ -108,6 +110,7 @@ class EntryDetail(LedgerErrors, APIView):
         size = request.query_params.get("tree_size")
         data = dict(LedgerEntrySerializer(entry).data)
         data["inclusion"] = selectors.inclusion(entry, int(size) if size and size.isdigit() else None)
+        data["attested_by"] = selectors.receipt_attestation(entry)
         return Response(data)
 
 

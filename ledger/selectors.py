@@ -136,3 +136,33 @@ def audit_trail(dataset_id: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def receipt_attestation(entry: LedgerEntry) -> dict[str, Any] | None:
+    """For a ``usage`` entry: the node-signed ``receipt_batch`` that vouches for its receipt, if any yet."""
+    if entry.kind != LedgerEntry.Kind.USAGE or not isinstance(entry.payload.get("receipt"), dict):
+        return None
+    node = entry.payload["receipt"].get("payload", {}).get("node")
+    batch = (
+        LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.RECEIPT_BATCH,
+            provider_id=entry.provider_id,
+            seq__gt=entry.seq,
+            payload__node=node,
+            payload__first_seq__lte=entry.seq,
+            payload__last_seq__gte=entry.seq,
+        )
+        .order_by("seq")
+        .first()
+    )
+    if batch is None:
+        return None
+    p = batch.payload
+    return {
+        "seq": batch.seq,
+        "node": p["node"],
+        "first_seq": p["first_seq"],
+        "last_seq": p["last_seq"],
+        "count": p["count"],
+        "kid": p["attestation"]["kid"],
+    }

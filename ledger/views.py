@@ -60,7 +60,8 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
         error = ""
     except LedgerError as exc:
         inclusion, error = None, str(exc)
-    return render(request, "ledger/entry.html", {"e": entry, "inclusion": inclusion, "error": error})
+    context = {"e": entry, "inclusion": inclusion, "error": error, "batch": selectors.receipt_attestation(entry)}
+    return render(request, "ledger/entry.html", context)
 
 
 @login_required

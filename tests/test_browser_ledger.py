@@ -62,3 +62,22 @@ def test_a_consumer_sees_only_its_own_ledger_entries_and_no_audit_page(tdemo, li
     visible = page.locator("#ledger tbody tr").count()
     assert 0 < visible < LedgerEntry.objects.count()
     expect(page.locator("body")).not_to_contain_text("Audit trails & bundles")
+
+
+def test_regulator_sees_which_node_batch_vouches_for_a_usage_receipt(tdemo, live_server, page: Page) -> None:
+    from tests.ledger.conftest import attest_as_node, buy, use
+
+    usage = use(buy(node="acme"))
+    base = live_server.url
+    login(page, base, "regulator")
+    page.goto(f"{base}/ledger/entries/{usage.seq}/")
+    expect(page.locator("#attestation")).to_contain_text("not yet in a node-signed receipt batch")
+
+    batch = attest_as_node("acme")
+    page.reload()
+    expect(page.locator("#attestation")).to_contain_text(f"receipt batch #{batch.seq}: node acme")
+    expect(page.locator("#attestation")).to_contain_text(f"1 receipt(s) of entries #0–#{usage.seq}")
+    page.click(f"#attestation >> text=receipt batch #{batch.seq}")
+    expect(page.locator("h1")).to_contain_text(f"Entry #{batch.seq}")
+    expect(page.locator("h1 .tag")).to_have_text("receipt_batch")
+    expect(page.locator("#attestation")).to_contain_text(f"node acme (key {batch.payload['attestation']['kid']})")

@@ -85,6 +85,30 @@ def use(
     )
 
 
+def receipt_attestation(node: str, batch: services.ReceiptBatch, **changes: Any) -> dict[str, Any]:
+    """What the node signs for ``batch`` (as compute.node.runtime.attest_receipts does), optionally altered first."""
+    from compute.protocol import attest
+
+    statement = attest.statement(
+        log=settings.USUFRUCT_LOG_ORIGIN,
+        node=node,
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        digests=batch.digests,
+    )
+    return envelope.sign_payload({**statement, **changes}, key=node_key(node), kid=Node.objects.get(slug=node).kid)
+
+
+def attest_as_node(node: str) -> LedgerEntry:
+    """The node attests all its receipts not yet in a batch; the hub records the batch."""
+    org = Node.objects.get(slug=node).organization_id
+    batch = services.receipt_batch_pending(node_slug=node, organization_id=org)
+    assert batch is not None, f"node {node} has no receipt to attest"
+    return services.receipt_batch_record(
+        node_slug=node, organization_id=org, attestation=receipt_attestation(node, batch)
+    )
+
+
 @pytest.fixture
 def world(demo) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Demo + bank buys from acme and taxco; four usage entries; checkpoints at two sizes."""

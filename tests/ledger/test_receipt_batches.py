@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from compute import services as compute
 from compute.node import runtime
@@ -28,21 +27,9 @@ from ledger.models import LedgerEntry
 from ledger.verify import verify_lines
 from marketplace.models import Node
 
-from .conftest import node_key, use
+from .conftest import attest_as_node, node_key, receipt_attestation, use
 
 pytestmark = pytest.mark.django_db
-
-
-def attestation(node: str, batch: services.ReceiptBatch, **changes: Any) -> dict[str, Any]:
-    """What the node signs for ``batch`` (as runtime.attest_receipts does), optionally altered first."""
-    statement = attest.statement(
-        log=settings.USUFRUCT_LOG_ORIGIN,
-        node=node,
-        first_seq=batch.first_seq,
-        last_seq=batch.last_seq,
-        digests=batch.digests,
-    )
-    return envelope.sign_payload({**statement, **changes}, key=node_key(node), kid=Node.objects.get(slug=node).kid)
 
 
 def pending(node: str) -> services.ReceiptBatch | None:
@@ -52,12 +39,6 @@ def pending(node: str) -> services.ReceiptBatch | None:
 def record(node: str, wire: dict[str, Any]) -> LedgerEntry:
     org = Node.objects.get(slug=node).organization_id
     return services.receipt_batch_record(node_slug=node, organization_id=org, attestation=wire)
-
-
-def attest_all(node: str) -> LedgerEntry:
-    batch = pending(node)
-    assert batch is not None
-    return record(node, attestation(node, batch))
 
 
 def export() -> list[str]:
@@ -153,9 +134,9 @@ def test_the_hub_records_a_batch_that_covers_exactly_the_nodes_receipts(world) -
     batch = pending("acme")
     assert batch is not None and (batch.first_seq, batch.last_seq) == (0, acme_seqs[-1])
     assert len(batch.digests) == len(acme_seqs) == 3
-    entry = record("acme", attestation("acme", batch))
+    entry = record("acme", receipt_attestation("acme", batch))
     assert entry.kind == "receipt_batch" and entry.payload["count"] == 3
-    assert record("acme", attestation("acme", batch)).seq == entry.seq  # a redelivery: the same entry
+    assert record("acme", receipt_attestation("acme", batch)).seq == entry.seq  # a redelivery: the same entry
     assert pending("acme") is None
     later = use(world["acme"])
     nxt = pending("acme")
@@ -167,24 +148,24 @@ def test_the_hub_refuses_a_batch_that_skips_overlaps_or_misstates_receipts(world
     assert batch is not None
     fewer = services.ReceiptBatch("acme", batch.first_seq, batch.last_seq, batch.digests[:-1])
     with pytest.raises(LedgerConflict, match="does not match"):
-        record("acme", attestation("acme", fewer))
+        record("acme", receipt_attestation("acme", fewer))
     gap = services.ReceiptBatch("acme", 1, batch.last_seq, batch.digests)
     with pytest.raises(LedgerConflict, match="starts at #0, not #1"):
-        record("acme", attestation("acme", gap))
+        record("acme", receipt_attestation("acme", gap))
     with pytest.raises(LedgerConflict, match="for node 'acme', not 'taxco'"):
-        record("taxco", attestation("acme", batch))
+        record("taxco", receipt_attestation("acme", batch))
     with pytest.raises(LedgerConflict, match="not a receipt batch statement"):
-        record("acme", attestation("acme", batch, log="elsewhere"))
+        record("acme", receipt_attestation("acme", batch, log="elsewhere"))
     assert not LedgerEntry.objects.filter(kind="receipt_batch").exists()
-    record("acme", attestation("acme", batch))
+    record("acme", receipt_attestation("acme", batch))
     with pytest.raises(LedgerConflict, match="next batch starts at"):  # overlapping the recorded one
-        record("acme", attestation("acme", services.ReceiptBatch("acme", 0, batch.last_seq + 1, batch.digests)))
+        record("acme", receipt_attestation("acme", services.ReceiptBatch("acme", 0, batch.last_seq + 1, batch.digests)))
 
 
-def test_the_hub_checks_the_nodes_signature_on_an_attestation(world) -> None:  # type: ignore[no-untyped-def]
+def test_the_hub_checks_the_nodes_signature_on_an_receipt_attestation(world) -> None:  # type: ignore[no-untyped-def]
     batch = pending("acme")
     assert batch is not None
-    wire = attestation("acme", batch)
+    wire = receipt_attestation("acme", batch)
     acme = Node.objects.get(slug="acme")
 
     def reply(body: dict[str, Any], key: Any = None) -> dict[str, Any]:
@@ -205,7 +186,7 @@ def test_the_hub_checks_the_nodes_signature_on_an_attestation(world) -> None:  #
     forged = dict(wire, payload={**wire["payload"], "count": 2})
     with pytest.raises(envelope.EnvelopeError, match="does not verify"):
         compute.message_receive(wire=reply({"status": "ok", "attestation": forged}))
-    taxco = attestation("taxco", batch)  # signed by another node's key
+    taxco = receipt_attestation("taxco", batch)  # signed by another node's key
     with pytest.raises(envelope.EnvelopeError, match="unknown key id"):
         compute.message_receive(wire=reply({"status": "ok", "attestation": taxco}))
     assert not LedgerEntry.objects.filter(kind="receipt_batch").exists()
@@ -217,7 +198,21 @@ def test_the_hub_checks_the_nodes_signature_on_an_attestation(world) -> None:  #
 
 
 def test_batched_receipts_are_verified_by_one_node_signature(world) -> None:  # type: ignore[no-untyped-def]
-    attest_all("acme")
+    from tests.conftest import api_for
+
+    first = world["usages"][0]
+    assert api_for("regulator").get(f"/api/ledger/entries/{first.seq}/").json()["attested_by"] is None
+    batch = attest_as_node("acme")
+    assert api_for("regulator").get(f"/api/ledger/entries/{first.seq}/").json()["attested_by"] == {
+        "seq": batch.seq,
+        "node": "acme",
+        "first_seq": 0,
+        "last_seq": world["usages"][3].seq,
+        "count": 3,
+        "kid": Node.objects.get(slug="acme").kid,
+    }
+    taxco = world["usages"][2]  # inside acme's range, but taxco's receipt: not covered
+    assert api_for("regulator").get(f"/api/ledger/entries/{taxco.seq}/").json()["attested_by"] is None
     use(world["acme"])  # after the batch: its own signature is checked
     lines = export()
     report = check(lines)
@@ -232,7 +227,7 @@ def test_batched_receipts_are_verified_by_one_node_signature(world) -> None:  # 
 
 
 def test_a_batch_that_does_not_match_its_entries_fails(world) -> None:  # type: ignore[no-untyped-def]
-    entry = attest_all("acme")
+    entry = attest_as_node("acme")
     lines = export()
     usage = world["usages"][1]
     # The node signed a different statement: its signature fails, nothing is spared a check.
@@ -253,7 +248,7 @@ def test_a_batch_that_does_not_match_its_entries_fails(world) -> None:  # type: 
 
 
 def test_a_forged_receipt_outside_any_batch_is_still_caught(world) -> None:  # type: ignore[no-untyped-def]
-    attest_all("acme")
+    attest_as_node("acme")
     receipt = dict(world["usages"][0].payload["receipt"])
     receipt["payload"] = {**receipt["payload"], "rows": 1, "job": "never-ran"}  # the node never signed this
     use(world["acme"], job="never-ran", overrides={"receipt": receipt, "rows": 1})
@@ -263,4 +258,4 @@ def test_a_forged_receipt_outside_any_batch_is_still_caught(world) -> None:  # t
     batch = pending("acme")
     assert batch is not None and len(batch.digests) == 1
     with pytest.raises(LedgerConflict):
-        record("acme", attestation("acme", batch, digest=attest.batch_digest([])))
+        record("acme", receipt_attestation("acme", batch, digest=attest.batch_digest([])))

@@ -165,15 +165,28 @@ def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any
     )
 
 
-def _receipts_dir(config: NodeConfig) -> Path:
-    return config.state_dir / "receipts"
+def _receipts_log(config: NodeConfig) -> Path:
+    return config.state_dir / "receipts.log"
 
 
 def _remember_receipt(config: NodeConfig, wire: dict[str, Any]) -> None:
-    """Keep the digest of a receipt this node signed: it attests only receipts it remembers."""
-    folder = _receipts_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(folder / attest.receipt_digest(wire), os.O_WRONLY | os.O_CREAT, 0o600))
+    """Append the digest of a receipt this node signed: it attests only receipts it remembers.
+
+    One line per receipt in an append-only file, synced before the receipt leaves the node.
+    """
+    path = _receipts_log(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (attest.receipt_digest(wire) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _issued_receipts(config: NodeConfig) -> set[str]:
+    path = _receipts_log(config)
+    return set(path.read_text().split()) if path.exists() else set()
 
 
 def attest_receipts(config: NodeConfig, body: dict[str, Any], *, in_reply_to: str) -> dict[str, Any]:
@@ -193,8 +206,8 @@ def attest_receipts(config: NodeConfig, body: dict[str, Any], *, in_reply_to: st
                 raise ValueError(f"{d[:80]!r} is not a SHA-256 hex digest")
     except (KeyError, TypeError, ValueError) as exc:
         return {"status": "refused", "code": "malformed", "reason": str(exc), "in_reply_to": in_reply_to}
-    folder = _receipts_dir(config)
-    unknown = [d for d in digests if not (folder / d).exists()]
+    issued = _issued_receipts(config)
+    unknown = [d for d in digests if d not in issued]
     if unknown:
         reason = f"{len(unknown)} of {len(digests)} receipts were not signed by this node"
         log.warning("node %s refused to attest #%d..#%d: %s", config.slug, first, last, reason)

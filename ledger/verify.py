@@ -281,16 +281,14 @@ class _Checker:
             ranges.append((first, last, batch))
 
     def batch_receipt(self, seq: int, facts: dict[str, Any]) -> None:
-        ranges = self.batch_ranges.get(facts.get("node"))  # type: ignore[arg-type]
         if facts.get("signature_checked"):
             self.report.receipts_one_by_one += 1
-        if not ranges:
+        if "digest" not in facts:  # not in a batch's range
             return
-        i = bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1
-        if i >= 0 and ranges[i][0] <= seq <= ranges[i][1] and "digest" in facts:
-            batch = ranges[i][2]
-            batch.hasher.update(bytes.fromhex(facts["digest"]))
-            batch.seen += 1
+        ranges = self.batch_ranges[facts["node"]]  # the worker found seq inside one of them
+        batch = ranges[bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1][2]
+        batch.hasher.update(bytes.fromhex(facts["digest"]))
+        batch.seen += 1
 
     def batch_entry(self, seq: int, facts: dict[str, Any]) -> None:
         batch = self.batches.get(seq)

@@ -58,6 +58,8 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MAKEFLAGS"}}
     env.update(USUFRUCT_VAR_DIR=str(tmp_path / "var"), USUFRUCT_PORT=str(port), PYTHONUNBUFFERED="1")
+    # Beat and the demo witness at a test's pace: checkpoints, receipt batches, cosignatures.
+    env.update(USUFRUCT_CHECKPOINT_INTERVAL="3", USUFRUCT_ATTEST_INTERVAL="2", USUFRUCT_WITNESS_INTERVAL="1")
     env.pop("USUFRUCT_HUB_KEY_FILE", None)
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
@@ -100,6 +102,33 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
         assert done["outputs"]["count"] == 3800
         bill = _call(f"{base}/api/billing/bill/", token)[1]
         assert bill["totals"][0]["amount_minor"] == 350
+
+        # The node workers attest their receipts; the demo regulator's witness cosigns a checkpoint over them.
+        auditor = subprocess.run(
+            [sys.executable, "manage.py", "drf_create_token", "regulator"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[2]
+        batches = _wait(
+            lambda: (
+                (b := _call(f"{base}/api/ledger/entries/?kind=receipt_batch", auditor)[1]["results"])
+                and len(b) == 2
+                and b
+            ),
+            timeout=60,
+        )
+        assert sorted(b["payload"]["node"] for b in batches) == ["acme", "taxco"]
+        last = max(b["seq"] for b in batches)
+
+        def cosigned_over_batches():  # type: ignore[no-untyped-def]
+            cp = _call(f"{base}/api/ledger/checkpoints/latest/", auditor)[1]
+            return cp.get("size", 0) > last and cp["cosignatures"] and cp
+
+        checkpoint = _wait(cosigned_over_batches, timeout=60)
+        assert checkpoint["cosignatures"][0]["witness"] == "dpa.example/audit-witness"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
         try:

@@ -1,4 +1,6 @@
-"""Seed the demo: organisations, users, three nodes with local data, datasets, offers.
+"""Seed the demo: organisations, users, three nodes with local data, datasets, offers,
+and the data protection authority's witness (key, API token and pinned log key under
+``var/witness/``, which the Procfile's ``witness`` process reads).
 
 Each node directory gets its own data, policy, the hub's public key and a one-time
 enrolment token. The node's key pair is generated in the node's own directory (here by
@@ -26,6 +28,7 @@ from marketplace import services
 from marketplace.models import Dataset, Membership, Node, Offer, Organization
 
 PASSWORD = "usufruct-demo"
+DEMO_WITNESS = "dpa.example/audit-witness"  # the Procfile's witness process signs as this
 ORGS = [
     # slug, name, provider, consumer, regulator, username, node
     ("northwind", "Northwind Bank", False, True, False, "bank", "bank"),
@@ -102,11 +105,29 @@ class Command(BaseCommand):
                 services.offer_publish(
                     organization=dataset.organization, dataset=dataset, operations=["stats"], **offer
                 )
+        self._make_witness(Organization.objects.get(slug="dpa"), User.objects.get(username="regulator"))
         if not opts["quiet"]:
             self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password: {PASSWORD}):"))
             for _, name, *_rest, username, _node in ORGS:
                 self.stdout.write(f"  {username:10s} {name}")
             self.stdout.write(f"  {'admin':10s} platform staff (Django admin)")
+
+    def _make_witness(self, org: Organization, user: Any) -> None:
+        """As the regulator would: make a witness key, register it, and keep what the witness needs."""
+        from rest_framework.authtoken.models import Token
+
+        from ledger import services as ledger_services
+        from ledger.witness import keygen
+
+        directory = Path(settings.VAR_DIR) / "witness"
+        directory.mkdir(parents=True, exist_ok=True)
+        vkey = keygen(directory / "dpa.pem", DEMO_WITNESS)
+        ledger_services.witness_register(organization_id=org.id, vkey=vkey)
+        token, _ = Token.objects.get_or_create(user=user)
+        for name, value in (("token", token.key), ("log.vkey", ledger_services.log_vkey())):
+            path = directory / name
+            path.write_text(value + "\n")
+            path.chmod(0o600)
 
     def _make_node(self, org: Organization, slug: str, rows: list[dict[str, object]]) -> None:
         directory = node_dir(slug)

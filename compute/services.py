@@ -454,7 +454,21 @@ def _attestation_receive(*, node: Node, opened: envelope.Opened) -> str:
     body = opened.payload["body"]
     if body.get("status") != "ok":
         log.warning("node %s refused to attest receipts: %s (%s)", node.slug, body.get("reason"), body.get("code"))
-        return "attestation refused"
+        first, last, unknown = body.get("first_seq"), body.get("last_seq"), body.get("unknown")
+        if body.get("code") != "unknown_receipts" or type(first) is not int or type(last) is not int:
+            return "attestation refused"
+        if not isinstance(unknown, list) or not all(isinstance(d, str) for d in unknown):
+            raise envelope.EnvelopeError("malformed", "a refusal lists the unknown receipts' digests")
+        seqs = ledger.receipt_refusal_record(
+            node_slug=node.slug,
+            organization_id=node.organization_id,
+            first_seq=first,
+            last_seq=last,
+            unknown=unknown,
+            reason=str(body.get("reason", ""))[:200],
+        )
+        log.warning("node %s does not know the receipts of entries %s: left out of its batches", node.slug, seqs)
+        return f"attestation refused: {len(seqs)} receipt(s) unknown to the node"
     signed = envelope.verify_signed(
         body.get("attestation"), lambda kid: market.node_public_key(kid) if kid == node.kid else None
     )

@@ -40,7 +40,7 @@ class Context:
     # receipts there are vouched for by that one signature, if the batch digest matches (checked in order).
     batches: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
-    def batched(self, node: Any, seq: int) -> bool:
+    def batched(self, node: str, seq: int) -> bool:
         ranges = self.batches.get(node)
         if not ranges:
             return False
@@ -116,10 +116,11 @@ def _receipt(seq: int, p: dict[str, Any], ctx: Context, fail: list[str], facts: 
     for name in ("job", "dataset", "right", "operation", "rows", "step"):
         if r.get(name) != p.get(name):
             fail.append(f"{where}: receipt {name} {r.get(name)!r} differs from the entry's {p.get(name)!r}")
-    batched = ctx.batched(r.get("node"), seq)
+    node_name = r.get("node")
+    batched = isinstance(node_name, str) and ctx.batched(node_name, seq)
     if batched:  # the sequential pass folds the digest into the batch's, which the node signed
         try:
-            facts["digest"], facts["node"] = receipt_digest(receipt), r.get("node")
+            facts["digest"], facts["node"] = receipt_digest(receipt), node_name
         except (TypeError, ValueError) as exc:
             fail.append(f"{where}: receipt is not JSON: {exc}")
             return

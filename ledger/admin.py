@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ledger.models import Checkpoint, Cosignature, LedgerEntry, Witness
+from ledger.models import Checkpoint, Cosignature, LedgerEntry, RefusedReceipt, Witness
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -36,6 +36,12 @@ class CheckpointAdmin(ReadOnly):
 @admin.register(Cosignature)
 class CosignatureAdmin(ReadOnly):
     list_display = ["checkpoint", "witness", "timestamp"]
+
+
+@admin.register(RefusedReceipt)
+class RefusedReceiptAdmin(ReadOnly):
+    list_display = ["seq", "node", "reason", "created_at"]
+    list_filter = ["node"]
 
 
 @admin.register(Witness)

@@ -1,7 +1,8 @@
 """The append-only ledger. Rows are written once by ``ledger.services`` and never edited.
 
 PostgreSQL enforces it: triggers reject UPDATE/DELETE/TRUNCATE on every table here
-except ``Witness`` (see migration 0003 and docs/decisions/0001-ledger-append-only.md).
+except ``Witness`` and ``RefusedReceipt``, which are bookkeeping, not evidence (see
+migration 0004 and docs/decisions/0001-ledger-append-only.md).
 """
 
 from __future__ import annotations
@@ -119,3 +120,24 @@ class Cosignature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.witness} on {self.checkpoint}"
+
+
+class RefusedReceipt(models.Model):
+    """A ``usage`` entry whose receipt its node refused to attest (it has no record of signing it).
+
+    Left out of every later receipt batch, so that the node's other receipts are still
+    batched; its own signature stays its only attestation. A node that lost its state, or
+    a receipt the node never issued: either way, worth a look (listed in the admin).
+    """
+
+    node = models.CharField(max_length=60, db_index=True)
+    seq = models.PositiveBigIntegerField(unique=True)
+    digest = models.CharField(max_length=64)
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} refused by {self.node}"

@@ -31,7 +31,7 @@ from ledger import checkpoint as notes
 from ledger._examine import receipt_digest  # the C encoder where it equals RFC 8785 (as the verifier)
 from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict, ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
-from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, Witness
+from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, RefusedReceipt, Witness
 
 GENESIS = "0" * 64
 LEDGER_LOCK_ID = 0x5553_5546  # "USUF": the advisory lock key of the ledger head
@@ -582,32 +582,48 @@ def _next_unattested(node_slug: str, organization_id: int) -> int:
 def receipt_batch_pending(
     *, node_slug: str, organization_id: int, limit: int = attest.MAX_RECEIPTS
 ) -> ReceiptBatch | None:
-    """The next batch of the node's receipts to attest: its usage entries after its last batch, oldest first."""
-    first = _next_unattested(node_slug, organization_id)
-    rows = list(
-        _node_usage(node_slug, organization_id)
-        .filter(seq__gte=first)
-        .order_by("seq")
-        .values_list("seq", "payload__receipt")[:limit]
-    )
+    """The next batch of the node's receipts to attest: its usage entries after its last batch, oldest first.
+
+    The range is tight (its first and last entries are the node's) and never spans a
+    receipt the node refused to attest: those are skipped, and a batch stops before one.
+    """
+    after = _next_unattested(node_slug, organization_id)
+    refused = set(RefusedReceipt.objects.filter(node=node_slug, seq__gte=after).values_list("seq", flat=True))
+    rows: list[tuple[int, Any]] = []
+    query = _node_usage(node_slug, organization_id).filter(seq__gte=after).order_by("seq")
+    for seq, receipt in query.values_list("seq", "payload__receipt")[: limit + len(refused)]:
+        if seq in refused:
+            if rows:
+                break
+            continue
+        rows.append((seq, receipt))
+        if len(rows) == limit:
+            break
     if not rows:
         return None
-    return ReceiptBatch(node_slug, first, rows[-1][0], [receipt_digest(r) for _, r in rows])
+    return ReceiptBatch(node_slug, rows[0][0], rows[-1][0], [receipt_digest(r) for _, r in rows])
+
+
+def _node_receipts(node_slug: str, organization_id: int, first: int, last: int) -> list[tuple[int, str]]:
+    rows = _node_usage(node_slug, organization_id).filter(seq__gte=first, seq__lte=last).order_by("seq")
+    return [(seq, receipt_digest(r)) for seq, r in rows.values_list("seq", "payload__receipt")]
 
 
 def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: dict[str, Any]) -> LedgerEntry:
     """Append the ``receipt_batch`` entry for a node's signed attestation (its signature already verified).
 
-    The statement must cover exactly the node's usage entries in its range, and the
-    range must start right after the node's last batch: batches neither overlap nor
-    leave gaps. A repeated attestation returns the entry it made.
+    The statement must cover exactly the node's usage entries in its range, which starts
+    at one of them after the node's last batch and ends at one: batches never overlap.
+    A repeated attestation returns the entry it made.
     """
     s = attestation["payload"]
     if s.get("type") != attest.STATEMENT_TYPE or s.get("log") != settings.USUFRUCT_LOG_ORIGIN:
         raise LedgerConflict("not a receipt batch statement for this log")
     if s.get("node") != node_slug:
         raise LedgerConflict(f"the statement is for node {s.get('node')!r}, not {node_slug!r}")
-    first, last = int(s["first_seq"]), int(s["last_seq"])
+    first, last = s.get("first_seq"), s.get("last_seq")
+    if type(first) is not int or type(last) is not int or not 0 <= first <= last:
+        raise LedgerConflict("first_seq and last_seq must be integers, 0 <= first_seq <= last_seq")
     event_id = f"receipt_batch:{node_slug}:{first}-{last}"
     payload = {
         "node": node_slug,
@@ -620,13 +636,14 @@ def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: d
     }
     with transaction.atomic():
         _lock(LEDGER_LOCK_ID)
-        existing = LedgerEntry.objects.filter(event_id=event_id).first()
-        if existing is None:
+        if not LedgerEntry.objects.filter(event_id=event_id).exists():
             expected = _next_unattested(node_slug, organization_id)
-            if first != expected:
-                raise LedgerConflict(f"node {node_slug}'s next batch starts at #{expected}, not #{first}")
-            rows = _node_usage(node_slug, organization_id).filter(seq__gte=first, seq__lte=last).order_by("seq")
-            digests = [receipt_digest(r) for r in rows.values_list("payload__receipt", flat=True)]
+            if first < expected:
+                raise LedgerConflict(f"node {node_slug}'s receipts up to #{expected - 1} are already in a batch")
+            rows = _node_receipts(node_slug, organization_id, first, last)
+            if not rows or rows[0][0] != first or rows[-1][0] != last:
+                raise LedgerConflict(f"#{first}..#{last} does not start and end at usage entries of node {node_slug}")
+            digests = [d for _, d in rows]
             if s.get("count") != len(digests) or s.get("digest") != attest.batch_digest(digests):
                 raise LedgerConflict(f"the statement does not match node {node_slug}'s receipts in #{first}..#{last}")
         return entry_append(
@@ -635,6 +652,20 @@ def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: d
             payload=payload,
             provider_id=organization_id,
         )
+
+
+def receipt_refusal_record(
+    *, node_slug: str, organization_id: int, first_seq: int, last_seq: int, unknown: list[str], reason: str
+) -> list[int]:
+    """Note the node's usage entries whose receipts it refused to attest; later batches leave them out."""
+    wanted = set(unknown)
+    refused = [(seq, d) for seq, d in _node_receipts(node_slug, organization_id, first_seq, last_seq) if d in wanted]
+    with transaction.atomic():
+        for seq, digest in refused:
+            RefusedReceipt.objects.get_or_create(
+                seq=seq, defaults={"node": node_slug, "digest": digest, "reason": reason[:200]}
+            )
+    return [seq for seq, _ in refused]
 
 
 # --- corrections and key rotation ------------------------------------------------------------

@@ -144,6 +144,23 @@ class _Right:
     jobs: set[str] = field(default_factory=set)
 
 
+def _batch_fields(item: Any) -> tuple[int, dict[str, Any], str, str]:
+    """``(entry seq, statement, key id, signature)`` of a header batch, every field of the expected type."""
+    if not isinstance(item, dict) or not isinstance(item.get("attestation"), dict):
+        raise ValueError("not an object with an attestation")
+    seq, wire = item.get("seq"), item["attestation"]
+    s, kid, sig = wire.get("payload"), wire.get("kid"), wire.get("sig")
+    if type(seq) is not int or not isinstance(s, dict) or not isinstance(kid, str) or not isinstance(sig, str):
+        raise ValueError("malformed: seq, payload, kid or sig has the wrong type")
+    if not all(isinstance(s.get(k), str) for k in ("type", "log", "node", "digest")):
+        raise ValueError("malformed statement: type, log, node and digest must be strings")
+    if not all(type(s.get(k)) is int for k in ("first_seq", "last_seq", "count")):
+        raise ValueError("malformed statement: first_seq, last_seq and count must be integers")
+    if not 0 <= s["first_seq"] <= s["last_seq"] < seq or not 0 < s["count"] <= s["last_seq"] - s["first_seq"] + 1:
+        raise ValueError(f"range #{s['first_seq']}..#{s['last_seq']} of {s['count']} receipts is impossible here")
+    return seq, s, kid, sig
+
+
 @dataclass
 class _Batch:
     node: str
@@ -251,34 +268,41 @@ class _Checker:
             self.report.fail(f"latest checkpoint {sizes[-1]} lacks a cosignature from a pinned witness")
 
     # --- receipt batches -----------------------------------------------------------------
-    def receipt_batches(self, items: list[dict[str, Any]]) -> None:
-        """Check each claimed batch's node signature; the verified ones spare their receipts a check each."""
+    def receipt_batches(self, items: Any) -> None:
+        """Check each claimed batch's node signature; the verified ones spare their receipts a check each.
+
+        A node's batches must come in log order without overlap, each listed once, so every
+        receipt belongs to at most one batch; each batch is later matched with the log's
+        ``receipt_batch`` entry at its sequence number and its digest recomputed.
+        """
         if not self.report.complete:
             return  # a partial bundle lacks the other receipts a batch digest covers: one by one, then
+        if not isinstance(items, list):
+            self.report.fail("receipt_batches in the header is not a list")
+            return
         for item in items:
             try:
-                seq, wire = int(item["seq"]), item["attestation"]
-                s, kid = wire["payload"], str(wire["kid"])
+                seq, s, kid, sig = _batch_fields(item)
                 node = self.raw_node_keys.get(kid)
                 if node is None or node[2] != s["node"]:
                     raise ValueError(f"signed by {kid!r}, which is not a key of node {s['node']!r}")
                 if s["type"] != STATEMENT_TYPE or s["log"] != self.origin:
                     raise ValueError("not a receipt batch statement for this log")
-                first, last, count, digest = int(s["first_seq"]), int(s["last_seq"]), int(s["count"]), str(s["digest"])
-                if not 0 <= first <= last < seq:
-                    raise ValueError(f"range #{first}..#{last} is not before the entry")
-                if not _examine.verify_signature(node[0], wire["sig"], jcs.dumps_checked(s)):
+                if seq in self.batches:
+                    raise ValueError("listed twice")
+                if not _examine.verify_signature(node[0], sig, jcs.dumps_checked(s)):
                     raise ValueError("node signature does not verify")
-            except (KeyError, TypeError, ValueError) as exc:
-                self.report.fail(f"receipt batch #{item.get('seq') if isinstance(item, dict) else '?'}: {exc}")
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                where = item.get("seq") if isinstance(item, dict) else "?"
+                self.report.fail(f"receipt batch #{where}: {exc}")
                 continue
             ranges = self.batch_ranges.setdefault(s["node"], [])
-            if ranges and first <= ranges[-1][1]:
-                self.report.fail(f"receipt batch #{seq} of node {s['node']} overlaps the one before")
+            if ranges and s["first_seq"] <= ranges[-1][1]:
+                self.report.fail(f"receipt batch #{seq} of node {s['node']} overlaps or precedes the one before")
                 continue
-            batch = _Batch(s["node"], first, last, count, digest, str(wire["sig"]))
+            batch = _Batch(s["node"], s["first_seq"], s["last_seq"], s["count"], s["digest"], sig)
             self.batches[seq] = batch
-            ranges.append((first, last, batch))
+            ranges.append((batch.first, batch.last, batch))
 
     def batch_receipt(self, seq: int, facts: dict[str, Any]) -> None:
         if facts.get("signature_checked"):

@@ -76,7 +76,7 @@ def test_regulator_sees_which_node_batch_vouches_for_a_usage_receipt(tdemo, live
     batch = attest_as_node("acme")
     page.reload()
     expect(page.locator("#attestation")).to_contain_text(f"receipt batch #{batch.seq}: node acme")
-    expect(page.locator("#attestation")).to_contain_text(f"1 receipt(s) of entries #0–#{usage.seq}")
+    expect(page.locator("#attestation")).to_contain_text(f"1 receipt(s) of entries #{usage.seq}–#{usage.seq}")
     page.click(f"#attestation >> text=receipt batch #{batch.seq}")
     expect(page.locator("h1")).to_contain_text(f"Entry #{batch.seq}")
     expect(page.locator("h1 .tag")).to_have_text("receipt_batch")

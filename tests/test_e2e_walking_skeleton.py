@@ -210,8 +210,22 @@ def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_pat
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 signatures checked one by one, 4 vouched for by 2 node-signed receipt batch(es)" in out.stdout
 
-    # A receipt the ledger attributes to acme that acme's worker never issued: it refuses to attest.
-    use(UsageRight.objects.get(id=rights[0]))
+    # A receipt the ledger attributes to acme that acme's worker never issued: it refuses to attest,
+    # the hub notes it and leaves it out, and acme's later receipts are batched again.
+    from ledger.models import RefusedReceipt
+
+    unknown = use(UsageRight.objects.get(id=rights[0]))
     assert compute.attestations_request() == 1
-    wait_for(lambda: "node acme refused to attest receipts" in workers["hub"].read_text(), timeout=30)
-    assert LedgerEntry.objects.filter(kind="receipt_batch").count() == 2
+    assert wait_for(lambda: RefusedReceipt.objects.filter(seq=unknown.seq, node="acme").exists(), timeout=30)
+    assert "node acme refused to attest receipts" in workers["hub"].read_text()
+    r = bank.post(
+        "/api/jobs/",
+        {"algorithm": "stats", "params": {"column": "tenure_months"}, "rights": rights},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="job-after-refusal",
+    )
+    assert wait_for(lambda: Job.objects.get(id=r.json()["id"]).status == "succeeded", timeout=90)
+    assert compute.attestations_request() == 2
+    assert wait_for(lambda: LedgerEntry.objects.filter(kind="receipt_batch").count() == 4)
+    latest = LedgerEntry.objects.filter(kind="receipt_batch", payload__node="acme").order_by("-seq").first()
+    assert latest.payload["first_seq"] > unknown.seq and latest.payload["count"] == 1

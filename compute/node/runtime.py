@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -184,29 +185,52 @@ def _remember_receipt(config: NodeConfig, wire: dict[str, Any]) -> None:
         os.close(fd)
 
 
+_issued: dict[Path, tuple[int, set[str]]] = {}  # receipts.log -> (bytes read, digests in them)
+_issued_lock = threading.Lock()
+
+
 def _issued_receipts(config: NodeConfig) -> set[str]:
+    """The digests of every receipt this node signed; the log is read incrementally (it only grows)."""
     path = _receipts_log(config)
-    return set(path.read_text().split()) if path.exists() else set()
+    with _issued_lock:
+        offset, known = _issued.get(path, (0, set()))
+        if not path.exists() or path.stat().st_size < offset:  # replaced: start over
+            offset, known = 0, set()
+        if path.exists():
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+            cut = data.rfind(b"\n") + 1  # whole lines only
+            known.update(data[:cut].decode().split())
+            offset += cut
+        _issued[path] = (offset, known)
+        return known
 
 
 def attest_receipts(config: NodeConfig, body: dict[str, Any], *, in_reply_to: str) -> dict[str, Any]:
     """Answer the hub's request to attest a batch of receipts: sign if this node issued each one.
 
-    Refused, with the unknown digests, if the ledger attributes to this node a receipt
-    it never signed (or the request is malformed); the hub then keeps those entries'
-    own signatures as their only attestation.
+    Refused, listing every unknown digest, if the ledger attributes to this node a
+    receipt it never signed; the hub then leaves those entries out of every batch (their
+    own signatures remain their attestation) and goes on with the rest.
     """
     try:
-        origin, first, last = str(body["log"]), int(body["first_seq"]), int(body["last_seq"])
-        digests = [str(d) for d in body["receipts"]]
-        if not digests or len(digests) > attest.MAX_RECEIPTS or first > last:
-            raise ValueError(f"a batch holds 1 to {attest.MAX_RECEIPTS} receipts over a non-empty range")
+        origin, first, last = body["log"], body["first_seq"], body["last_seq"]
+        digests = body["receipts"]
+        if not isinstance(origin, str) or type(first) is not int or type(last) is not int:
+            raise ValueError("log must be a string, first_seq and last_seq integers")
+        if not isinstance(digests, list) or not 0 < len(digests) <= min(attest.MAX_RECEIPTS, last - first + 1):
+            raise ValueError(f"a batch holds 1 to {attest.MAX_RECEIPTS} receipts, at most one per entry of its range")
         for d in digests:
-            if len(d) != 64 or bytes.fromhex(d).hex() != d:
-                raise ValueError(f"{d[:80]!r} is not a SHA-256 hex digest")
+            if not isinstance(d, str) or len(d) != 64 or bytes.fromhex(d).hex() != d:
+                raise ValueError(f"{str(d)[:80]!r} is not a SHA-256 hex digest")
+        if len(set(digests)) != len(digests):
+            raise ValueError("the same receipt is listed twice")
+        issued = _issued_receipts(config)
     except (KeyError, TypeError, ValueError) as exc:
         return {"status": "refused", "code": "malformed", "reason": str(exc), "in_reply_to": in_reply_to}
-    issued = _issued_receipts(config)
+    except OSError as exc:
+        return {"status": "refused", "code": "node_error", "reason": str(exc)[:500], "in_reply_to": in_reply_to}
     unknown = [d for d in digests if d not in issued]
     if unknown:
         reason = f"{len(unknown)} of {len(digests)} receipts were not signed by this node"
@@ -215,7 +239,9 @@ def attest_receipts(config: NodeConfig, body: dict[str, Any], *, in_reply_to: st
             "status": "refused",
             "code": "unknown_receipts",
             "reason": reason,
-            "unknown": unknown[:20],
+            "first_seq": first,
+            "last_seq": last,
+            "unknown": unknown,
             "in_reply_to": in_reply_to,
         }
     signed = envelope.sign_payload(

@@ -23,7 +23,7 @@ from ledger import _examine, bundle, services
 from ledger import verify as verifier
 from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
-from ledger.models import LedgerEntry
+from ledger.models import LedgerEntry, RefusedReceipt
 from ledger.verify import verify_lines
 from marketplace.models import Node
 
@@ -112,10 +112,24 @@ def test_a_node_attests_the_receipts_it_issued_and_refuses_others(tmp_path) -> N
     forged = dict(receipts[1], sig=receipts[0]["sig"])
     answer = _ask(config, {**body, "receipts": [digests[0], attest.receipt_digest(forged)]})
     assert answer["status"] == "refused" and answer["code"] == "unknown_receipts"
-    assert answer["unknown"] == [attest.receipt_digest(forged)]
-    for bad in ({**body, "receipts": []}, {**body, "receipts": ["zz"]}, {**body, "first_seq": 50}, {"log": "x"}):
+    assert (answer["unknown"], answer["first_seq"], answer["last_seq"]) == ([attest.receipt_digest(forged)], 10, 40)
+    malformed = (
+        {**body, "receipts": []},
+        {**body, "receipts": ["zz"]},
+        {**body, "receipts": [1]},
+        {**body, "receipts": [digests[0], digests[0]]},  # one receipt counted twice
+        {**body, "first_seq": 50},
+        {**body, "first_seq": 39},  # three receipts cannot sit in two entries
+        {**body, "first_seq": "10"},
+        {"log": "x"},
+    )
+    for bad in malformed:
         answer = _ask(config, bad)
-        assert (answer["status"], answer["code"]) == ("refused", "malformed")
+        assert (answer["status"], answer["code"]) == ("refused", "malformed"), bad
+    # Receipts signed after the node first read its log are known too (it reads on incrementally).
+    newer = _receipt(config, 9)
+    answer = _ask(config, {**body, "receipts": [*digests, attest.receipt_digest(newer)]})
+    assert answer["status"] == "ok"
 
 
 def test_node_and_verifier_compute_the_same_digests() -> None:
@@ -129,40 +143,81 @@ def test_node_and_verifier_compute_the_same_digests() -> None:
 # --- the hub -----------------------------------------------------------------------------------
 
 
+def acme_seqs(world: dict[str, Any]) -> list[int]:
+    return [u.seq for u in world["usages"] if u.payload["receipt"]["payload"]["node"] == "acme"]
+
+
 def test_the_hub_records_a_batch_that_covers_exactly_the_nodes_receipts(world) -> None:  # type: ignore[no-untyped-def]
-    acme_seqs = [u.seq for u in world["usages"] if u.payload["receipt"]["payload"]["node"] == "acme"]
+    seqs = acme_seqs(world)
     batch = pending("acme")
-    assert batch is not None and (batch.first_seq, batch.last_seq) == (0, acme_seqs[-1])
-    assert len(batch.digests) == len(acme_seqs) == 3
+    assert batch is not None and (batch.first_seq, batch.last_seq) == (seqs[0], seqs[-1])  # a tight range
+    assert len(batch.digests) == len(seqs) == 3
     entry = record("acme", receipt_attestation("acme", batch))
     assert entry.kind == "receipt_batch" and entry.payload["count"] == 3
     assert record("acme", receipt_attestation("acme", batch)).seq == entry.seq  # a redelivery: the same entry
     assert pending("acme") is None
     later = use(world["acme"])
     nxt = pending("acme")
-    assert nxt is not None and (nxt.first_seq, nxt.last_seq, len(nxt.digests)) == (acme_seqs[-1] + 1, later.seq, 1)
+    assert nxt is not None and (nxt.first_seq, nxt.last_seq, len(nxt.digests)) == (later.seq, later.seq, 1)
 
 
-def test_the_hub_refuses_a_batch_that_skips_overlaps_or_misstates_receipts(world) -> None:  # type: ignore[no-untyped-def]
+def test_the_hub_refuses_a_batch_that_overlaps_or_misstates_receipts(world) -> None:  # type: ignore[no-untyped-def]
+    seqs = acme_seqs(world)
     batch = pending("acme")
     assert batch is not None
     fewer = services.ReceiptBatch("acme", batch.first_seq, batch.last_seq, batch.digests[:-1])
     with pytest.raises(LedgerConflict, match="does not match"):
         record("acme", receipt_attestation("acme", fewer))
-    gap = services.ReceiptBatch("acme", 1, batch.last_seq, batch.digests)
-    with pytest.raises(LedgerConflict, match="starts at #0, not #1"):
-        record("acme", receipt_attestation("acme", gap))
+    loose = services.ReceiptBatch("acme", seqs[0] - 1, batch.last_seq, batch.digests)  # not at an acme entry
+    with pytest.raises(LedgerConflict, match="does not start and end at usage entries of node acme"):
+        record("acme", receipt_attestation("acme", loose))
+    huge = services.ReceiptBatch("acme", batch.first_seq, 10**12, batch.digests)  # would swallow future receipts
+    with pytest.raises(LedgerConflict, match="does not start and end"):
+        record("acme", receipt_attestation("acme", huge))
+    for first, last in ((batch.first_seq, batch.first_seq - 1), ("1", batch.last_seq), (-1, batch.last_seq)):
+        with pytest.raises(LedgerConflict, match="must be integers"):
+            record("acme", receipt_attestation("acme", batch, first_seq=first, last_seq=last))
     with pytest.raises(LedgerConflict, match="for node 'acme', not 'taxco'"):
         record("taxco", receipt_attestation("acme", batch))
     with pytest.raises(LedgerConflict, match="not a receipt batch statement"):
         record("acme", receipt_attestation("acme", batch, log="elsewhere"))
     assert not LedgerEntry.objects.filter(kind="receipt_batch").exists()
     record("acme", receipt_attestation("acme", batch))
-    with pytest.raises(LedgerConflict, match="next batch starts at"):  # overlapping the recorded one
-        record("acme", receipt_attestation("acme", services.ReceiptBatch("acme", 0, batch.last_seq + 1, batch.digests)))
+    again = services.ReceiptBatch("acme", seqs[1], seqs[2], batch.digests[1:])  # inside the recorded one
+    with pytest.raises(LedgerConflict, match="already in a batch"):
+        record("acme", receipt_attestation("acme", again))
 
 
-def test_the_hub_checks_the_nodes_signature_on_an_receipt_attestation(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_receipt_is_left_out_and_the_others_are_still_batched(world) -> None:  # type: ignore[no-untyped-def]
+    seqs = acme_seqs(world)
+    batch = pending("acme")
+    assert batch is not None
+    refused = services.receipt_refusal_record(
+        node_slug="acme",
+        organization_id=Node.objects.get(slug="acme").organization_id,
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        unknown=[batch.digests[1], "f" * 64],  # one of them, and one that is no receipt of the range
+        reason="1 of 3 receipts were not signed by this node",
+    )
+    assert refused == [seqs[1]]
+    assert list(RefusedReceipt.objects.values_list("seq", "node")) == [(seqs[1], "acme")]
+    first = pending("acme")  # up to the refused one
+    assert first is not None and (first.first_seq, first.last_seq, first.digests) == (
+        seqs[0],
+        seqs[0],
+        batch.digests[:1],
+    )
+    record("acme", receipt_attestation("acme", first))
+    rest = pending("acme")  # after it
+    assert rest is not None and (rest.first_seq, rest.last_seq, rest.digests) == (seqs[2], seqs[2], batch.digests[2:])
+    record("acme", receipt_attestation("acme", rest))
+    report = check(export())  # the refused receipt is checked on its own; the two batches vouch for the rest
+    assert report.ok, report.failures
+    assert (report.batches, report.receipts_batched, report.receipts_one_by_one) == (2, 2, 2)
+
+
+def test_the_hub_checks_the_nodes_signature_and_notes_its_refusals(world) -> None:  # type: ignore[no-untyped-def]
     batch = pending("acme")
     assert batch is not None
     wire = receipt_attestation("acme", batch)
@@ -180,10 +235,22 @@ def test_the_hub_checks_the_nodes_signature_on_an_receipt_attestation(world) -> 
             kid=acme.kid,
         )
 
-    assert compute.message_receive(wire=reply({"status": "refused", "code": "unknown_receipts"})) == (
-        "attestation refused"
-    )
-    forged = dict(wire, payload={**wire["payload"], "count": 2})
+    assert compute.message_receive(wire=reply({"status": "refused", "code": "node_error"})) == "attestation refused"
+    unknown = {
+        "status": "refused",
+        "code": "unknown_receipts",
+        "first_seq": batch.first_seq,
+        "last_seq": batch.last_seq,
+    }
+    with pytest.raises(envelope.EnvelopeError, match="lists the unknown"):
+        compute.message_receive(wire=reply({**unknown, "unknown": "all of them"}))
+    outcome = compute.message_receive(wire=reply({**unknown, "unknown": batch.digests[:1]}))
+    assert outcome == "attestation refused: 1 receipt(s) unknown to the node"
+    assert RefusedReceipt.objects.get().seq == batch.first_seq
+    batch = pending("acme")  # the others
+    assert batch is not None
+    wire = receipt_attestation("acme", batch)
+    forged = dict(wire, payload={**wire["payload"], "count": 99})
     with pytest.raises(envelope.EnvelopeError, match="does not verify"):
         compute.message_receive(wire=reply({"status": "ok", "attestation": forged}))
     taxco = receipt_attestation("taxco", batch)  # signed by another node's key
@@ -191,7 +258,7 @@ def test_the_hub_checks_the_nodes_signature_on_an_receipt_attestation(world) -> 
         compute.message_receive(wire=reply({"status": "ok", "attestation": taxco}))
     assert not LedgerEntry.objects.filter(kind="receipt_batch").exists()
     outcome = compute.message_receive(wire=reply({"status": "ok", "attestation": wire}))
-    assert outcome.startswith(f"attested #0..#{batch.last_seq}")
+    assert outcome.startswith(f"attested #{batch.first_seq}..#{batch.last_seq}")
 
 
 # --- the offline verifier ----------------------------------------------------------------------
@@ -206,7 +273,7 @@ def test_batched_receipts_are_verified_by_one_node_signature(world) -> None:  # 
     assert api_for("regulator").get(f"/api/ledger/entries/{first.seq}/").json()["attested_by"] == {
         "seq": batch.seq,
         "node": "acme",
-        "first_seq": 0,
+        "first_seq": first.seq,
         "last_seq": world["usages"][3].seq,
         "count": 3,
         "kid": Node.objects.get(slug="acme").kid,
@@ -231,7 +298,7 @@ def test_a_batch_that_does_not_match_its_entries_fails(world) -> None:  # type: 
     lines = export()
     usage = world["usages"][1]
     # The node signed a different statement: its signature fails, nothing is spared a check.
-    bad_sig = _header(lines, lambda h: h["receipt_batches"][0]["attestation"]["payload"].update(count=9))
+    bad_sig = _header(lines, lambda h: h["receipt_batches"][0]["attestation"]["payload"].update(count=2))
     assert any("node signature does not verify" in f for f in check(bad_sig).failures)
     # An entry removed from the range: the digest no longer matches (and the tree fails too).
     dropped = [line for line in lines if json.loads(line).get("seq") != usage.seq]
@@ -254,8 +321,35 @@ def test_a_forged_receipt_outside_any_batch_is_still_caught(world) -> None:  # t
     use(world["acme"], job="never-ran", overrides={"receipt": receipt, "rows": 1})
     found = check(export()).failures
     assert any("node receipt: signature does not verify" in f for f in found), found
-    # The node would not attest it either: the hub cannot move it into a batch.
-    batch = pending("acme")
-    assert batch is not None and len(batch.digests) == 1
-    with pytest.raises(LedgerConflict):
-        record("acme", receipt_attestation("acme", batch, digest=attest.batch_digest([])))
+
+
+def test_a_batch_listed_twice_or_malformed_is_a_failure_not_a_crash(world) -> None:  # type: ignore[no-untyped-def]
+    first = attest_as_node("acme")
+    use(world["acme"])
+    second = attest_as_node("acme")
+    lines = export()
+    header = json.loads(lines[0])
+    [a, b] = header["receipt_batches"]
+    assert (a["seq"], b["seq"]) == (first.seq, second.seq)
+    # The first batch listed again under the second's seq: it must not stand in for an unchecked range.
+    twice = _header(lines, lambda h: h.update(receipt_batches=[dict(a, seq=b["seq"]), b]))
+    found = check(twice).failures
+    assert any(f"receipt batch #{b['seq']}: listed twice" in f for f in found), found
+    out_of_order = check(_header(lines, lambda h: h.update(receipt_batches=[b, a]))).failures
+    assert any("overlaps or precedes the one before" in f for f in out_of_order), out_of_order
+
+    def statement(**changes: Any):  # type: ignore[no-untyped-def]
+        return lambda h: h["receipt_batches"][0]["attestation"]["payload"].update(**changes)
+
+    broken = {
+        "not a list": lambda h: h.update(receipt_batches=5),
+        "not an object": lambda h: h.update(receipt_batches=[7]),
+        "huge number": statement(first_seq=float("inf")),
+        "node is a list": statement(node=["acme"]),
+        "count too big": statement(count=10**6),
+        "last after the entry": statement(last_seq=first.seq + 5),
+    }
+    for what, fn in broken.items():
+        report = check(_header(lines, fn))
+        assert not report.ok, what
+        assert any("receipt batch" in f or "receipt_batches" in f for f in report.failures), (what, report.failures)

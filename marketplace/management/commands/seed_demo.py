@@ -117,12 +117,17 @@ class Command(BaseCommand):
         from rest_framework.authtoken.models import Token
 
         from ledger import services as ledger_services
+        from ledger.exceptions import LedgerError
         from ledger.witness import keygen
 
         directory = Path(settings.VAR_DIR) / "witness"
         directory.mkdir(parents=True, exist_ok=True)
         vkey = keygen(directory / "dpa.pem", DEMO_WITNESS)
-        ledger_services.witness_register(organization_id=org.id, vkey=vkey)
+        try:
+            ledger_services.witness_register(organization_id=org.id, vkey=vkey)
+        except LedgerError as exc:  # e.g. var/witness/ was deleted but not the database
+            self.stderr.write(f"demo witness not registered: {exc}")
+            return
         token, _ = Token.objects.get_or_create(user=user)
         for name, value in (("token", token.key), ("log.vkey", ledger_services.log_vkey())):
             path = directory / name

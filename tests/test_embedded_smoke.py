@@ -54,6 +54,12 @@ def _wait(fn, timeout: float):  # type: ignore[no-untyped-def]
     raise AssertionError("timed out")
 
 
+def _api_token(env: dict[str, str], username: str) -> str:
+    """The user's API token, as an operator of the embedded system gets it."""
+    cmd = [sys.executable, "manage.py", "drf_create_token", username]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.split()[2]
+
+
 def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MAKEFLAGS"}}
@@ -68,14 +74,7 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _call(f"{base}/api/datasets/")[1].get("count") == 2, timeout=120)
-        token = subprocess.run(
-            [sys.executable, "manage.py", "drf_create_token", "bank"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[2]
+        token = _api_token(env, "bank")
         datasets = _call(f"{base}/api/datasets/")[1]["results"]
         rights = []
         for d in datasets:
@@ -104,14 +103,7 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
         assert bill["totals"][0]["amount_minor"] == 350
 
         # The node workers attest their receipts; the demo regulator's witness cosigns a checkpoint over them.
-        auditor = subprocess.run(
-            [sys.executable, "manage.py", "drf_create_token", "regulator"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[2]
+        auditor = _api_token(env, "regulator")
         batches = _wait(
             lambda: (
                 (b := _call(f"{base}/api/ledger/entries/?kind=receipt_batch", auditor)[1]["results"])

@@ -454,16 +454,14 @@ def _attestation_receive(*, node: Node, opened: envelope.Opened) -> str:
     body = opened.payload["body"]
     if body.get("status") != "ok":
         log.warning("node %s refused to attest receipts: %s (%s)", node.slug, body.get("reason"), body.get("code"))
-        first, last, unknown = body.get("first_seq"), body.get("last_seq"), body.get("unknown")
-        if body.get("code") != "unknown_receipts" or type(first) is not int or type(last) is not int:
+        unknown = body.get("unknown")
+        if body.get("code") != "unknown_receipts":
             return "attestation refused"
         if not isinstance(unknown, list) or not all(isinstance(d, str) for d in unknown):
             raise envelope.EnvelopeError("malformed", "a refusal lists the unknown receipts' digests")
         seqs = ledger.receipt_refusal_record(
             node_slug=node.slug,
             organization_id=node.organization_id,
-            first_seq=first,
-            last_seq=last,
             unknown=unknown,
             reason=str(body.get("reason", ""))[:200],
         )

@@ -137,7 +137,18 @@ def _signature_shaped(value: Any) -> bool:
         return False
 
 
+# What crafted input can raise while an entry is checked: reported as a failure of that entry.
+BAD_INPUT = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, OverflowError, UnicodeError)
+
+
 def examine_one(line: str, ctx: Context) -> Examined:
+    try:
+        return _examine_one(line, ctx)
+    except BAD_INPUT as exc:
+        return (None, b"", "", None, "", None, [f"entry line cannot be checked: {type(exc).__name__}: {exc}"])
+
+
+def _examine_one(line: str, ctx: Context) -> Examined:
     fail: list[str] = []
     try:
         item = json.loads(line)

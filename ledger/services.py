@@ -654,12 +654,18 @@ def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: d
         )
 
 
-def receipt_refusal_record(
-    *, node_slug: str, organization_id: int, first_seq: int, last_seq: int, unknown: list[str], reason: str
-) -> list[int]:
-    """Note the node's usage entries whose receipts it refused to attest; later batches leave them out."""
+def receipt_refusal_record(*, node_slug: str, organization_id: int, unknown: list[str], reason: str) -> list[int]:
+    """Note the node's usage entries whose receipts it refused to attest; later batches leave them out.
+
+    Only the batch the hub would ask for now is searched: a node can neither mark entries
+    already in a batch nor make the hub scan its whole history.
+    """
+    pending = receipt_batch_pending(node_slug=node_slug, organization_id=organization_id)
+    if pending is None:
+        return []
     wanted = set(unknown)
-    refused = [(seq, d) for seq, d in _node_receipts(node_slug, organization_id, first_seq, last_seq) if d in wanted]
+    rows = _node_receipts(node_slug, organization_id, pending.first_seq, pending.last_seq)
+    refused = [(seq, d) for seq, d in rows if d in wanted]
     with transaction.atomic():
         for seq, digest in refused:
             RefusedReceipt.objects.get_or_create(

@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 from ledger import _examine, jcs, merkle
 from ledger import checkpoint as notes
-from ledger._examine import BATCH_KIND, SEQ_MAX, Block, Context, Examined, examine_block
+from ledger._examine import BAD_INPUT, BATCH_KIND, SEQ_MAX, Block, Context, Examined, examine_block
 
 FORMAT = "usufruct-ledger-bundle/1"
 STATEMENT_TYPE = "usufruct/receipt-batch/v1"  # as compute.protocol.attest (a test checks they agree)
@@ -227,8 +227,8 @@ class _Checker:
                 else:
                     raise notes.SignatureError("; ".join(errors) or "no log key to check it with")
                 cp = notes.parse_checkpoint(note.text)
-            except (notes.CheckpointError, KeyError) as exc:
-                self.report.fail(f"checkpoint {item.get('size')}: {exc}")
+            except (notes.CheckpointError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.report.fail(f"checkpoint {item.get('size') if isinstance(item, dict) else '?'}: {exc}")
                 continue
             if cp.origin != self.origin:
                 self.report.fail(f"checkpoint {cp.size} is for log {cp.origin!r}")
@@ -457,7 +457,7 @@ class _Sequence:
                 self.checker.batch_entry(seq, facts)
             else:
                 self.checker.rights_entry(seq, kind, facts)
-        except (KeyError, ValueError, TypeError) as exc:
+        except BAD_INPUT as exc:
             self.report.fail(f"entry #{seq}: malformed {kind} entry: {exc}")
 
     def entries(self, examined: list[Examined]) -> None:
@@ -528,16 +528,16 @@ def _verify(
     report = Report(every_signature=every_signature)
     try:
         header = json.loads(header_line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise BundleError("the bundle has no JSON header line") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise BundleError(f"not a {FORMAT} bundle")
     try:
         checker = _Checker(header, report, list(log_keys), list(witnesses))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BundleError(f"bad bundle header: {exc}") from None
-    checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
-    checker.receipt_batches(header.get("receipt_batches") or [])
+        checker.checkpoints(header.get("checkpoints") or [], header.get("consistency") or [])
+        checker.receipt_batches(header.get("receipt_batches") or [])
+    except BAD_INPUT as exc:
+        raise BundleError(f"bad bundle header: {type(exc).__name__}: {exc}") from None
     order = _Sequence(checker, report)
     for outcome in _outcomes(blocks(), checker.context(every_signature), jobs):
         if isinstance(outcome, Block):

@@ -185,25 +185,32 @@ def _remember_receipt(config: NodeConfig, wire: dict[str, Any]) -> None:
         os.close(fd)
 
 
-_issued: dict[Path, tuple[int, set[str]]] = {}  # receipts.log -> (bytes read, digests in them)
+# receipts.log -> (its device and inode, bytes read, digests in them)
+_issued: dict[Path, tuple[tuple[int, int], int, set[str]]] = {}
 _issued_lock = threading.Lock()
 
 
 def _issued_receipts(config: NodeConfig) -> set[str]:
-    """The digests of every receipt this node signed; the log is read incrementally (it only grows)."""
+    """The digests of every receipt this node signed; the log is read incrementally (it only grows).
+
+    A log that was replaced (another file) or cut short is read again from the start.
+    """
     path = _receipts_log(config)
     with _issued_lock:
-        offset, known = _issued.get(path, (0, set()))
-        if not path.exists() or path.stat().st_size < offset:  # replaced: start over
-            offset, known = 0, set()
-        if path.exists():
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-            cut = data.rfind(b"\n") + 1  # whole lines only
-            known.update(data[:cut].decode().split())
-            offset += cut
-        _issued[path] = (offset, known)
+        if not path.exists():
+            _issued.pop(path, None)
+            return set()
+        with path.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            identity = (st.st_dev, st.st_ino)
+            seen, offset, known = _issued.get(path, (identity, 0, set()))
+            if seen != identity or st.st_size < offset:
+                offset, known = 0, set()
+            fh.seek(offset)
+            data = fh.read()
+        cut = data.rfind(b"\n") + 1  # whole lines only
+        known.update(data[:cut].decode().split())
+        _issued[path] = (identity, offset + cut, known)
         return known
 
 

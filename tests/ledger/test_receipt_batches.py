@@ -130,6 +130,15 @@ def test_a_node_attests_the_receipts_it_issued_and_refuses_others(tmp_path) -> N
     newer = _receipt(config, 9)
     answer = _ask(config, {**body, "receipts": [*digests, attest.receipt_digest(newer)]})
     assert answer["status"] == "ok"
+    # A receipt log replaced by another file (a restored backup, longer than what was read):
+    # read again from its start, so receipts missing from it are no longer vouched for.
+    log = config.state_dir / "receipts.log"
+    replacement = log.with_suffix(".new")
+    replacement.write_text(attest.receipt_digest(newer) + "\n" + "0" * 64 + "\n" * 400)
+    replacement.replace(log)
+    answer = _ask(config, {**body, "receipts": digests[:1]})
+    assert (answer["status"], answer["unknown"]) == ("refused", digests[:1])
+    assert _ask(config, {**body, "receipts": [attest.receipt_digest(newer)]})["status"] == "ok"
 
 
 def test_node_and_verifier_compute_the_same_digests() -> None:
@@ -195,9 +204,7 @@ def test_a_refused_receipt_is_left_out_and_the_others_are_still_batched(world) -
     refused = services.receipt_refusal_record(
         node_slug="acme",
         organization_id=Node.objects.get(slug="acme").organization_id,
-        first_seq=batch.first_seq,
-        last_seq=batch.last_seq,
-        unknown=[batch.digests[1], "f" * 64],  # one of them, and one that is no receipt of the range
+        unknown=[batch.digests[1], "f" * 64],  # one of them, and one that is no receipt of the batch
         reason="1 of 3 receipts were not signed by this node",
     )
     assert refused == [seqs[1]]
@@ -212,6 +219,12 @@ def test_a_refused_receipt_is_left_out_and_the_others_are_still_batched(world) -
     rest = pending("acme")  # after it
     assert rest is not None and (rest.first_seq, rest.last_seq, rest.digests) == (seqs[2], seqs[2], batch.digests[2:])
     record("acme", receipt_attestation("acme", rest))
+    # A refusal cannot reach back into recorded batches (nor another node's entries).
+    taxco = world["usages"][2].payload["receipt"]
+    unknown = [*batch.digests, attest.receipt_digest(taxco)]
+    org = Node.objects.get(slug="acme").organization_id
+    assert services.receipt_refusal_record(node_slug="acme", organization_id=org, unknown=unknown, reason="x") == []
+    assert RefusedReceipt.objects.count() == 1
     report = check(export())  # the refused receipt is checked on its own; the two batches vouch for the rest
     assert report.ok, report.failures
     assert (report.batches, report.receipts_batched, report.receipts_one_by_one) == (2, 2, 2)
@@ -353,3 +366,43 @@ def test_a_batch_listed_twice_or_malformed_is_a_failure_not_a_crash(world) -> No
         report = check(_header(lines, fn))
         assert not report.ok, what
         assert any("receipt batch" in f or "receipt_batches" in f for f in report.failures), (what, report.failures)
+
+
+def test_crafted_bundles_fail_cleanly_instead_of_crashing(world) -> None:  # type: ignore[no-untyped-def]
+    lines = export()
+    seq = world["usages"][0].seq
+
+    def entry(fn):  # type: ignore[no-untyped-def]
+        out = []
+        for line in lines:
+            item = json.loads(line)
+            if item.get("seq") == seq:
+                fn(item)
+            out.append(json.dumps(item) + "\n")
+        return out
+
+    bodies = {
+        "huge number": lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":1e999', 1)),
+        "deep nesting": lambda i: i.update(
+            body=i["body"].replace('"rows":120', '"rows":' + "[" * 100000 + "]" * 100000, 1)
+        ),
+        "lone surrogate": lambda i: i.update(body=i["body"].replace('"step":"s1"', '"step":"\\ud800"', 1)),
+        "big receipt number": lambda i: i.update(body=i["body"].replace('"rows":120', f'"rows":{2**60}')),
+    }
+    for what, fn in bodies.items():
+        report = check(entry(fn))
+        assert not report.ok, what
+    headers = {
+        "checkpoint not an object": lambda h: h["checkpoints"].append(5),
+        "consistency without from": lambda h: h["consistency"][0].pop("from"),
+        "node keys as a list": lambda h: h.update(node_keys=[1]),
+        "tree size infinite": lambda h: h.update(tree_size=float("inf")),
+        "checkpoints not a list": lambda h: h.update(checkpoints=5),
+    }
+    for what, fn in headers.items():
+        try:
+            report = check(_header(lines, fn))
+        except verifier.BundleError as exc:
+            assert "bad bundle header" in str(exc), what
+        else:
+            assert not report.ok, what

@@ -40,15 +40,16 @@ class Context:
     # receipts there are vouched for by that one signature, if the batch digest matches (checked in order).
     batches: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
-    def batched(self, node: str, seq: int) -> bool:
+    def batch_of(self, node: str, seq: int) -> int | None:
+        """Index in ``batches[node]`` of the batch whose range holds ``seq``, if any."""
         ranges = self.batches.get(node)
         if not ranges:
-            return False
-        i = bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1
-        return i >= 0 and ranges[i][0] <= seq <= ranges[i][1]
+            return None
+        i = bisect.bisect_right(ranges, (seq, _SEQ_MAX)) - 1
+        return i if i >= 0 and ranges[i][0] <= seq <= ranges[i][1] else None
 
 
-SEQ_MAX = 1 << 63
+_SEQ_MAX = 1 << 63
 _FACTS = ("right", "consumer", "dataset", "provider", "operation", "job")
 
 
@@ -117,14 +118,14 @@ def _receipt(seq: int, p: dict[str, Any], ctx: Context, fail: list[str], facts: 
         if r.get(name) != p.get(name):
             fail.append(f"{where}: receipt {name} {r.get(name)!r} differs from the entry's {p.get(name)!r}")
     node_name = r.get("node")
-    batched = isinstance(node_name, str) and ctx.batched(node_name, seq)
-    if batched:  # the sequential pass folds the digest into the batch's, which the node signed
+    batch = ctx.batch_of(node_name, seq) if isinstance(node_name, str) else None
+    if batch is not None:  # the sequential pass folds the digest into the batch's, which the node signed
         try:
-            facts["digest"], facts["node"] = receipt_digest(receipt), node_name
+            facts.update(digest=receipt_digest(receipt), node=node_name, batch=batch)
         except (TypeError, ValueError) as exc:
             fail.append(f"{where}: receipt is not JSON: {exc}")
             return
-    if ctx.every_signature or not batched:
+    if ctx.every_signature or batch is None:
         facts["signature_checked"] = True
         if not verify_signature(node[0], receipt.get("sig"), jcs.dumps_fast(r), lambda: jcs.dumps(r)):
             fail.append(f"{where} node receipt: signature does not verify")

@@ -556,9 +556,16 @@ class ReceiptBatch:
     """The node's ``usage`` entries ``first_seq..last_seq`` and their receipts' digests, in ledger order."""
 
     node: str
-    first_seq: int
-    last_seq: int
+    seqs: list[int]
     digests: list[str]
+
+    @property
+    def first_seq(self) -> int:
+        return self.seqs[0]
+
+    @property
+    def last_seq(self) -> int:
+        return self.seqs[-1]
 
 
 def _node_usage(node_slug: str, organization_id: int):  # type: ignore[no-untyped-def]
@@ -601,7 +608,7 @@ def receipt_batch_pending(
             break
     if not rows:
         return None
-    return ReceiptBatch(node_slug, rows[0][0], rows[-1][0], [receipt_digest(r) for _, r in rows])
+    return ReceiptBatch(node_slug, [seq for seq, _ in rows], [receipt_digest(r) for _, r in rows])
 
 
 def _node_receipts(node_slug: str, organization_id: int, first: int, last: int) -> list[tuple[int, str]]:
@@ -664,8 +671,7 @@ def receipt_refusal_record(*, node_slug: str, organization_id: int, unknown: lis
     if pending is None:
         return []
     wanted = set(unknown)
-    rows = _node_receipts(node_slug, organization_id, pending.first_seq, pending.last_seq)
-    refused = [(seq, d) for seq, d in rows if d in wanted]
+    refused = [(seq, d) for seq, d in zip(pending.seqs, pending.digests, strict=True) if d in wanted]
     with transaction.atomic():
         for seq, digest in refused:
             RefusedReceipt.objects.get_or_create(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import bisect
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ from typing import Any, BinaryIO
 
 from ledger import _examine, jcs, merkle
 from ledger import checkpoint as notes
-from ledger._examine import BAD_INPUT, BATCH_KIND, SEQ_MAX, Block, Context, Examined, examine_block
+from ledger._examine import BAD_INPUT, BATCH_KIND, Block, Context, Examined, examine_block
 
 FORMAT = "usufruct-ledger-bundle/1"
 STATEMENT_TYPE = "usufruct/receipt-batch/v1"  # as compute.protocol.attest (a test checks they agree)
@@ -204,7 +203,7 @@ class _Checker:
                 continue
             self.raw_node_keys[kid] = (raw, item.get("organization"), item.get("node"))
         self.batches: dict[int, _Batch] = {}  # by the seq of its receipt_batch entry
-        self.batch_ranges: dict[str, list[tuple[int, int, _Batch]]] = {}
+        self.node_batches: dict[str, list[_Batch]] = {}  # by node, in log order
         wanted = pinned_witnesses or list(header.get("witness_keys") or [])
         self.witnesses = [notes.parse_vkey(v) for v in wanted]
         self.pinned_witnesses = bool(pinned_witnesses)
@@ -296,21 +295,20 @@ class _Checker:
                 where = item.get("seq") if isinstance(item, dict) else "?"
                 self.report.fail(f"receipt batch #{where}: {exc}")
                 continue
-            ranges = self.batch_ranges.setdefault(s["node"], [])
-            if ranges and s["first_seq"] <= ranges[-1][1]:
+            mine = self.node_batches.setdefault(s["node"], [])
+            if mine and s["first_seq"] <= mine[-1].last:
                 self.report.fail(f"receipt batch #{seq} of node {s['node']} overlaps or precedes the one before")
                 continue
             batch = _Batch(s["node"], s["first_seq"], s["last_seq"], s["count"], s["digest"], sig)
             self.batches[seq] = batch
-            ranges.append((batch.first, batch.last, batch))
+            mine.append(batch)
 
     def batch_receipt(self, seq: int, facts: dict[str, Any]) -> None:
         if facts.get("signature_checked"):
             self.report.receipts_one_by_one += 1
-        if "digest" not in facts:  # not in a batch's range
+        if "batch" not in facts:  # not in a batch's range
             return
-        ranges = self.batch_ranges[facts["node"]]  # the worker found seq inside one of them
-        batch = ranges[bisect.bisect_right(ranges, (seq, SEQ_MAX)) - 1][2]
+        batch = self.node_batches[facts["node"]][facts["batch"]]  # the worker found which one
         batch.hasher.update(bytes.fromhex(facts["digest"]))
         batch.seen += 1
 
@@ -379,7 +377,7 @@ class _Checker:
             complete=self.report.complete,
             every_signature=every_signature,
             checkpoint_sizes=tuple(sorted(self.roots)),
-            batches={node: tuple((a, b) for a, b, _ in r) for node, r in self.batch_ranges.items()},
+            batches={node: tuple((b.first, b.last) for b in mine) for node, mine in self.node_batches.items()},
         )
 
 

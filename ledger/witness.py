@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(keygen(args.key, args.name))
         return 0
     if args.every < 0:
-        print("error: --every must be positive", file=sys.stderr)
+        print("error: --every must not be negative", file=sys.stderr)
         return 2
 
     def once() -> int:

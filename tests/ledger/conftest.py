@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,17 @@ def world(demo) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     usages = [use(acme), use(acme), use(taxco), use(acme, step="s2")]
     second = services.checkpoint_create()
     return {"acme": acme, "taxco": taxco, "usages": usages, "checkpoints": [first, second]}
+
+
+def edit_entry(lines: list[str], seq: int, fn) -> list[str]:  # type: ignore[no-untyped-def]
+    """A bundle's lines with ``fn`` applied to the (parsed) line of entry ``seq``."""
+    out = []
+    for line in lines:
+        item = json.loads(line)
+        if item.get("seq") == seq:
+            fn(item)
+        out.append(json.dumps(item) + "\n")
+    return out
 
 
 def later(days: int) -> datetime:

@@ -27,7 +27,7 @@ from ledger.models import LedgerEntry, RefusedReceipt
 from ledger.verify import verify_lines
 from marketplace.models import Node
 
-from .conftest import attest_as_node, node_key, receipt_attestation, use
+from .conftest import attest_as_node, edit_entry, node_key, receipt_attestation, use
 
 pytestmark = pytest.mark.django_db
 
@@ -174,15 +174,15 @@ def test_the_hub_refuses_a_batch_that_overlaps_or_misstates_receipts(world) -> N
     seqs = acme_seqs(world)
     batch = pending("acme")
     assert batch is not None
-    fewer = services.ReceiptBatch("acme", batch.first_seq, batch.last_seq, batch.digests[:-1])
+    fewer = services.ReceiptBatch("acme", batch.seqs[:-1], batch.digests[:-1])  # claimed over the whole range
     with pytest.raises(LedgerConflict, match="does not match"):
-        record("acme", receipt_attestation("acme", fewer))
-    loose = services.ReceiptBatch("acme", seqs[0] - 1, batch.last_seq, batch.digests)  # not at an acme entry
+        record("acme", receipt_attestation("acme", fewer, last_seq=batch.last_seq))
+    loose = receipt_attestation("acme", batch, first_seq=seqs[0] - 1)  # not at an acme entry
     with pytest.raises(LedgerConflict, match="does not start and end at usage entries of node acme"):
-        record("acme", receipt_attestation("acme", loose))
-    huge = services.ReceiptBatch("acme", batch.first_seq, 10**12, batch.digests)  # would swallow future receipts
+        record("acme", loose)
+    huge = receipt_attestation("acme", batch, last_seq=10**12)  # would swallow future receipts
     with pytest.raises(LedgerConflict, match="does not start and end"):
-        record("acme", receipt_attestation("acme", huge))
+        record("acme", huge)
     for first, last in ((batch.first_seq, batch.first_seq - 1), ("1", batch.last_seq), (-1, batch.last_seq)):
         with pytest.raises(LedgerConflict, match="must be integers"):
             record("acme", receipt_attestation("acme", batch, first_seq=first, last_seq=last))
@@ -192,7 +192,7 @@ def test_the_hub_refuses_a_batch_that_overlaps_or_misstates_receipts(world) -> N
         record("acme", receipt_attestation("acme", batch, log="elsewhere"))
     assert not LedgerEntry.objects.filter(kind="receipt_batch").exists()
     record("acme", receipt_attestation("acme", batch))
-    again = services.ReceiptBatch("acme", seqs[1], seqs[2], batch.digests[1:])  # inside the recorded one
+    again = services.ReceiptBatch("acme", seqs[1:], batch.digests[1:])  # inside the recorded one
     with pytest.raises(LedgerConflict, match="already in a batch"):
         record("acme", receipt_attestation("acme", again))
 
@@ -372,15 +372,6 @@ def test_crafted_bundles_fail_cleanly_instead_of_crashing(world) -> None:  # typ
     lines = export()
     seq = world["usages"][0].seq
 
-    def entry(fn):  # type: ignore[no-untyped-def]
-        out = []
-        for line in lines:
-            item = json.loads(line)
-            if item.get("seq") == seq:
-                fn(item)
-            out.append(json.dumps(item) + "\n")
-        return out
-
     bodies = {
         "huge number": lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":1e999', 1)),
         "deep nesting": lambda i: i.update(
@@ -390,7 +381,7 @@ def test_crafted_bundles_fail_cleanly_instead_of_crashing(world) -> None:  # typ
         "big receipt number": lambda i: i.update(body=i["body"].replace('"rows":120', f'"rows":{2**60}')),
     }
     for what, fn in bodies.items():
-        report = check(entry(fn))
+        report = check(edit_entry(lines, seq, fn))
         assert not report.ok, what
     headers = {
         "checkpoint not an object": lambda h: h["checkpoints"].append(5),

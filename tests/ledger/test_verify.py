@@ -18,7 +18,7 @@ from ledger.models import LedgerEntry
 from ledger.verify import verify_file, verify_lines
 from tests.conftest import ROOT
 
-from .conftest import buy, later, use
+from .conftest import buy, edit_entry, later, use
 
 pytestmark = pytest.mark.django_db
 
@@ -29,16 +29,6 @@ def export(**scope: int) -> list[str]:
 
 def failures(lines: list[str], every_signature: bool = False) -> list[str]:
     return verify_lines(lines, log_keys=[services.log_vkey()], every_signature=every_signature).failures
-
-
-def _edit(lines: list[str], seq: int, fn) -> list[str]:  # type: ignore[no-untyped-def]
-    out = []
-    for line in lines:
-        item = json.loads(line)
-        if item.get("seq") == seq:
-            fn(item)
-        out.append(json.dumps(item) + "\n")
-    return out
 
 
 def test_whole_dataset_consumer_and_range_bundles_verify(world) -> None:  # type: ignore[no-untyped-def]
@@ -61,9 +51,9 @@ def test_altered_payload_is_detected(world) -> None:  # type: ignore[no-untyped-
         item["body"] = item["body"].replace('"rows":120', '"rows":12')
 
     for lines in (export(), export(dataset_id=world["acme"].dataset_id)):
-        found = failures(_edit(lines, seq, bump))
+        found = failures(edit_entry(lines, seq, bump))
         assert any("does not match its signed checkpoint" in f or "not in the signed tree" in f for f in found)
-        found = failures(_edit(lines, seq, bump), every_signature=True)
+        found = failures(edit_entry(lines, seq, bump), every_signature=True)
         assert any("hub signature: signature does not verify" in f for f in found)
 
 
@@ -80,12 +70,14 @@ def test_removed_and_reordered_entries_are_detected(world) -> None:  # type: ign
 def test_forged_or_missing_hub_signature_is_detected(world) -> None:  # type: ignore[no-untyped-def]
     seq = world["usages"][1].seq
     forged = base64.b64encode(hub_private_key().sign(b"something else")).decode()
-    found = failures(_edit(export(), seq, lambda i: i.update(hub_sig=forged)), every_signature=True)
+    found = failures(edit_entry(export(), seq, lambda i: i.update(hub_sig=forged)), every_signature=True)
     assert any(f"entry #{seq} hub signature: signature does not verify" in f for f in found)
     for missing in ("", "AAAA", None):  # caught even when the checkpoints stand in for entry signatures
-        found = failures(_edit(export(), seq, lambda i, m=missing: i.update(hub_sig=m)))  # type: ignore[misc]
+        found = failures(edit_entry(export(), seq, lambda i, m=missing: i.update(hub_sig=m)))  # type: ignore[misc]
         assert any(f"entry #{seq} hub signature: missing" in f for f in found), found
-    assert any("unknown hub key" in f for f in failures(_edit(export(), seq, lambda i: i.update(hub_kid="0" * 16))))
+    assert any(
+        "unknown hub key" in f for f in failures(edit_entry(export(), seq, lambda i: i.update(hub_kid="0" * 16)))
+    )
 
 
 def test_forged_node_receipt_is_detected_even_if_the_hub_signed_it(world) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +160,7 @@ def test_command_line_verifier_without_django(world, tmp_path) -> None:  # type:
     assert "RESULT: OK" in ok.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        "".join(_edit(export(), 3, lambda i: i.update(body=i["body"].replace('"version":1', '"version":2'))))
+        "".join(edit_entry(export(), 3, lambda i: i.update(body=i["body"].replace('"version":1', '"version":2'))))
     )
     failed = _run_verifier(bad, "--jobs", "2", "--chunk", "2")
     assert failed.returncode == 1 and "RESULT: FAILED" in failed.stdout
@@ -177,7 +169,7 @@ def test_command_line_verifier_without_django(world, tmp_path) -> None:  # type:
     assert _run_verifier(junk).returncode == 2
 
 
-def _owner_edit(seq: int) -> None:
+def _owneredit_entry(seq: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE ledger_ledgerentry DISABLE TRIGGER USER")
         cursor.execute(
@@ -189,7 +181,7 @@ def _owner_edit(seq: int) -> None:
 
 def test_row_edited_by_the_owner_behind_the_triggers_is_caught(world) -> None:  # type: ignore[no-untyped-def]
     target = world["usages"][0]
-    _owner_edit(target.seq)
+    _owneredit_entry(target.seq)
     found = failures(export())
     assert any("does not match its signed checkpoint" in f for f in found)
     assert any(f"entry #{target.seq} hub signature" in f for f in failures(export(), every_signature=True))
@@ -197,7 +189,7 @@ def test_row_edited_by_the_owner_behind_the_triggers_is_caught(world) -> None:  
 
 def test_hub_refuses_to_sign_a_head_over_an_edited_entry(world) -> None:  # type: ignore[no-untyped-def]
     fresh = use(world["acme"])
-    _owner_edit(fresh.seq)
+    _owneredit_entry(fresh.seq)
     with pytest.raises(services.CheckpointRefused, match=f"entry {fresh.seq} does not match"):
         services.checkpoint_create()
 
@@ -205,14 +197,14 @@ def test_hub_refuses_to_sign_a_head_over_an_edited_entry(world) -> None:  # type
 def test_signed_checkpoints_stand_in_for_entry_signatures_but_not_for_tampering(world) -> None:  # type: ignore[no-untyped-def]
     seq = world["usages"][1].seq
     forged = base64.b64encode(hub_private_key().sign(b"other")).decode()
-    lines = _edit(export(), seq, lambda i: i.update(hub_sig=forged))
+    lines = edit_entry(export(), seq, lambda i: i.update(hub_sig=forged))
     report = verify_lines(lines)
     assert report.ok and "covered by the signed checkpoints" in report.render()
     assert not verify_lines(lines, every_signature=True).ok
-    altered = _edit(export(), seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":99')))
+    altered = edit_entry(export(), seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":99')))
     found = verify_lines(altered).failures
     assert found and all("hub signature" not in f for f in found)
-    partial = _edit(export(dataset_id=world["acme"].dataset_id), seq, lambda i: i.update(body=i["body"] + " "))
+    partial = edit_entry(export(dataset_id=world["acme"].dataset_id), seq, lambda i: i.update(body=i["body"] + " "))
     assert not verify_lines(partial).ok
 
 
@@ -238,6 +230,6 @@ def test_small_blocks_and_worker_processes_find_the_same_problems(world, tmp_pat
     assert "removed, reordered or repeated" in found(lines[:4] + [lines[5], lines[4]] + lines[6:])
     assert "complete bundle holds" in found(lines[:-1])
     seq = world["usages"][0].seq
-    bumped = found(_edit(lines, seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":12'))))
+    bumped = found(edit_entry(lines, seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":12'))))
     assert "does not match its signed checkpoint" in bumped
     assert "prev hash breaks the chain" in bumped

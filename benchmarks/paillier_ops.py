@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/paillier_ops.py [--bits 2048] [--seconds 2]
 
 The baseline is one gmpy2.powmod(r, n, n²) — the unavoidable cost of a randomised
-encryption — measured in this process, as in ../shared/benchmarks/README.md.
+encryption — measured in this process (see BENCHMARKS.md).
 """
 
 from __future__ import annotations

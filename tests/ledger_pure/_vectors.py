@@ -9,13 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# tests/ledger_pure/<file> -> parents[3] is the directory holding both the repo and shared/.
-VECTOR_DIR = Path(
-    os.environ.get(
-        "USUFRUCT_VECTORS_DIR",
-        Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9162",
-    )
-)
+# Vendored in the tree with their licence (vectors/rfc9162/README.md, LICENSE).
+VECTOR_DIR = Path(os.environ.get("USUFRUCT_VECTORS_DIR", Path(__file__).resolve().parent / "vectors" / "rfc9162"))
 
 # The 8 RFC 6962 test leaves used by transparency-dev/merkle (testonly/constants.go).
 LEAVES = [

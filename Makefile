@@ -1,4 +1,5 @@
-# Usufruct: `make run` (embedded, no external service) and `make test` (PostgreSQL + broker).
+# Usufruct: `make run` (embedded, no external service) and `make test` (PostgreSQL + broker,
+# which scripts/ensure-services starts, and Chromium, which it installs).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,7 +30,10 @@ run: $(STAMP)
 	@echo ""
 	$(BIN)/honcho start -f Procfile
 
+# ensure-services starts PostgreSQL and the broker if they are installed and stopped and
+# installs Chromium where it can; otherwise it stops here with one line saying what is missing.
 test: $(STAMP)
+	@PYTHON=$(BIN)/python bash scripts/ensure-services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

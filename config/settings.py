@@ -3,14 +3,23 @@
 With no environment set everything runs embedded: SQLite and kombu's filesystem
 transport under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to
 PostgreSQL and a real broker without any other change.
+
+``DEBUG`` is off unless ``DJANGO_DEBUG=1``. ``USUFRUCT_PROFILE=production`` is for a
+deployment behind a TLS-terminating proxy: it refuses to start without
+``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS`` and turns on HTTPS-only cookies,
+the SSL redirect and HSTS, so that ``manage.py check --deploy`` is clean.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_str
 
@@ -18,9 +27,51 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("USUFRUCT_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
-DEBUG = env_bool("DJANGO_DEBUG", True)
+PROFILE = env_str("USUFRUCT_PROFILE", "embedded")
+if PROFILE not in {"embedded", "production"}:
+    raise ImproperlyConfigured(f"USUFRUCT_PROFILE must be embedded or production, got {PROFILE!r}")
+PRODUCTION = PROFILE == "production"
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _embedded_secret_key(path: Path) -> str:
+    """The embedded profile's key: made once, kept in the var dir (0600), shared by its processes."""
+    if not path.exists():
+        # Written aside and linked into place: processes starting together all read one key.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off with USUFRUCT_PROFILE=production")
+    if not os.environ.get("DJANGO_SECRET_KEY"):
+        raise ImproperlyConfigured("USUFRUCT_PROFILE=production requires DJANGO_SECRET_KEY (50+ random characters)")
+    if not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+        raise ImproperlyConfigured("USUFRUCT_PROFILE=production requires DJANGO_ALLOWED_HOSTS (comma-separated)")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _embedded_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+if PRODUCTION:
+    # Behind a proxy that terminates TLS: gunicorn trusts its X-Forwarded-Proto from
+    # 127.0.0.1 (forwarded_allow_ips), so request.is_secure() is right without
+    # SECURE_PROXY_SSL_HEADER.
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env_int("USUFRUCT_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("USUFRUCT_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("USUFRUCT_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -35,6 +86,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "marketplace",
     "compute",
     "ledger",
@@ -50,6 +102,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "marketplace.middleware.ServiceErrorPages",
+    # Last, as django-axes asks: turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -80,6 +134,21 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes), in every profile: after 5 failed logins for one
+# username from one address, that pair is locked out for 15 minutes (HTTP 429), even
+# with the right password. Keyed on the pair so that nobody can lock a user out from
+# everywhere by guessing at its name.
+AXES_FAILURE_LIMIT = env_int("USUFRUCT_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("USUFRUCT_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -90,8 +159,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves the static files with DEBUG off too. Embedded: straight from the
+# apps and static/ (no collectstatic step). Production: from STATIC_ROOT, hashed and
+# compressed, after `manage.py collectstatic`.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if PRODUCTION:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog"
 LOGOUT_REDIRECT_URL = "catalog"
@@ -133,6 +210,7 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(BROKER_DIR),
         "store_processed": False,
         "polling_interval": 0.2,  # the default 1 s adds a second to every hop of a job
+        "control_folder": str(BROKER_DIR / "control"),  # exchange tables; the default is ./control
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

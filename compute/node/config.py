@@ -34,6 +34,7 @@ def broker_settings(url: str | None, broker_dir: str | None) -> dict[str, Any]:
             "data_folder_out": broker_dir,
             "store_processed": False,
             "polling_interval": 0.2,  # the default 1 s adds a second to every hop of a job
+            "control_folder": str(Path(broker_dir) / "control"),  # exchange tables; the default is ./control
         }
     return {"broker_url": url, "broker_transport_options": options}
 

@@ -107,10 +107,12 @@ def test_a_consumer_sees_only_its_entries(world) -> None:  # type: ignore[no-unt
 
 
 def test_pages_render_for_a_regulator(world) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
     from django.test import Client
 
+    users = get_user_model().objects
     client = Client()
-    client.login(username="regulator", password="usufruct-demo")
+    client.force_login(users.get(username="regulator"))  # client.login() has no request for django-axes
     seq = world["usages"][0].seq
     assert b'id="proof"' in client.get(f"/ledger/entries/{seq}/").content
     page = client.get(f"/ledger/checkpoints/?from={world['checkpoints'][0].size}&to={world['checkpoints'][1].size}")
@@ -119,5 +121,5 @@ def test_pages_render_for_a_regulator(world) -> None:  # type: ignore[no-untyped
     assert "credit risk" in trail and trail.count('<tr><td><a href="/ledger/entries/') == 3
     assert client.get("/ledger/?kind=usage&dataset=1").status_code == 200
     bank = Client()
-    bank.login(username="bank", password="usufruct-demo")
+    bank.force_login(users.get(username="bank"))
     assert bank.get("/ledger/audit/").status_code == 403

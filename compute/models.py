@@ -58,8 +58,11 @@ class JobParty(models.Model):
         "marketplace.UsageRight", null=True, blank=True, on_delete=models.PROTECT, related_name="job_parties"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
-    # Set once the reserved quota unit was consumed (usage recorded) or released.
+    # Set once the reserved quota unit was consumed (output delivered) or released.
     quota_settled = models.BooleanField(default=False)
+    # The ``usage`` entries recorded for this party: [[seq, rows, records], ...]; the job's
+    # settlement names them (docs/decisions/0009-metering.md).
+    usage = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -86,6 +89,10 @@ class Message(models.Model):
     # answered at most once; the hub accepts no reply it did not ask for.
     in_reply_to = models.CharField(max_length=64, null=True, blank=True)
     envelope = models.JSONField()
+    # A reply the hub refused after reading it (a usage receipt that fails a check): kept,
+    # with the named reason, as evidence of what the node claimed.
+    refused_code = models.CharField(max_length=40, blank=True)
+    refused_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -121,6 +121,9 @@ def job_submit(
 PREVIEWS_PER_DATASET_PER_DAY = 3
 PREVIEWS_PER_CONSUMER_PER_DAY = 20
 PREVIEW_EPSILON = 1.0
+# Averaging many noisy previews of one dataset would undo the noise, whatever the daily
+# limit: each (consumer, dataset) pair has this much ε for previews over its lifetime.
+PREVIEW_LIFETIME_EPSILON = 5.0
 
 
 class Throttled(ServiceError):
@@ -175,6 +178,17 @@ def preview_request(
                 raise Throttled(f"at most {PREVIEWS_PER_DATASET_PER_DAY} previews of one dataset a day")
             if recent.count() >= PREVIEWS_PER_CONSUMER_PER_DAY:
                 raise Throttled(f"at most {PREVIEWS_PER_CONSUMER_PER_DAY} previews a day")
+            spent = sum(
+                float(p.get("epsilon", 0))
+                for p in Job.objects.filter(consumer=consumer, preview=True, parties__dataset=target)
+                .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELLED])  # no release, no ε spent
+                .values_list("params", flat=True)
+            )
+            if spent + PREVIEW_EPSILON > PREVIEW_LIFETIME_EPSILON + 1e-9:
+                raise Throttled(
+                    f"the overlap previews of this dataset have used their lifetime privacy budget"
+                    f" (ε {PREVIEW_LIFETIME_EPSILON:g}); buy a right to learn more"
+                )
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -279,6 +293,8 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
             )
     if progress.outputs is not None:
         job.parties.filter(role="consumer").update(status=JobParty.Status.DONE)
+        for party in job.parties.filter(role="provider", right__isnull=False).order_by("right_id"):
+            _settle(job, party, "delivered")
         job.outputs = progress.outputs
         job.status = Job.Status.SUCCEEDED
         job.finished_at = timezone.now()
@@ -329,10 +345,9 @@ def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
     job.error = reason
     job.finished_at = timezone.now()
     job.save()
+    outcome = "cancelled" if status == Job.Status.CANCELLED else "failed"
     for party in job.parties.filter(role="provider", quota_settled=False, right__isnull=False):
-        right_svc.right_settle(right_id=party.right_id, consumed=False)
-        party.quota_settled = True
-        party.save(update_fields=["quota_settled"])
+        _settle(job, party, outcome)
     eps = get_algorithm(job.algorithm).privacy_epsilon(job.params) if not job.preview else 0.0
     if eps and not job.state.get("dp_released"):
         for party in job.parties.filter(role="provider", right__isnull=False):
@@ -502,6 +517,31 @@ def _lock_job(job_id: Any) -> Job | None:
     return Job.objects.select_for_update().filter(id=job_id).first()
 
 
+class ReceiptRejected(envelope.EnvelopeError):
+    """A provider's usage receipt that fails one of the hub's checks: the reply is refused."""
+
+
+RECEIPT_FIELDS = frozenset(
+    {
+        "type",
+        "job",
+        "step",
+        "round",
+        "node",
+        "dataset",
+        "right",
+        "consumer",
+        "operation",
+        "rows",
+        "records",
+        "request",
+        "at",
+    }
+)
+# A node's clock may run a little behind or ahead of the hub's.
+CLOCK_SKEW = timedelta(seconds=60)
+
+
 def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -> str:
     payload = opened.payload
     body = payload["body"]
@@ -514,7 +554,7 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
             or Message.objects.filter(sender=node.slug, nonce=payload["nonce"]).exists()
         ):
             return "duplicate"
-        party = job.parties.filter(key=body.get("party")).select_related("node").first()
+        party = job.parties.filter(key=body.get("party")).select_related("node", "dataset", "right").first()
         if party is None or party.node_id != node.id:
             raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
         asked = Message.objects.filter(
@@ -523,12 +563,13 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
             digest=body.get("in_reply_to") or "",
             recipient=node.slug,
             step=payload["step"],
-        ).exists()
-        if not asked:
+            round=payload["round"],
+        ).first()
+        if asked is None:
             raise envelope.EnvelopeError("unsolicited", "this reply answers no step the hub sent to this node")
         if Message.objects.filter(in_reply_to=body["in_reply_to"]).exists():
             raise envelope.EnvelopeError("answered", "this step was already answered")
-        _record(
+        message = _record(
             job=job, wire=wire, direction=Message.Direction.IN, digest=opened.digest, in_reply_to=body["in_reply_to"]
         )
         if job.status != Job.Status.RUNNING:
@@ -539,7 +580,16 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
             _fail(job, f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})")
             return "refused"
         if party.role == "provider":
-            _record_usage(job=job, party=party, node=node, receipt_wire=body.get("receipt"))
+            try:
+                _record_usage(job=job, party=party, node=node, receipt_wire=body.get("receipt"), asked=asked)
+            except ReceiptRejected as exc:
+                # The claim is kept as evidence, the step fails, and nothing is charged.
+                message.refused_code, message.refused_reason = exc.code, str(exc)[:1000]
+                message.save(update_fields=["refused_code", "refused_reason"])
+                party.status = JobParty.Status.REFUSED
+                party.save(update_fields=["status"])
+                _fail(job, f"the hub refused {node.slug}'s receipt for step {payload['step']}: {exc} ({exc.code})")
+                return f"receipt refused: {exc.code}"
         view = _view(job)
         try:
             progress = get_algorithm(job.algorithm).on_result(view, payload["step"], party.key, body["result"])
@@ -550,70 +600,136 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
         return "advanced"
 
 
-def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any) -> None:
-    """Verify the node's receipt, append a ``usage`` entry and consume the reserved unit."""
+def _whole(value: Any) -> bool:
+    return type(value) is int
+
+
+def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message) -> envelope.Opened:
+    """Hold every field of a node's usage receipt to what the hub asked and what it knows.
+
+    The receipt is the node's claim; each check names the field it refuses. Bounds on
+    ``rows`` and ``records``: the dataset's attested row count times the step's passes.
+    """
     if not isinstance(receipt_wire, dict):
-        raise envelope.EnvelopeError("no_receipt", "a provider result must carry a usage receipt")
-    receipt = envelope.verify_signed(receipt_wire, market.node_public_key)
+        raise ReceiptRejected("no_receipt", "a provider result must carry a usage receipt")
+    try:
+        receipt = envelope.verify_signed(receipt_wire, market.node_public_key)
+    except envelope.EnvelopeError as exc:
+        raise ReceiptRejected(f"receipt_{exc.code}", f"receipt: {exc}") from None
     r = receipt.payload
     if receipt.kid != node.kid or r.get("node") != node.slug:
-        raise envelope.EnvelopeError("impersonation", "receipt not signed by the party's node")
-    if r.get("job") != str(job.id) or r.get("dataset") != party.dataset_id or r.get("right") != party.right_id:
-        raise envelope.EnvelopeError("receipt_mismatch", "receipt does not match the job, dataset or right")
+        raise ReceiptRejected("receipt_signer", "receipt not signed by the party's node")
+    if set(r) != RECEIPT_FIELDS or r.get("type") != "usage_receipt":
+        raise ReceiptRejected("receipt_fields", f"a usage receipt has exactly the fields {sorted(RECEIPT_FIELDS)}")
+    algo = get_algorithm(job.algorithm)
+    out = asked.envelope["payload"]
+    expected = {
+        "job": str(job.id),
+        "dataset": party.dataset_id,
+        "right": party.right_id,
+        "consumer": job.consumer.slug,
+        "operation": algo.operation,
+        "step": asked.step,
+        "round": asked.round,
+        "request": asked.nonce,
+    }
+    for name, value in expected.items():
+        if r.get(name) != value or type(r.get(name)) is not type(value):
+            raise ReceiptRejected(f"receipt_{name}", f"receipt {name} {r.get(name)!r} is not {value!r}")
+    bound = party.dataset.row_count * algo.passes(job.params, asked.step)
+    for name in ("rows", "records"):
+        value = r.get(name)
+        if not _whole(value) or not 0 <= value <= bound:
+            raise ReceiptRejected(
+                f"receipt_{name}", f"receipt {name} {value!r} is not a whole number in [0, {bound}] (attested rows)"
+            )
+    try:
+        at = envelope.parse_time(r.get("at"))
+    except envelope.EnvelopeError:
+        raise ReceiptRejected("receipt_at", f"receipt time {r.get('at')!r} is not an RFC 3339 UTC time") from None
+    issued, expires = envelope.parse_time(out["issued_at"]), envelope.parse_time(out["expires_at"])
+    if not issued - CLOCK_SKEW <= at <= min(expires, timezone.now()) + CLOCK_SKEW:
+        raise ReceiptRejected("receipt_at", f"receipt time {r['at']} is outside the step's window {out['issued_at']}..")
+    return receipt
+
+
+def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message) -> None:
+    """Check the node's receipt, then append a ``usage`` entry: a use, not yet a charge.
+
+    Every use is on the ledger whatever becomes of the job; the job's ``settlement``
+    entries say which uses are charged (only those of a job that delivered its output).
+    The entry's time is the hub's: when it issued the step (rights are judged by it).
+    """
+    receipt = _check_receipt(job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked)
+    r = receipt.payload
     right = party.right
-    if right is None:  # a free preview: on the ledger, never on a bill, no quota
-        entry_append(
-            kind="usage",
-            event_id=f"usage:{receipt.digest}",
-            payload={
-                "job": str(job.id),
-                "step": r["step"],
-                "dataset": party.dataset_id,
-                "right": None,
-                "order": None,
-                "consumer": job.consumer_id,
-                "provider": party.dataset.organization_id,
-                "operation": r["operation"],
-                "rows": r["rows"],
-                "units": 0,
-                "free": True,
-                "preview": True,
-                "receipt": receipt_wire,
-            },
-            producer_time=envelope.parse_time(r["at"]),
-            dataset_id=party.dataset_id,
-            consumer_id=job.consumer_id,
-            provider_id=party.dataset.organization_id,
-        )
-        party.status = JobParty.Status.DONE
-        party.save(update_fields=["status"])
-        return
-    if party.quota_settled:
-        # One reserved unit per party: a second receipt for the same right in one job is refused.
-        raise envelope.EnvelopeError("answered", "this party's use was already recorded")
-    right_svc.right_settle(right_id=right.id, consumed=True)  # right before ledger head (lock order)
-    party.quota_settled = True
-    entry_append(
+    issued = envelope.parse_time(asked.envelope["payload"]["issued_at"])
+    if right is not None and issued > right.expires_at:
+        raise ReceiptRejected("right_expired", f"the step was issued after right {right.id} expired")
+    entry = entry_append(
         kind="usage",
         event_id=f"usage:{receipt.digest}",
         payload={
             "job": str(job.id),
             "step": r["step"],
+            "round": r["round"],
             "dataset": party.dataset_id,
-            "right": right.id,
-            "order": right.order_id,
+            "right": right.id if right else None,
+            "order": right.order_id if right else None,
             "consumer": job.consumer_id,
             "provider": party.dataset.organization_id,
             "operation": r["operation"],
             "rows": r["rows"],
-            "units": 1,
+            "records": r["records"],
+            "passes": get_algorithm(job.algorithm).passes(job.params, asked.step),
+            **({"free": True, "preview": True} if right is None else {}),
             "receipt": receipt_wire,
         },
-        producer_time=envelope.parse_time(r["at"]),
+        producer_time=issued,
         dataset_id=party.dataset_id,
         consumer_id=job.consumer_id,
         provider_id=party.dataset.organization_id,
-        right_id=right.id,
+        right_id=right.id if right else None,
     )
+    party.usage = [*party.usage, [entry.seq, r["rows"], r["records"]]]
     party.status = JobParty.Status.DONE
-    party.save(update_fields=["quota_settled", "status"])
+    party.save(update_fields=["usage", "status"])
+
+
+def _settle(job: Job, party: JobParty, outcome: str) -> None:
+    """Close a provider party's part in a job: on delivery one charged use, otherwise none.
+
+    One ``settlement`` entry per (job, right) that recorded usage, naming those usage
+    entries; bills, revenue and the offline verifier charge from these alone. Quota is
+    consumed on delivery and released otherwise. The caller holds the right's lock.
+    """
+    if party.quota_settled or party.right_id is None:
+        return
+    delivered = outcome == "delivered"
+    right = right_svc.right_settle(right_id=party.right_id, consumed=delivered)
+    party.quota_settled = True
+    party.save(update_fields=["quota_settled"])
+    if not party.usage:
+        return  # the provider's data was never touched: nothing to record or charge
+    entry_append(
+        kind="settlement",
+        event_id=f"settlement:{job.id}:{party.right_id}",
+        payload={
+            "job": str(job.id),
+            "right": party.right_id,
+            "order": right.order_id,
+            "dataset": party.dataset_id,
+            "consumer": job.consumer_id,
+            "provider": right.dataset.organization_id,
+            "outcome": outcome,
+            "usage": [seq for seq, _, _ in party.usage],
+            "rows": sum(rows for _, rows, _ in party.usage),
+            "records": sum(records for _, _, records in party.usage),
+            "units": 1 if delivered else 0,
+            "use": right.quota_used if delivered else None,
+        },
+        dataset_id=party.dataset_id,
+        consumer_id=job.consumer_id,
+        provider_id=right.dataset.organization_id,
+        right_id=party.right_id,
+    )

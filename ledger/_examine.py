@@ -25,6 +25,8 @@ from ledger import jcs, merkle
 
 RIGHT_KINDS = ("right_granted", "right_revoked", "right_expired")
 BATCH_KIND = "receipt_batch"
+# Kinds whose payload the sequential pass reads whole: node keys, attested row counts, settlements.
+WHOLE_KINDS = ("node_enrolled", "key_rotated", "dataset_listed", "settlement")
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,15 @@ def _receipt(seq: int, p: dict[str, Any], ctx: Context, fail: list[str], facts: 
         fail.append(f"{where}: receipt signed by a node of organisation {node[1]}, not the provider")
     if node[2] is not None and node[2] != r.get("node"):
         fail.append(f"{where}: receipt names node {r.get('node')!r} but is signed by node {node[2]!r}'s key")
-    for name in ("job", "dataset", "right", "operation", "rows", "step"):
+    for name in (
+        "job",
+        "dataset",
+        "right",
+        "operation",
+        "rows",
+        "step",
+        *(("records", "round") if "records" in p else ()),
+    ):
         if r.get(name) != p.get(name):
             fail.append(f"{where}: receipt {name} {r.get(name)!r} differs from the entry's {p.get(name)!r}")
     node_name = r.get("node")
@@ -190,10 +200,18 @@ def _examine_one(line: str, ctx: Context) -> Examined:
         if kind == "right_granted":
             facts.update(operations=p.get("operations"), quota=p.get("quota"), expires_at=p.get("expires_at"))
         if kind == "usage" and isinstance(seq, int):
+            facts.update({k: p.get(k) for k in ("rows", "records", "passes", "preview", "free")})
+            receipt = p.get("receipt")
+            facts["kid"] = receipt.get("kid") if isinstance(receipt, dict) else None
+            r = receipt.get("payload") if isinstance(receipt, dict) else None
+            facts["node"] = r.get("node") if isinstance(r, dict) else None
             _receipt(seq, p, ctx, fail, facts)
     elif kind == BATCH_KIND:
         attestation = p.get("attestation")
         facts = {"node": p.get("node"), "sig": attestation.get("sig") if isinstance(attestation, dict) else None}
+        facts["kid"] = attestation.get("kid") if isinstance(attestation, dict) else None
+    elif kind in WHOLE_KINDS:
+        facts = dict(p)
     return (seq, leaf, hashlib.sha256(raw).hexdigest(), body.get("prev"), kind, facts, fail)
 
 

@@ -12,8 +12,9 @@ Format ``usufruct-ledger-bundle/1``, JSON Lines so a million entries stream both
   and signed), ``hub_kid``, ``hub_sig`` and, in partial bundles, ``proof``.
 
 Nothing in it is trusted by the verifier except the keys the auditor pins.
-A partial bundle also carries the ``right_*`` entries of every right its usage
-entries cite, so the "used inside a valid right" check needs nothing else.
+A partial bundle also carries the ``right_*`` entries of every right its usage and
+settlement entries cite, the ``dataset_listed`` entries of their datasets and every
+node key entry, so the rights, row-count and node-key checks need nothing else.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from ledger import selectors, tree
 from ledger.checkpoint import encode_vkey
@@ -35,6 +36,8 @@ from marketplace.models import Node
 
 FORMAT = "usufruct-ledger-bundle/1"
 RIGHT_KINDS = (LedgerEntry.Kind.RIGHT_GRANTED, LedgerEntry.Kind.RIGHT_REVOKED, LedgerEntry.Kind.RIGHT_EXPIRED)
+CITING_KINDS = (LedgerEntry.Kind.USAGE, LedgerEntry.Kind.SETTLEMENT)
+NODE_KINDS = (LedgerEntry.Kind.NODE_ENROLLED, LedgerEntry.Kind.KEY_ROTATED)
 _CHUNK = 2000
 
 
@@ -136,8 +139,13 @@ def bundle_lines(
     else:
         chosen = scoped_entries(dataset_id=dataset_id, consumer_id=consumer_id, seq_from=seq_from, seq_to=seq_to)
         chosen = chosen.filter(seq__lt=size)
-        rights = chosen.filter(kind=LedgerEntry.Kind.USAGE, right_id__isnull=False).values("right_id")
-        extra = LedgerEntry.objects.filter(kind__in=RIGHT_KINDS, right_id__in=rights, seq__lt=size)
+        rights = chosen.filter(kind__in=CITING_KINDS, right_id__isnull=False).values("right_id")
+        datasets = chosen.filter(kind=LedgerEntry.Kind.USAGE).values("dataset_id")
+        extra = LedgerEntry.objects.filter(seq__lt=size).filter(
+            Q(kind__in=RIGHT_KINDS, right_id__in=rights)
+            | Q(kind=LedgerEntry.Kind.DATASET_LISTED, dataset_id__in=datasets)
+            | Q(kind__in=NODE_KINDS)  # node keys come from the log: every node's, they are few
+        )
         seqs = sorted(set(chosen.values_list("seq", flat=True)) | set(extra.values_list("seq", flat=True)))
     fields = ("seq", "body", "hub_kid", "hub_sig")
     if seqs is None:

@@ -23,6 +23,8 @@ class LedgerEntry(models.Model):
         KEY_ROTATED = "key_rotated", "Key rotated"
         CORRECTION = "correction", "Correction"
         RECEIPT_BATCH = "receipt_batch", "Receipt batch attested"
+        NODE_ENROLLED = "node_enrolled", "Node enrolled"
+        SETTLEMENT = "settlement", "Job settled"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

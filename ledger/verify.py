@@ -13,9 +13,15 @@ are used and printed, to be compared with the published ones). It checks:
   inclusion proof (§2.1.3) against the last checkpoint. The signed checkpoints thus
   vouch for every body; each entry's own hub signature is checked too with
   ``--every-signature``;
-* every ``usage`` entry carries a receipt signed by a node of the provider that
-  matches it, and falls inside a right granted earlier, unrevoked, unexpired, for the
-  same consumer, dataset and operation, within its quota of jobs. A node vouches for
+* node keys come from the log alone (``node_enrolled``, ``key_rotated``); a header key
+  the log does not hold, or holds for another node, fails the bundle;
+* every ``usage`` entry carries a receipt signed by a key the log gave that node, its
+  rows and records within the dataset's attested row count (``dataset_listed``) times
+  the step's passes, and falls inside a right granted earlier, unrevoked, unexpired,
+  for the same consumer, dataset and operation (a free ``psi`` preview needs none);
+* charges come from ``settlement`` entries alone: each names exactly its job's uses of
+  one right, none charged twice, and only a delivered job is one charged unit, within
+  the right's quota of jobs (docs/decisions/0009). A node vouches for
   its receipts either one by one (the receipt's signature) or, in a complete bundle,
   by a ``receipt_batch`` entry: one node signature over the digests of all its
   receipts in a range, recomputed here from the entries (docs/decisions/0008).
@@ -140,7 +146,20 @@ class _Right:
     quota: int | None
     expires_at: datetime
     ended_seq: int | None = None
-    jobs: set[str] = field(default_factory=set)
+    delivered: int = 0  # jobs charged by a settlement (the quota counts these)
+
+
+@dataclass
+class _NodeKey:
+    seq: int  # the entry that put the key on the log
+    node: Any
+    organization: Any
+    public_key: Any
+    ended_seq: int | None = None  # the key_rotated entry that retired it
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _batch_fields(item: Any) -> tuple[int, dict[str, Any], str, str]:
@@ -209,6 +228,12 @@ class _Checker:
         self.pinned_witnesses = bool(pinned_witnesses)
         self.roots: dict[int, bytes] = {}
         self.rights: dict[Any, _Right] = {}
+        # Node keys as the log introduced them (node_enrolled, key_rotated): kid -> _NodeKey.
+        self.log_node_keys: dict[str, _NodeKey] = {}
+        self.row_counts: dict[Any, int] = {}  # dataset -> its latest attested row count (dataset_listed)
+        self.uses: dict[tuple[str, Any], dict[int, tuple[int, int]]] = {}  # (job, right) -> seq -> (rows, records)
+        self.settled: dict[tuple[str, Any], int] = {}  # (job, right) -> seq of its settlement
+        self.charged: set[int] = set()  # usage seqs a settlement charges
 
     # --- checkpoints -------------------------------------------------------------------
     def checkpoints(self, items: list[dict[str, Any]], consistency: list[dict[str, Any]]) -> None:
@@ -313,6 +338,7 @@ class _Checker:
         batch.seen += 1
 
     def batch_entry(self, seq: int, facts: dict[str, Any]) -> None:
+        self._node_key_at(seq, facts.get("kid"), facts.get("node"), f"receipt batch #{seq}")
         batch = self.batches.get(seq)
         if batch is not None:
             batch.logged = batch.sig == facts.get("sig") and batch.node == facts.get("node")
@@ -331,6 +357,56 @@ class _Checker:
                 self.report.batches += 1
                 self.report.receipts_batched += b.count
 
+    # --- node keys, attested row counts ----------------------------------------------------
+    def node_entry(self, seq: int, kind: str, f: dict[str, Any]) -> None:
+        """Node keys come from the log alone: enrolment, then each rotation."""
+        if kind == "node_enrolled":
+            self.log_node_keys.setdefault(
+                str(f["kid"]), _NodeKey(seq, f.get("node"), f.get("organization"), f.get("public_key"))
+            )
+        elif kind == "key_rotated" and f.get("key") == "node":
+            old = self.log_node_keys.get(str(f.get("old_kid")))
+            if old is None:  # enrolled before node_enrolled entries existed: the rotation publishes it
+                old = self.log_node_keys[str(f.get("old_kid"))] = _NodeKey(
+                    seq, f.get("node"), f.get("organization"), f.get("old_public_key")
+                )
+            if old.ended_seq is None:
+                old.ended_seq = seq
+            self.log_node_keys.setdefault(
+                str(f["new_kid"]), _NodeKey(seq, f.get("node"), f.get("organization"), f.get("new_public_key"))
+            )
+        elif kind == "dataset_listed":
+            if not _count(f.get("row_count")):
+                raise ValueError(f"row_count {f.get('row_count')!r} is not a whole number")
+            self.row_counts[f.get("dataset")] = f["row_count"]
+
+    def _node_key_at(self, seq: int, kid: Any, node: Any, where: str) -> None:
+        """A receipt or batch signed with ``kid`` at ``seq``: the log must hold that key for that node then."""
+        logged = self.log_node_keys.get(str(kid))
+        header = self.raw_node_keys.get(str(kid))
+        if logged is None or logged.seq > seq:
+            self.report.fail(f"{where}: node key {kid!r} is not on the log before it (no node_enrolled entry)")
+        elif logged.ended_seq is not None and logged.ended_seq < seq:
+            self.report.fail(f"{where}: node key {kid!r} was rotated away at #{logged.ended_seq}")
+        elif logged.node != node:
+            self.report.fail(f"{where}: key {kid!r} belongs to node {logged.node!r} on the log, not {node!r}")
+        elif header is not None and base64.b64encode(header[0]).decode() != logged.public_key:
+            self.report.fail(f"{where}: the bundle header's key {kid!r} differs from the one on the log")
+
+    def node_keys_done(self) -> None:
+        """Every key the header offers must be one the log introduced, with the same bytes and owner."""
+        if not self.report.complete:
+            return  # a partial bundle carries the node entries of the keys its receipts use
+        for kid, (raw, org, node) in sorted(self.raw_node_keys.items()):
+            logged = self.log_node_keys.get(kid)
+            if logged is None:
+                self.report.fail(f"header node key {kid} ({node}) is not on the log")
+            elif base64.b64encode(raw).decode() != logged.public_key or (org, node) != (
+                logged.organization,
+                logged.node,
+            ):
+                self.report.fail(f"header node key {kid} differs from the one the log holds")
+
     # --- usage rights ------------------------------------------------------------------
     def rights_entry(self, seq: int, kind: str, f: dict[str, Any]) -> None:
         if kind == "right_granted":
@@ -348,8 +424,35 @@ class _Checker:
             if right is not None and right.ended_seq is None:
                 right.ended_seq = seq
 
+    def _metered(self, seq: int, f: dict[str, Any], where: str) -> tuple[int, int] | None:
+        """rows and records of a usage entry, each within the dataset's attested rows × the step's passes."""
+        rows, records, passes = f.get("rows"), f.get("records", 0), f.get("passes", 1)
+        if not isinstance(rows, int) or not isinstance(records, int) or not _count(rows) or not _count(records):
+            self.report.fail(f"{where}: rows {rows!r} and records {records!r} must be whole numbers")
+            return None
+        if type(passes) is not int or not 1 <= passes <= 10_000:
+            self.report.fail(f"{where}: passes {passes!r} is not a whole number in [1, 10000]")
+            return None
+        attested = self.row_counts.get(f.get("dataset"))
+        if attested is None:
+            self.report.fail(f"{where}: dataset {f.get('dataset')} has no attested row count on the log before it")
+            return rows, records
+        bound = attested * passes
+        if rows > bound or records > bound:
+            self.report.fail(
+                f"{where}: {rows} rows / {records} records exceed the dataset's attested {attested} rows × {passes}"
+            )
+        return rows, records
+
     def usage(self, seq: int, f: dict[str, Any]) -> None:
         where = f"usage #{seq}"
+        self._node_key_at(seq, f.get("kid"), f.get("node"), where)
+        metered = self._metered(seq, f, where)
+        if f.get("right") is None and f.get("preview") is True:
+            # A free overlap preview: PSI only, never charged, under no right.
+            if f.get("operation") != "psi" or f.get("free") is not True:
+                self.report.fail(f"{where}: a use without a right must be a free psi preview")
+            return
         right = self.rights.get(f.get("right"))
         if right is None:
             self.report.fail(f"{where} cites right {f.get('right')} with no earlier right_granted entry")
@@ -364,9 +467,57 @@ class _Checker:
                 self.report.fail(f"{where}: {name} {f.get(name)} differs from right {f['right']}'s")
         if f.get("operation") not in right.operations:
             self.report.fail(f"{where}: operation {f.get('operation')!r} is not permitted by right {f['right']}")
-        right.jobs.add(str(f.get("job")))
-        if self.scope_has_all_usage and right.quota is not None and len(right.jobs) > int(right.quota):
-            self.report.fail(f"{where}: right {f['right']} used by {len(right.jobs)} jobs, quota {right.quota}")
+        key = (str(f.get("job")), f.get("right"))
+        if key in self.settled:
+            self.report.fail(f"{where}: job {key[0]} was already settled at #{self.settled[key]}")
+        self.uses.setdefault(key, {})[seq] = metered or (0, 0)
+
+    def settlement(self, seq: int, f: dict[str, Any]) -> None:
+        """A job's settlement names exactly its uses of one right; only a delivered one charges, once."""
+        where = f"settlement #{seq}"
+        key = (str(f.get("job")), f.get("right"))
+        right = self.rights.get(f.get("right"))
+        if right is None:
+            self.report.fail(f"{where} cites right {f.get('right')} with no earlier right_granted entry")
+            return
+        for name in ("consumer", "dataset", "provider"):
+            if f.get(name) != getattr(right, name):
+                self.report.fail(f"{where}: {name} {f.get(name)} differs from right {f['right']}'s")
+        if key in self.settled:
+            self.report.fail(f"{where}: job {key[0]} was already settled at #{self.settled[key]}")
+            return
+        self.settled[key] = seq
+        cited = f.get("usage")
+        if not isinstance(cited, list) or not cited or not all(type(u) is int for u in cited):
+            self.report.fail(f"{where}: usage must list the usage entries it settles")
+            return
+        uses = self.uses.get(key, {})
+        if self.scope_has_all_usage:
+            for u in sorted(set(uses) - set(cited)):
+                self.report.fail(f"usage #{u} of job {key[0]} is outside its settlement #{seq}")
+        for u in cited:
+            if u not in uses and self.scope_has_all_usage:
+                self.report.fail(f"{where} cites #{u}, which is no earlier use of job {key[0]} under this right")
+            if u in self.charged:
+                self.report.fail(f"{where} charges usage #{u} a second time")
+        outcome = f.get("outcome")
+        if outcome == "delivered":
+            self.charged.update(cited)
+            rows = sum(uses[u][0] for u in cited if u in uses)
+            records = sum(uses[u][1] for u in cited if u in uses)
+            if self.scope_has_all_usage and (f.get("rows"), f.get("records")) != (rows, records):
+                self.report.fail(f"{where} charges {f.get('rows')} rows / {f.get('records')} records, its uses hold"
+                                 f" {rows} / {records}")  # fmt: skip
+            right.delivered += 1
+            if f.get("units") != 1 or (self.scope_has_all_usage and f.get("use") != right.delivered):
+                self.report.fail(f"{where}: a delivered job is use {right.delivered} of right {f['right']}, one unit")
+            if self.scope_has_all_usage and right.quota is not None and right.delivered > int(right.quota):
+                self.report.fail(f"{where}: right {f['right']} charged for {right.delivered} jobs, quota {right.quota}")
+        elif outcome in ("failed", "cancelled"):
+            if f.get("units") != 0 or f.get("use") is not None:
+                self.report.fail(f"{where}: a {outcome} job charges nothing")
+        else:
+            self.report.fail(f"{where}: unknown outcome {outcome!r}")
 
     def context(self, every_signature: bool) -> Context:
         return Context(
@@ -453,6 +604,10 @@ class _Sequence:
                 self.checker.usage(seq, facts)
             elif kind == BATCH_KIND:
                 self.checker.batch_entry(seq, facts)
+            elif kind == "settlement":
+                self.checker.settlement(seq, facts)
+            elif kind in ("node_enrolled", "key_rotated", "dataset_listed"):
+                self.checker.node_entry(seq, kind, facts)
             else:
                 self.checker.rights_entry(seq, kind, facts)
         except BAD_INPUT as exc:
@@ -543,6 +698,7 @@ def _verify(
         else:
             order.entries(outcome)
     checker.batches_done()
+    checker.node_keys_done()
     if report.complete and order.frontier.size != checker.tree_size:
         report.fail(f"complete bundle holds {order.frontier.size} entries, its checkpoint {checker.tree_size}")
     return report

@@ -210,7 +210,7 @@ def _period(request: Request) -> dict[str, Any]:
 
 
 class Bill(APIView):
-    """The consumer's running bill, line by line from ledger ``usage`` entries."""
+    """The consumer's running bill from ledger entries: purchases, settlements of delivered jobs, refunds."""
 
     permission_classes = [permissions.IsAuthenticated]
 
@@ -220,7 +220,7 @@ class Bill(APIView):
 
 
 class Revenue(APIView):
-    """The provider's revenue from ledger ``usage`` entries: gross, platform fee, net."""
+    """The provider's revenue from ledger settlements, purchases and refunds: gross, platform fee, net."""
 
     permission_classes = [permissions.IsAuthenticated]
 
@@ -245,8 +245,11 @@ def _statement_json(st: selectors.Statement) -> dict[str, Any]:
                 "job": li.job,
                 "right": li.right,
                 "rows": li.rows,
+                "records": li.records,
+                "usage_seqs": li.usage_seqs,
                 "counterparty": li.counterparty,
-                "amount": _money(li.amount),
+                "amount": _money(li.amount) if li.amount is not None else None,
+                "problem": li.problem,
             }
             for li in st.lines
         ],

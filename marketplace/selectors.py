@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -46,9 +47,12 @@ class ChargeLine:
     job: str
     right: int
     rows: int
-    amount: Money
+    amount: Money | None  # None: a ledger line this bill cannot price (``problem`` says why)
     counterparty: str
     plan: str
+    records: int = 0
+    usage_seqs: list[int] = field(default_factory=list)  # the usage entries a settlement charges
+    problem: str = ""
 
 
 @dataclass
@@ -65,6 +69,10 @@ class Statement:
     checkpoint_size: int | None = None  # the smallest signed checkpoint covering every line
 
     @property
+    def unpriced(self) -> list[ChargeLine]:
+        return [li for li in self.lines if li.amount is None]
+
+    @property
     def month_bars(self) -> list[tuple[str, str, int]]:
         """(month, amount text, width %) for a bar chart of the first currency."""
         if not self.totals:
@@ -75,7 +83,9 @@ class Statement:
         return [(m, v.format(), round(100 * abs(v.minor) / peak)) for m, v in values]
 
 
-CHARGED_KINDS = ("right_granted", "usage", "refund")
+# A use is charged by its job's ``settlement`` entry, never by the ``usage`` entry itself:
+# only a job that delivered its output to the consumer is paid for (decision 0009).
+CHARGED_KINDS = ("right_granted", "settlement", "refund")
 
 
 def _add(bucket: dict[str, dict[str, Money]], key: str, amount: Money) -> None:
@@ -83,11 +93,49 @@ def _add(bucket: dict[str, dict[str, Money]], key: str, amount: Money) -> None:
     bucket[key][cur] = bucket[key].get(cur, Money.zero(cur)) + amount
 
 
+def _job_id(value: object) -> str:
+    """A job id a page can link to; anything else in a historical line is left out."""
+    try:
+        return str(uuid.UUID(str(value))) if value else ""
+    except ValueError:
+        return ""
+
+
+class _Unpriceable(ValueError):
+    pass
+
+
+def _count(payload: dict[str, object], name: str) -> int:
+    value = payload.get(name, 0)
+    if type(value) is not int or value < 0:
+        raise _Unpriceable(f"{name} {value!r} is not a whole number")
+    return value
+
+
+def _price(e: LedgerEntry, plan: billing.Plan) -> tuple[str, int] | None:
+    """(line kind, minor units) of one charged entry, None if it charges nothing."""
+    p = e.payload
+    if e.kind == "right_granted":
+        minor = _count(p, "charge_minor")
+        return ("purchase", minor) if minor else None
+    if e.kind == "settlement":
+        if p.get("outcome") != "delivered":
+            return None  # a failed or cancelled job: its uses are on the ledger, not on the bill
+        use = p.get("use")
+        if type(use) is not int or use < 1:
+            raise _Unpriceable(f"use {use!r} is not a positive whole number")
+        minor = billing.usage_charge(plan, nth_use=use, rows=_count(p, "rows"), records=_count(p, "records"))
+        return "usage", minor
+    return "refund", -_count(p, "amount_minor")
+
+
 def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> Statement:
     """Charges from ledger entries at the plan copied into each order, never today's price.
 
-    Purchases (prepaid bundles, period fees), uses (metered per plan) and refunds each
-    come from their own ledger entry, so every line can be proved against a checkpoint.
+    Purchases (prepaid bundles, period fees), delivered uses (a job's settlement, metered
+    per plan) and refunds each come from their own ledger entry, so every line can be
+    proved against a checkpoint. A historical entry that cannot be priced is listed with
+    its ledger number and the reason, and left out of the totals: a bill never fails.
     """
     rows = list(entries.filter(kind__in=CHARGED_KINDS).order_by("seq"))
     right_ids = {e.right_id for e in rows}
@@ -100,52 +148,40 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
     by_party: dict[str, dict[str, Money]] = defaultdict(dict)
     by_plan: dict[str, dict[str, Money]] = defaultdict(dict)
     by_month: dict[str, dict[str, Money]] = defaultdict(dict)
-    # A use's rank within its right (subscription overage) counts every earlier use of
-    # that right, including those before the period being reported.
-    uses: dict[int, int] = defaultdict(int)
-    first_use: dict[int, int] = {}
-    for e in rows:
-        if e.kind == "usage" and e.right_id is not None:
-            first_use.setdefault(e.right_id, e.seq)
-    for right_id, seq in first_use.items():
-        uses[right_id] = LedgerEntry.objects.filter(kind="usage", right_id=right_id, seq__lt=seq).count()
     for e in rows:
         order = orders.get(e.right_id)
         if order is None:
             continue
         plan = billing.Plan(**order.plan_snapshot)  # type: ignore[arg-type]
-        if e.kind == "right_granted":
-            minor, kind = int(e.payload.get("charge_minor", 0)), "purchase"
-        elif e.kind == "usage":
-            uses[e.right_id] += 1
-            minor = billing.usage_charge(
-                plan,
-                nth_use=uses[e.right_id],
-                rows=int(e.payload.get("rows", 0)),
-                records=int(e.payload.get("records", 0)),
-            )
-            kind = "usage"
-        else:
-            minor, kind = -int(e.payload["amount_minor"]), "refund"
-        if minor == 0 and kind != "usage":
-            continue
-        amount = Money(minor, plan.currency)
         name = order.offer.dataset.name
-        other = orgs.get(e.payload.get(counterparty_of) or getattr(e, f"{counterparty_of}_id"), "?")
-        statement.lines.append(
-            ChargeLine(
-                e.seq,
-                e.integrated_at,
-                kind,
-                name,
-                e.payload.get("job", ""),
-                e.right_id or 0,
-                int(e.payload.get("rows", 0)),
-                amount,
-                other,
-                plan.kind,
-            )
+        other = orgs.get(getattr(e, f"{counterparty_of}_id"), "?")
+        usage_seqs = e.payload.get("usage") if e.kind == "settlement" else []
+        line = ChargeLine(
+            e.seq,
+            e.integrated_at,
+            "usage" if e.kind == "settlement" else e.kind,
+            name,
+            _job_id(e.payload.get("job")),
+            e.right_id or 0,
+            0,
+            None,
+            other,
+            plan.kind,
+            usage_seqs=list(usage_seqs) if isinstance(usage_seqs, list) else [],
         )
+        try:
+            priced = _price(e, plan)
+            if priced is None:
+                continue
+            line.kind, minor = priced
+            if e.kind == "settlement":
+                line.rows, line.records = _count(e.payload, "rows"), _count(e.payload, "records")
+            amount = line.amount = Money(minor, plan.currency)
+        except (_Unpriceable, ValueError, TypeError, KeyError) as exc:
+            line.problem = f"cannot be priced: {exc}"
+            statement.lines.append(line)
+            continue
+        statement.lines.append(line)
         cur = amount.currency
         statement.totals[cur] = statement.totals.get(cur, Money.zero(cur)) + amount
         _add(by_dataset, name, amount)

@@ -81,6 +81,21 @@ def node_enrol(*, opened: Opened) -> Node:
                 },
                 provider_id=node.organization_id,
             )
+        elif not node.kid:
+            # The node's key goes on the signed log: the offline verifier takes node keys
+            # from these entries (and key_rotated), never from the hub's live tables.
+            entry_append(
+                kind="node_enrolled",
+                event_id=f"node_enrolled:{node.slug}:{opened.kid}",
+                payload={
+                    "node": node.slug,
+                    "organization": node.organization_id,
+                    "kid": opened.kid,
+                    "public_key": body["public_key"],
+                    "enrolment_digest": opened.digest,
+                },
+                provider_id=node.organization_id,
+            )
         node.public_key = body["public_key"]
         node.kid = opened.kid
         node.enrolment_token_hash = ""

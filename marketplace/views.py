@@ -155,6 +155,7 @@ def _csv(statement: selectors.Statement, filename: str) -> HttpResponse:
             "rows",
             "amount_minor",
             "currency",
+            "problem",
         ]
     )
     for li in statement.lines:
@@ -169,8 +170,9 @@ def _csv(statement: selectors.Statement, filename: str) -> HttpResponse:
                 li.job,  # type: ignore[attr-defined]
                 li.right,
                 li.rows,
-                li.amount.minor,
-                li.amount.currency,
+                li.amount.minor if li.amount else "",
+                li.amount.currency if li.amount else "",
+                li.problem,
             ]
         )
     return response

@@ -92,57 +92,78 @@ def broker_clean() -> None:
         redis.Redis.from_url(url).flushdb()
 
 
-@pytest.fixture
-def workers(tdemo, broker_clean, tmp_path) -> Iterator[dict[str, Path]]:  # type: ignore[no-untyped-def]
-    """Real processes: one hub worker and one worker per demo node."""
-    if not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")):
-        pytest.fail("end-to-end tests need CELERY_BROKER_URL set to a real broker (make test does it)")
-    env = _worker_env()
-    logs: dict[str, Path] = {}
-    procs = []
-    hub_log = tmp_path / "hub.log"
-    procs.append(
-        _start(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "hub",
-                "-n",
-                f"hub-{os.getpid()}@%h",
-                "--pool=threads",
-                "--concurrency=4",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel=INFO",
-            ],
-            env,
-            hub_log,
-        )
-    )
-    logs["hub"] = hub_log
-    for slug in NODES:
-        node_env = dict(env, USUFRUCT_NODE_SLUG=slug, USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / slug))
-        node_env.pop("DATABASE_URL")  # a node has no business with the hub database
-        log = tmp_path / f"{slug}.log"
-        procs.append(_start([sys.executable, "-m", "compute.node", "worker"], node_env, log))
-        logs[slug] = log
-    try:
-        _wait_ready(list(logs.values()), procs)
-        yield logs
-    finally:
-        for proc in procs:
+class Processes:
+    """The federation's worker processes: one hub worker and one worker per demo node.
+
+    ``start``, ``kill`` (SIGKILL, as a crash) and ``restart`` act on one of them by name; a
+    node may be started from another module (a tampering node built on the real one).
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.env = _worker_env()
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self.starts: dict[str, int] = {}
+
+    def _command(self, name: str, module: str) -> tuple[list[str], dict[str, str]]:
+        if name == "hub":
+            cmd = [
+                sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "hub",
+                "-n", f"hub-{os.getpid()}@%h", "--pool=threads", "--concurrency=4",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+            ]  # fmt: skip
+            return cmd, self.env
+        env = dict(self.env, USUFRUCT_NODE_SLUG=name, USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / name))
+        env.pop("DATABASE_URL")  # a node has no business with the hub database
+        return [sys.executable, "-m", module, "worker"], env
+
+    def start(self, name: str, module: str = "compute.node", wait: bool = True) -> None:
+        self.starts[name] = self.starts.get(name, 0) + 1
+        log = self.tmp_path / f"{name}.{self.starts[name]}.log"
+        cmd, env = self._command(name, module)
+        self.procs[name] = _start(cmd, env, log)
+        self.logs[name] = log
+        if wait:
+            _wait_ready([log], [self.procs[name]])
+
+    def wait_ready(self) -> None:
+        _wait_ready([self.logs[n] for n in self.procs], list(self.procs.values()))
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=15)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
             proc.terminate()
-        for proc in procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def processes(tdemo, broker_clean, tmp_path) -> Iterator[Processes]:  # type: ignore[no-untyped-def]
+    """Worker processes started by the test itself (see ``workers`` for all of them at once)."""
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")):
+        pytest.fail("end-to-end tests need CELERY_BROKER_URL set to a real broker (make test does it)")
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture
+def workers(processes) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """Real processes: one hub worker and one worker per demo node."""
+    for name in ("hub", *NODES):
+        processes.start(name, wait=False)
+    processes.wait_ready()
+    return processes.logs
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):  # type: ignore[no-untyped-def]

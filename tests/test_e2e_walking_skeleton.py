@@ -91,7 +91,11 @@ def test_stats_job_runs_on_provider_nodes_and_is_billed_from_the_ledger(workers)
 
     bill = bank.get("/api/billing/bill/").json()
     assert bill["totals"] == [{"amount_minor": 350, "currency": "EUR", "display": "3.50 EUR"}]
-    assert sorted(bill["ledger_seqs"]) == sorted(e.seq for e in usage)
+    # Charged by the job's settlements, one per right, each naming the usage entry it charges.
+    settlements = list(LedgerEntry.objects.filter(kind="settlement").order_by("seq"))
+    assert sorted(bill["ledger_seqs"]) == [s.seq for s in settlements]
+    assert sorted(s.payload["usage"] for s in settlements) == sorted([e.seq] for e in usage)
+    assert all(s.payload["outcome"] == "delivered" and s.payload["use"] == 1 for s in settlements)
     revenue = api_for("acme").get("/api/billing/revenue/").json()
     assert revenue["totals"][0]["amount_minor"] == 150
     assert revenue["nets"][0]["amount_minor"] == 135  # 10 % platform fee
@@ -183,7 +187,7 @@ def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_pat
     from compute import services as compute
     from ledger import bundle, services
     from tests.conftest import run_verifier
-    from tests.ledger.conftest import use
+    from tests.ledger.conftest import forge_usage
 
     bank = api_for("bank")
     offers = {d["node"]: d["offers"][0] for d in bank.get("/api/datasets/").json()["results"]}
@@ -214,7 +218,7 @@ def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_pat
     # the hub notes it and leaves it out, and acme's later receipts are batched again.
     from ledger.models import RefusedReceipt
 
-    unknown = use(UsageRight.objects.get(id=rights[0]))
+    unknown = forge_usage(UsageRight.objects.get(id=rights[0]))
     assert compute.attestations_request() == 1
     assert wait_for(lambda: RefusedReceipt.objects.filter(seq=unknown.seq, node="acme").exists(), timeout=30)
     assert "node acme refused to attest receipts" in workers["hub"].read_text()

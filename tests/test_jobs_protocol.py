@@ -102,13 +102,22 @@ def test_redelivered_and_replayed_messages_change_nothing(bank_api) -> None:  # 
     _deliver(job, "keygen")
     (out,) = _outbox(job, "partial")
     (reply,) = handle_step(node("acme"), out.envelope)
-    assert handle_step(node("acme"), out.envelope) == []  # the node ignores a redelivered step
+    # A redelivered step gets the very reply the node sealed the first time: nothing is computed
+    # or signed again, and the hub takes it as the duplicate it is.
+    assert handle_step(node("acme"), out.envelope) == [reply]
     assert services.message_receive(wire=reply) == "advanced"
     entries = LedgerEntry.objects.count()
     assert services.message_receive(wire=copy.deepcopy(reply)) == "duplicate"
     assert LedgerEntry.objects.count() == entries
+    assert handle_step(node("acme"), out.envelope) == [reply]  # and again after the hub has it
+    assert services.message_receive(wire=handle_step(node("acme"), out.envelope)[0]) == "duplicate"
     right = UsageRight.objects.get(job_parties__job=job)
+    assert (right.quota_used, right.quota_reserved) == (0, 1)  # used, not yet delivered: still reserved
+    _deliver(job, "decrypt")
+    right.refresh_from_db()
     assert (right.quota_used, right.quota_reserved) == (1, 0)
+    assert LedgerEntry.objects.filter(kind="usage").count() == 1
+    assert LedgerEntry.objects.filter(kind="settlement", payload__outcome="delivered").count() == 1
 
 
 def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_api) -> None:  # type: ignore[no-untyped-def]

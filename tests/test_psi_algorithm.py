@@ -232,7 +232,7 @@ def test_without_noise_the_estimate_is_the_true_overlap() -> None:
     ]
     exchange = trace[1]
     assert exchange[2]["dataset"] == "customers" and exchange[2]["id_column"] == "cid"
-    assert exchange[4] == 80  # metering: the provider's distinct IDs
+    assert exchange[4] == 81  # metering: the rows of the provider's file it read (80 IDs, one of them twice)
     assert job.state == {"phase": "done"}  # tag sets and counts are gone
     assert all(n.state == {} for n in nodes.values())
     canonical([t[2:4] for t in trace])  # every message body is signable JSON
@@ -427,7 +427,10 @@ def test_nodes_refuse_what_their_policy_or_the_input_does_not_allow(monkeypatch:
     assert refusal(algo, provider, "psi_exchange", {**exchange, "id_column": "nope"}) == "no_column"
     assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": elements[:2]}) == "group_too_small"
     small = FakeNode("acme", provider.rows, min_group=6)
-    assert refusal(algo, small, "psi_exchange", {**exchange, "elements": elements * 2}) == "group_too_small"
+    # One list padded with copies: the group is its distinct IDs, and a repeat is refused outright.
+    assert refusal(algo, small, "psi_exchange", {**exchange, "elements": elements * 2}) == "repeated_ids"
+    target = dh_group.encode(dh_group.hash_to_group("the one person asked about"))
+    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": [target] * 20}) == "repeated_ids"
     order_two = format(dh_group.P - 1, "0512x")
     assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": [order_two, *elements]}) == "bad_elements"
     assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": "x"}) == "bad_elements"
@@ -444,7 +447,10 @@ def test_the_hub_rejects_out_of_order_foreign_or_malformed_results() -> None:
         algo.on_result(job, "psi_blind", "provider:7", {"elements": [element]})
     with pytest.raises(ValueError, match="malformed"):
         algo.on_result(job, "psi_blind", "consumer", {"elements": [element[:-1]]})
-    algo.on_result(job, "psi_blind", "consumer", {"elements": [element, element]})
+    with pytest.raises(ValueError, match="repeats an element"):  # the hub counts distinct elements
+        algo.on_result(job, "psi_blind", "consumer", {"elements": [element, element]})
+    other = dh_group.encode(dh_group.hash_to_group("y"))
+    algo.on_result(job, "psi_blind", "consumer", {"elements": [element, other]})
     with pytest.raises(ValueError, match="another length"):
         algo.on_result(job, "psi_exchange", "provider:7", {"peer_tags": ["0" * 32], "elements": [element]})
     with pytest.raises(ValueError, match="tags"):

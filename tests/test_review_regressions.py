@@ -131,12 +131,22 @@ def test_subscription_overage_counts_uses_before_the_period(demo) -> None:  # ty
     from ledger.services import entry_append
 
     consumer_id = UsageRight.objects.get(id=right["id"]).consumer_id
-    for i in range(3):
+    for i in range(3):  # three delivered jobs, settled as compute settles them
         entry_append(
-            kind="usage",
-            event_id=f"u{i}",
+            kind="settlement",
+            event_id=f"s{i}",
             producer_time=timezone.now(),
-            payload={"job": f"j{i}", "order": right["order"], "rows": 1, "units": 1, "right": right["id"]},
+            payload={
+                "job": f"j{i}",
+                "order": right["order"],
+                "outcome": "delivered",
+                "usage": [i],
+                "rows": 1,
+                "records": 1,
+                "units": 1,
+                "use": i + 1,
+                "right": right["id"],
+            },
             consumer_id=consumer_id,
             provider_id=acme.organization_id,
             dataset_id=acme.id,
@@ -144,7 +154,7 @@ def test_subscription_overage_counts_uses_before_the_period(demo) -> None:  # ty
         )
     # The first two uses happened "last month": integrated_at is immutable, so move the
     # period boundary instead — a bill from the third use's seq on must still charge it.
-    third = LedgerEntry.objects.filter(kind="usage").order_by("-seq").first()
+    third = LedgerEntry.objects.filter(kind="settlement").order_by("-seq").first()
     all_lines = api_for("bank").get("/api/billing/bill/").json()["lines"]
     assert [li["amount"]["amount_minor"] for li in all_lines if li["kind"] == "usage"] == [0, 0, 500]
     from marketplace import selectors

@@ -99,6 +99,13 @@ class Progress:
 class StepResult:
     body: dict[str, Any]
     rows: int | None = None  # rows of the provider dataset this step touched (for receipts)
+    records: int | None = None  # records the step used (aggregated, matched, scored): per-record plans
+
+
+# A receipt's ``rows`` and ``records`` may not exceed the dataset's attested row count times
+# the passes a step makes over it (one for every step so far); the hub and the offline
+# verifier both hold a receipt to this bound (docs/decisions/0009-metering.md).
+ONE_PASS = 1
 
 
 class NodeContext(Protocol):
@@ -134,6 +141,10 @@ class Algorithm(Protocol):
     def on_result(self, job: JobView, step: str, party: str, body: dict[str, Any]) -> Progress: ...
 
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult: ...
+
+    def passes(self, params: dict[str, Any], step: str) -> int:
+        """How many times ``step`` may read each row of a provider's dataset (the metering bound)."""
+        ...
 
 
 REGISTRY: dict[str, Algorithm] = {}

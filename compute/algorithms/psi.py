@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
+    ONE_PASS,
     DatasetInfo,
     JobView,
     NodeContext,
@@ -68,6 +69,9 @@ class Psi:
         # exponents and shuffles. Both default to the operating system's CSPRNG.
         self.rng = rng if rng is not None else _SYSTEM_RANDOM
         self.node_rng = node_rng if node_rng is not None else _SYSTEM_RANDOM
+
+    def passes(self, params: dict[str, Any], step: str) -> int:
+        return ONE_PASS  # ``psi_exchange`` reads each row once
 
     def privacy_epsilon(self, params: dict[str, Any]) -> float:
         """The ε a paid job releases (a free preview has no right to charge)."""
@@ -123,7 +127,11 @@ class Psi:
         phase = job.state.get("phase")
         if step == "psi_blind" and phase == "blind" and party == job.consumer.key:
             elements = _relayed_elements(body["elements"])
+            _distinct(elements, "the consumer's blinded list")
             (provider,) = job.providers
+            floor = int((provider.grant or {}).get("min_group_size", 1))
+            if len(elements) < floor:
+                raise ValueError(f"the consumer's list has fewer distinct IDs than the minimum group size {floor}")
             job.state = {"phase": "exchange", "consumer_count": len(elements)}
             args = {"dataset": provider.dataset_local, "id_column": job.params["provider_id_column"]}
             return Progress(sends=[Send(provider.key, "psi_exchange", {**args, "elements": elements})], percent=30)
@@ -132,6 +140,7 @@ class Psi:
             if len(peer_tags) != job.state["consumer_count"]:
                 raise ValueError("the provider re-blinded a list of another length")
             own = _relayed_elements(body["elements"])
+            _distinct(own, "the provider's blinded list")
             job.state = {**job.state, "phase": "finish", "provider_count": len(own), "peer_tags": peer_tags}
             return Progress(sends=[Send(job.consumer.key, "psi_finish", {"elements": own})], percent=65)
         if step == "psi_finish" and phase == "finish" and party == job.consumer.key:
@@ -150,7 +159,7 @@ class Psi:
         if step == "psi_blind":
             if ctx.state_get(STATE):
                 raise StepRefused("step_repeated", "this node already blinded its IDs for the job")
-            ids = _local_ids(ctx, body["dataset"], body["id_column"])
+            ids, _ = _local_ids(ctx, body["dataset"], body["id_column"])
             a = dh_group.random_exponent(self.node_rng)
             blinded = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), a)
             self.node_rng.shuffle(blinded)
@@ -158,18 +167,26 @@ class Psi:
             return StepResult({"elements": [dh_group.encode(x) for x in blinded]})
         if step == "psi_exchange":
             peer = _received(body["elements"])
+            # Distinct elements, not list entries: one target ID blinded twenty times is a
+            # group of one, and would turn the overlap into a membership test.
+            if len(set(peer)) != len(peer):
+                raise StepRefused("repeated_ids", "the other list repeats an ID")
             if len(peer) < ctx.min_group_size:
                 raise StepRefused(
                     "group_too_small",
                     f"the other list has fewer IDs than the minimum group size {ctx.min_group_size}",
                 )
-            ids = _local_ids(ctx, body["dataset"], body["id_column"])
+            ids, rows_read = _local_ids(ctx, body["dataset"], body["id_column"])
             b = dh_group.random_exponent(self.node_rng)
             peer_tags = [dh_group.tag(x) for x in dh_group.power_all(peer, b)]
             own = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), b)
             self.node_rng.shuffle(peer_tags)
             self.node_rng.shuffle(own)
-            return StepResult({"peer_tags": peer_tags, "elements": [dh_group.encode(x) for x in own]}, rows=len(ids))
+            return StepResult(
+                {"peer_tags": peer_tags, "elements": [dh_group.encode(x) for x in own]},
+                rows=rows_read,
+                records=len(ids),
+            )
         if step == "psi_finish":
             stored = ctx.state_get(STATE)
             if not stored:
@@ -182,10 +199,11 @@ class Psi:
         raise StepRefused("unknown_step", f"psi has no step {step!r}")
 
 
-def _local_ids(ctx: NodeContext, dataset: str, column: str) -> list[str]:
-    """The distinct, non-blank IDs of a local dataset, in file order; refuses what policy forbids."""
+def _local_ids(ctx: NodeContext, dataset: str, column: str) -> tuple[list[str], int]:
+    """The distinct, non-blank IDs of a local dataset, in file order, and the rows read; refuses what policy forbids."""
     seen: dict[str, None] = {}
-    for row in ctx.load_rows(dataset):
+    rows = ctx.load_rows(dataset)
+    for row in rows:
         if column not in row:
             raise StepRefused("no_column", f"no column {column!r} in the local dataset")
         value = (row[column] or "").strip()  # a short CSV row gives None
@@ -195,7 +213,7 @@ def _local_ids(ctx: NodeContext, dataset: str, column: str) -> list[str]:
                 raise StepRefused("too_many_ids", f"more than {MAX_IDS:,} IDs; split the list")
     if len(seen) < ctx.min_group_size:
         raise StepRefused("group_too_small", f"fewer IDs than the minimum group size {ctx.min_group_size}")
-    return list(seen)
+    return list(seen), len(rows)
 
 
 def _received(values: Any) -> list[int]:
@@ -211,6 +229,12 @@ def _relayed_elements(values: Any) -> list[str]:
     if not all(dh_group.is_encoded_element(v) for v in values):
         raise ValueError("malformed group element")
     return values
+
+
+def _distinct(elements: list[str], what: str) -> None:
+    """The hub counts distinct blinded elements: an honest node blinds each distinct ID once."""
+    if len(set(elements)) != len(elements):
+        raise ValueError(f"{what} repeats an element")
 
 
 def _tags(values: Any) -> list[str]:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
+    ONE_PASS,
     DatasetInfo,
     JobView,
     NodeContext,
@@ -155,6 +156,9 @@ class Stats:
             return Progress(outputs=outputs, percent=100)
         raise ValueError(f"stats has no step {step!r}")
 
+    def passes(self, params: dict[str, Any], step: str) -> int:
+        return ONE_PASS  # ``partial`` reads each row once
+
     rng: Any = secrets.SystemRandom()
 
     def _add_noise(self, public: Any, summed: dict[str, str], epsilon: float, bounds: list[float]) -> dict[str, str]:
@@ -216,7 +220,7 @@ class Stats:
             "sum": paillier.encrypt_int(public, sum(fixed)),
             "sumsq": paillier.encrypt_int(public, sum(squares)),
         }
-        return StepResult(out, rows=len(rows))
+        return StepResult(out, rows=len(rows), records=len(values))
 
 
 def summarise(count: int, total_fixed: int, sumsq_fixed: int) -> dict[str, Any]:

@@ -65,16 +65,38 @@ class LocalContext:
             shutil.rmtree(job_dir, ignore_errors=True)
 
 
-def _seen(config: NodeConfig, nonce: str) -> bool:
-    """Record a nonce; True if it was already recorded (a redelivery or replay)."""
-    seen = config.state_dir / "seen"
-    seen.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(seen / nonce, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return True
-    os.close(fd)
-    return False
+def _reply_path(config: NodeConfig, nonce: Any) -> Path | None:
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= 64 or not nonce.isalnum():
+        return None  # the hub's nonces are hex; anything else gets no file name
+    return config.state_dir / "replies" / f"{nonce}.json"
+
+
+def _stored_reply(config: NodeConfig, nonce: Any) -> dict[str, Any] | None:
+    """The reply this node already sealed for a step, if any (a redelivery or a replay)."""
+    path = _reply_path(config, nonce)
+    if path is None or not path.exists():
+        return None
+    stored: dict[str, Any] = json.loads(path.read_text())
+    return stored
+
+
+def _store_reply(config: NodeConfig, nonce: Any, reply: dict[str, Any]) -> None:
+    """Keep the sealed reply before it leaves: a step delivered again gets the same answer.
+
+    Written atomically and synced, so a node killed at any point either has no reply for the
+    nonce (and computes the step again) or the whole one it may already have sent.
+    """
+    path = _reply_path(config, nonce)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(reply, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) -> dict[str, Any]:
@@ -99,7 +121,9 @@ def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) ->
 def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]]:
     """Process one hub → node message; return the signed messages to send to the hub.
 
-    A replayed or redelivered step returns nothing: the first delivery already answered.
+    A redelivered or replayed step gets the reply sealed the first time, sent again: the
+    hub takes one answer per step, so a node that crashed after answering (or before its
+    answer left) never stalls a job. A step is computed again only if no reply was kept.
     Refusals are answered with a signed ``refused`` message so the job fails cleanly.
     """
     try:
@@ -112,15 +136,22 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
         log.warning("node %s dropped a message: %s (%s)", config.slug, exc, exc.code)
         return []
     payload = opened.payload
-    if _seen(config, payload["nonce"]):
-        log.info("node %s ignored a redelivered step %s", config.slug, payload["nonce"])
-        return []
+    stored = _stored_reply(config, payload["nonce"])
+    if stored is not None:
+        log.info("node %s answered a redelivered step %s again", config.slug, payload["nonce"])
+        return [stored]
+    sealed = _seal_reply(config, payload, _answer(config, opened))
+    _store_reply(config, payload["nonce"], sealed)
+    return [sealed]
+
+
+def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
+    payload = opened.payload
     job, step = payload["job"], payload["step"]
     body = payload["body"]
     if step == "attest" and job == "":
-        return [_seal_reply(config, payload, attest_receipts(config, body, in_reply_to=opened.digest))]
+        return attest_receipts(config, body, in_reply_to=opened.digest)
     reply: dict[str, Any]
-    receipt = None
     try:
         algorithm = get_algorithm(body["algorithm"])
         if not config.policy.get("operations") or not any(
@@ -142,14 +173,13 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
         result = algorithm.node_step(ctx, step, body["args"])
         reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}
         if grant is not None:
-            receipt = sign_receipt(config, payload, grant, algorithm.operation, result.rows)
-            reply["receipt"] = receipt
+            reply["receipt"] = sign_receipt(config, payload, grant, algorithm.operation, result.rows, result.records)
     except StepRefused as exc:
         reply = {"status": "refused", "code": exc.code, "reason": str(exc), "in_reply_to": opened.digest}
     except Exception as exc:  # a bug or bad data must fail the job, not hang it
         log.exception("node %s failed step %s of job %s", config.slug, step, job)
         reply = {"status": "error", "code": "node_error", "reason": str(exc)[:500], "in_reply_to": opened.digest}
-    return [_seal_reply(config, payload, {"party": body["party"], **reply})]
+    return {"party": body["party"], **reply}
 
 
 def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +295,7 @@ def sign_receipt(
     grant: dict[str, Any],
     operation: str,
     rows: int | None,
+    records: int | None = None,
 ) -> dict[str, Any]:
     """The node's signed statement of a use: what ran, on which dataset, under which right."""
     receipt = {
@@ -278,6 +309,7 @@ def sign_receipt(
         "consumer": grant["consumer"],
         "operation": operation,
         "rows": rows or 0,
+        "records": records or 0,
         "request": payload["nonce"],
         "at": envelope.format_time(envelope.utcnow()),
     }

@@ -14,7 +14,17 @@ from compute.protocol import envelope, keys
 from ledger import services
 from ledger.models import LedgerEntry
 from marketplace.models import Node, Offer, UsageRight
+from tests import federation
 from tests.conftest import api_for
+
+
+def _acme_rows() -> str:
+    from compute import demo_data
+
+    return f'"rows":{len(demo_data.generate()["acme"])}'
+
+
+ACME_ROWS = _acme_rows()  # how the first ``rows`` field of an honest acme usage body reads
 
 
 def node_key(slug: str):  # type: ignore[no-untyped-def]
@@ -33,16 +43,23 @@ def buy(consumer: str = "bank", node: str = "acme", key: str | None = None) -> U
     return UsageRight.objects.get(order_id=r.json()["id"])
 
 
-def use(
+def use(right: UsageRight) -> LedgerEntry:
+    """The usage entry of one delivered job on ``right``, metered by compute's real path."""
+    return federation.use(right)
+
+
+def forge_usage(
     right: UsageRight,
     *,
     job: str | None = None,
-    step: str = "s1",
+    step: str = "partial",
     operation: str = "stats",
     at: datetime | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> LedgerEntry:
-    """A usage entry as compute records it: the provider node's signed receipt inside."""
+    """A usage entry written by hand, as a dishonest hub (or a hub that skipped its checks)
+    would: the node's key signs whatever receipt the test wants. For the verifier's
+    negative cases only; honest fixtures come from :func:`use`."""
     node = Node.objects.get(datasets=right.dataset)
     job = job or str(uuid.uuid4())
     receipt = {
@@ -53,9 +70,10 @@ def use(
         "node": node.slug,
         "dataset": right.dataset_id,
         "right": right.id,
-        "consumer": right.consumer_id,
+        "consumer": right.consumer.slug,
         "operation": operation,
         "rows": 120,
+        "records": 120,
         "request": uuid.uuid4().hex,
         "at": envelope.format_time(at or datetime.now(UTC)),
     }
@@ -70,7 +88,9 @@ def use(
         "provider": right.dataset.organization_id,
         "operation": operation,
         "rows": 120,
-        "units": 1,
+        "records": 120,
+        "round": 0,
+        "passes": 1,
         "receipt": wire,
         **(overrides or {}),
     }
@@ -116,7 +136,7 @@ def world(demo) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     acme = buy(node="acme")
     first = services.checkpoint_create()
     taxco = buy(node="taxco")
-    usages = [use(acme), use(acme), use(taxco), use(acme, step="s2")]
+    usages = [use(acme), use(acme), use(taxco), use(acme)]
     second = services.checkpoint_create()
     return {"acme": acme, "taxco": taxco, "usages": usages, "checkpoints": [first, second]}
 

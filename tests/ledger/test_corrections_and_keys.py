@@ -43,9 +43,9 @@ def test_rotation_is_recorded_and_bundles_verify_across_it(world, own_hub_key, d
         entry = services.hub_key_rotate()
     assert entry.hub_kid == old_kid and entry.payload["new_kid"] == hub_kid() != old_kid
     assert (own_hub_key.parent / f"hub.pem.retired-{old_kid}").exists()
-    from tests.ledger.conftest import use
+    from tests.ledger.conftest import forge_usage
 
-    later = use(world["acme"])
+    later = forge_usage(world["acme"])  # the nodes still pin the old hub key: an entry as the hub writes it
     assert later.hub_kid == hub_kid()
     services.checkpoint_create()
     report = verify_lines(list(bundle.bundle_lines()), log_keys=[old_vkey, services.log_vkey()])

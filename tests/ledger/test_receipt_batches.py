@@ -27,7 +27,7 @@ from ledger.models import LedgerEntry, RefusedReceipt
 from ledger.verify import verify_lines
 from marketplace.models import Node
 
-from .conftest import attest_as_node, edit_entry, node_key, receipt_attestation, use
+from .conftest import ACME_ROWS, attest_as_node, edit_entry, forge_usage, node_key, receipt_attestation, use
 
 pytestmark = pytest.mark.django_db
 
@@ -331,7 +331,7 @@ def test_a_forged_receipt_outside_any_batch_is_still_caught(world) -> None:  # t
     attest_as_node("acme")
     receipt = dict(world["usages"][0].payload["receipt"])
     receipt["payload"] = {**receipt["payload"], "rows": 1, "job": "never-ran"}  # the node never signed this
-    use(world["acme"], job="never-ran", overrides={"receipt": receipt, "rows": 1})
+    forge_usage(world["acme"], job="never-ran", overrides={"receipt": receipt, "rows": 1})
     found = check(export()).failures
     assert any("node receipt: signature does not verify" in f for f in found), found
 
@@ -373,12 +373,12 @@ def test_crafted_bundles_fail_cleanly_instead_of_crashing(world) -> None:  # typ
     seq = world["usages"][0].seq
 
     bodies = {
-        "huge number": lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":1e999', 1)),
+        "huge number": lambda i: i.update(body=i["body"].replace(ACME_ROWS, '"rows":1e999', 1)),
         "deep nesting": lambda i: i.update(
-            body=i["body"].replace('"rows":120', '"rows":' + "[" * 100000 + "]" * 100000, 1)
+            body=i["body"].replace(ACME_ROWS, '"rows":' + "[" * 100000 + "]" * 100000, 1)
         ),
-        "lone surrogate": lambda i: i.update(body=i["body"].replace('"step":"s1"', '"step":"\\ud800"', 1)),
-        "big receipt number": lambda i: i.update(body=i["body"].replace('"rows":120', f'"rows":{2**60}')),
+        "lone surrogate": lambda i: i.update(body=i["body"].replace('"step":"partial"', '"step":"\\ud800"', 1)),
+        "big receipt number": lambda i: i.update(body=i["body"].replace(ACME_ROWS, f'"rows":{2**60}')),
     }
     for what, fn in bodies.items():
         report = check(edit_entry(lines, seq, fn))

@@ -18,7 +18,7 @@ from ledger.models import LedgerEntry
 from ledger.verify import verify_file, verify_lines
 from tests.conftest import ROOT
 
-from .conftest import buy, edit_entry, later, use
+from .conftest import ACME_ROWS, buy, edit_entry, forge_usage, later, use
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def test_altered_payload_is_detected(world) -> None:  # type: ignore[no-untyped-
     seq = world["usages"][0].seq
 
     def bump(item):  # type: ignore[no-untyped-def]
-        item["body"] = item["body"].replace('"rows":120', '"rows":12')
+        item["body"] = item["body"].replace(ACME_ROWS, '"rows":12')
 
     for lines in (export(), export(dataset_id=world["acme"].dataset_id)):
         found = failures(edit_entry(lines, seq, bump))
@@ -84,7 +84,7 @@ def test_forged_node_receipt_is_detected_even_if_the_hub_signed_it(world) -> Non
     entry = use(world["acme"])
     receipt = dict(entry.payload["receipt"])
     receipt["payload"] = {**receipt["payload"], "rows": 1}  # the node never signed this
-    use(world["acme"], overrides={"receipt": receipt, "rows": 1})
+    forge_usage(world["acme"], overrides={"receipt": receipt, "rows": 1})
     services.checkpoint_create()
     found = failures(export())
     assert any("node receipt: signature does not verify" in f for f in found), found
@@ -119,8 +119,8 @@ def test_checkpoint_not_signed_by_the_pinned_key_is_rejected(world) -> None:  # 
 
 def test_usage_outside_a_valid_right_is_detected(world) -> None:  # type: ignore[no-untyped-def]
     acme = world["acme"]
-    use(acme, at=later(400))  # after the right's expiry
-    use(acme, operation="psi")  # not permitted by the right
+    forge_usage(acme, at=later(400))  # after the right's expiry
+    forge_usage(acme, operation="psi")  # not permitted by the right
     services.entry_append(
         kind="right_revoked",
         event_id=f"right_revoked:{acme.id}",
@@ -131,7 +131,7 @@ def test_usage_outside_a_valid_right_is_detected(world) -> None:  # type: ignore
     )
     use(acme)  # after revocation
     other = buy(node="acme")
-    use(other, overrides={"right": 999999})  # an unknown right
+    forge_usage(other, overrides={"right": 999999})  # an unknown right
     services.checkpoint_create()
     found = " | ".join(failures(export()))
     assert "expired" in found
@@ -173,7 +173,7 @@ def _owneredit_entry(seq: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE ledger_ledgerentry DISABLE TRIGGER USER")
         cursor.execute(
-            "UPDATE ledger_ledgerentry SET body = replace(body, '\"rows\":120', '\"rows\":1') WHERE seq = %s", [seq]
+            "UPDATE ledger_ledgerentry SET body = replace(body, %s, '\"rows\":1') WHERE seq = %s", [ACME_ROWS, seq]
         )
         cursor.execute("ALTER TABLE ledger_ledgerentry ENABLE TRIGGER USER")
     assert '"rows":1,' in LedgerEntry.objects.get(seq=seq).body
@@ -201,7 +201,7 @@ def test_signed_checkpoints_stand_in_for_entry_signatures_but_not_for_tampering(
     report = verify_lines(lines)
     assert report.ok and "covered by the signed checkpoints" in report.render()
     assert not verify_lines(lines, every_signature=True).ok
-    altered = edit_entry(export(), seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":99')))
+    altered = edit_entry(export(), seq, lambda i: i.update(body=i["body"].replace(ACME_ROWS, '"rows":99')))
     found = verify_lines(altered).failures
     assert found and all("hub signature" not in f for f in found)
     partial = edit_entry(export(dataset_id=world["acme"].dataset_id), seq, lambda i: i.update(body=i["body"] + " "))
@@ -230,6 +230,6 @@ def test_small_blocks_and_worker_processes_find_the_same_problems(world, tmp_pat
     assert "removed, reordered or repeated" in found(lines[:4] + [lines[5], lines[4]] + lines[6:])
     assert "complete bundle holds" in found(lines[:-1])
     seq = world["usages"][0].seq
-    bumped = found(edit_entry(lines, seq, lambda i: i.update(body=i["body"].replace('"rows":120', '"rows":12'))))
+    bumped = found(edit_entry(lines, seq, lambda i: i.update(body=i["body"].replace(ACME_ROWS, '"rows":12'))))
     assert "does not match its signed checkpoint" in bumped
     assert "prev hash breaks the chain" in bumped

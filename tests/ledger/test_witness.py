@@ -45,10 +45,10 @@ def test_witness_cosigns_then_follows_the_log(world, tmp_path) -> None:  # type:
     witnesses = api_for("bank").get("/api/ledger/witnesses/").json()["results"]
     vkey = notes.parse_vkey(next(w["vkey"] for w in witnesses if w["name"] == WITNESS_NAME))
     assert notes.verify_cosignature(parsed, vkey.name, vkey.public_key) > 0
-    use(world["acme"])
+    use(world["acme"])  # a delivered job: its usage and its settlement
     services.checkpoint_create()
     second = cosign(fetch=api_fetch(), log_vkey=services.log_vkey(), name=name, key=key, state_file=state)
-    assert second.cosigned and second.previous == first.size and second.size == first.size + 1
+    assert second.cosigned and second.previous == first.size and second.size == first.size + 2
     assert json.loads(state.read_text())["size"] == second.size
     assert Cosignature.objects.count() == 2
 

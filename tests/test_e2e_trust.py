@@ -1,0 +1,199 @@
+"""The attacks of a dishonest provider, end to end: real hub and node worker processes on
+PostgreSQL and the broker, the provider's node being the real node worker with its replies
+rewritten (``tests.tampering_node``). And crashes: a node or the hub worker killed mid-job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from compute import services
+from compute.models import Job, Message
+from ledger import bundle
+from ledger import services as ledger_services
+from ledger.models import LedgerEntry
+from marketplace.models import Dataset, UsageRight
+from tests.conftest import api_for, post_job, run_verifier, wait_for
+
+pytestmark = pytest.mark.e2e
+ACME = Path(settings.VAR_DIR) / "nodes" / "acme"
+
+
+def _tamper(rules: dict | None) -> None:  # type: ignore[type-arg]
+    path = ACME / "tamper.json"
+    if rules is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(json.dumps(rules))
+
+
+def _right(plan: dict, key: str) -> int:  # type: ignore[type-arg]
+    acme = Dataset.objects.get(node__slug="acme")
+    offer = api_for("acme").post(
+        "/api/offers/",
+        {
+            "dataset": acme.id,
+            "title": f"metered {key}",
+            "operations": ["stats"],
+            "plans": [plan],
+            "quota_jobs": 5,
+            "duration_days": 30,
+        },
+        format="json",
+    )
+    assert offer.status_code == 201, offer.content
+    order = api_for("bank").post(
+        "/api/orders/",
+        {"offer": offer.json()["id"], "purpose": "p", "accept_terms": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert order.status_code == 201, order.content
+    return order.json()["right"]["id"]
+
+
+def _finish(job_id: str, timeout: float = 90) -> Job:
+    return wait_for(
+        lambda: (j := Job.objects.get(id=job_id)).status in ("succeeded", "failed", "cancelled") and j,
+        timeout=timeout,
+    )
+
+
+def _pages_answer() -> None:
+    for user, url in (("bank", "/bill/"), ("acme", "/revenue/"), ("bank", "/api/billing/bill/")):
+        client = Client()
+        client.force_login(get_user_model().objects.get(username=user))
+        assert client.get(url).status_code == 200, url
+    assert api_for("acme").get("/api/billing/revenue/").status_code == 200
+
+
+def _verifier_passes(tmp_path: Path) -> None:
+    ledger_services.checkpoint_create()
+    path = tmp_path / "bundle.jsonl"
+    path.write_text("".join(bundle.bundle_lines()))
+    out = run_verifier(path, ledger_services.log_vkey())
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_tampering_provider_node_is_refused_and_paid_nothing(processes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("hub", "bank", "taxco"):
+        processes.start(name, wait=False)
+    processes.start("acme", module="tests.tampering_node", wait=False)
+    processes.wait_ready()
+    bank = api_for("bank")
+    right = _right({"kind": "per_1000_rows", "amount_minor": 1000, "currency": "EUR"}, "rows-plan")
+    params = {"column": "tenure_months", "key_bits": 1024}
+    attacks = {
+        "bill any amount": ({"receipt": {"rows": 10**12}}, "receipt_rows"),
+        "break every bill": ({"receipt": {"rows": "lots"}}, "receipt_rows"),
+        "poison every audit": ({"receipt": {"at": "2999-01-01T00:00:00.000000Z"}}, "receipt_at"),
+        "answer another step": ({"receipt": {"request": "0" * 32}}, "receipt_request"),
+    }
+    try:
+        for i, (name, (rules, code)) in enumerate(attacks.items()):
+            _tamper(rules)
+            job = _finish(post_job(bank, "stats", params, [right], f"attack-{i}").json()["id"])
+            assert job.status == "failed" and code in job.error, (name, job.error)
+            assert Message.objects.get(job=job, direction="in", step="partial").refused_code == code, name
+        # A valid receipt with a useless result: a use on the ledger, not a charge.
+        _tamper({"result": {}})
+        job = _finish(post_job(bank, "stats", params, [right], "empty-result").json()["id"])
+        assert job.status == "failed" and "bad result" in job.error
+        (usage,) = LedgerEntry.objects.filter(kind="usage")
+        (settlement,) = LedgerEntry.objects.filter(kind="settlement")
+        assert settlement.payload["outcome"] == "failed" and settlement.payload["usage"] == [usage.seq]
+    finally:
+        _tamper(None)
+    r = UsageRight.objects.get(id=right)
+    assert (r.quota_used, r.quota_reserved) == (0, 0)
+    assert bank.get("/api/billing/bill/").json()["totals"] == []
+    _pages_answer()
+    # The honest node (same worker, rules gone) is paid for what it delivered, by the checked rows.
+    job = _finish(post_job(bank, "stats", params, [right], "honest").json()["id"])
+    assert job.status == "succeeded", job.error
+    rows = Dataset.objects.get(node__slug="acme").row_count
+    assert bank.get("/api/billing/bill/").json()["totals"][0]["amount_minor"] == (rows * 1000 + 500) // 1000
+    _verifier_passes(tmp_path)
+
+
+def _resend_now() -> int:
+    """The beat task that re-publishes unanswered steps, run at once instead of after a minute."""
+    Message.objects.filter(direction="out").update(created_at=timezone.now() - timedelta(minutes=2))
+    return services.messages_resend_unanswered(older_than=timedelta(seconds=60))
+
+
+def test_a_provider_node_killed_mid_step_is_restarted_and_the_job_is_charged_once(processes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("hub", "bank", "taxco"):
+        processes.start(name, wait=False)
+    processes.start("acme", module="tests.tampering_node", wait=False)
+    processes.wait_ready()
+    bank = api_for("bank")
+    right = _right({"kind": "per_job", "amount_minor": 150, "currency": "EUR"}, "per-job")
+    (ACME / "paused").unlink(missing_ok=True)
+    _tamper({"pause": "partial"})
+    try:
+        job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, [right], "crash").json()["id"]
+        wait_for(lambda: (ACME / "paused").exists(), timeout=60)
+        os.kill(processes.procs["acme"].pid, signal.SIGKILL)  # mid-step: nothing answered
+        processes.procs["acme"].wait(timeout=15)
+        processes.procs.pop("acme")
+    finally:
+        _tamper(None)
+    processes.start("acme")  # the node comes back (its plain worker)
+    assert _resend_now() == 1  # the unanswered step goes out again
+    job = _finish(job_id)
+    assert job.status == "succeeded", job.error
+    assert LedgerEntry.objects.filter(kind="usage").count() == 1
+    (settlement,) = LedgerEntry.objects.filter(kind="settlement")
+    assert settlement.payload["outcome"] == "delivered" and settlement.payload["use"] == 1
+    assert [li["amount"]["amount_minor"] for li in bank.get("/api/billing/bill/").json()["lines"]] == [150]
+    # Sent once more (a redelivery after the crash): the node answers with the reply it kept.
+    assert _resend_now() == 0  # every step answered: nothing left to re-send
+    _verifier_passes(tmp_path)
+
+
+def test_the_hub_worker_killed_mid_job_resumes_with_nothing_lost_or_doubled(processes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("hub", "bank", "taxco", "acme"):
+        processes.start(name, wait=False)
+    processes.wait_ready()
+    bank = api_for("bank")
+    rights = [
+        _right({"kind": "per_job", "amount_minor": 150, "currency": "EUR"}, "a"),
+    ]
+    from marketplace.models import Offer
+
+    taxco_offer = Offer.objects.get(dataset__node__slug="taxco")
+    rights.append(
+        bank.post(
+            "/api/orders/",
+            {"offer": taxco_offer.id, "purpose": "p", "accept_terms": True},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="t",
+        ).json()["right"]["id"]
+    )
+    job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, rights, "hub-crash").json()["id"]
+    wait_for(lambda: Message.objects.filter(job_id=job_id, step="partial", direction="out").exists(), timeout=60)
+    processes.kill("hub")  # while the providers compute and answer into its queue
+    time.sleep(2)
+    processes.start("hub")
+    if Job.objects.get(id=job_id).status == "running":
+        _resend_now()  # a reply the dead worker took and never committed: asked again, answered again
+    job = _finish(job_id)
+    assert job.status == "succeeded", job.error
+    assert LedgerEntry.objects.filter(kind="usage").count() == 2
+    assert LedgerEntry.objects.filter(kind="settlement", payload__outcome="delivered").count() == 2
+    for right_id in rights:
+        r = UsageRight.objects.get(id=right_id)
+        assert (r.quota_used, r.quota_reserved) == (1, 0)
+    _verifier_passes(tmp_path)

@@ -1,0 +1,377 @@
+"""A node's receipt is a claim: every field is checked before anything is recorded or charged.
+
+Each case is a tampering provider built from the real node code (``tests.federation``):
+its honest reply, rewritten and signed again with its own key. Each shows the reply
+refused with a named reason and kept as evidence, the step failed, nothing charged, the
+quota back, the bill and revenue still answering, and the offline verifier still passing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from compute import services
+from compute.models import Job, Message
+from ledger import bundle
+from ledger import services as ledger_services
+from ledger.models import LedgerEntry
+from ledger.verify import verify_lines
+from marketplace.models import Dataset, Offer, UsageRight
+from tests import federation
+from tests.conftest import api_for
+
+pytestmark = pytest.mark.django_db
+
+
+def buy(slug: str = "acme", *, plans: list[dict] | None = None, key: str = "buy") -> UsageRight:  # type: ignore[type-arg]
+    if plans is None:
+        offer_id = Offer.objects.get(dataset__node__slug=slug).id
+    else:
+        dataset = Dataset.objects.get(node__slug=slug)
+        r = api_for(slug).post(
+            "/api/offers/",
+            {
+                "dataset": dataset.id,
+                "title": "metered",
+                "operations": ["stats", "psi"],
+                "plans": plans,
+                "quota_jobs": 5,
+                "duration_days": 30,
+                "epsilon": "3",
+            },
+            format="json",
+        )
+        assert r.status_code == 201, r.content
+        offer_id = r.json()["id"]
+    r = api_for("bank").post(
+        "/api/orders/",
+        {"offer": offer_id, "purpose": "credit risk", "accept_terms": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert r.status_code == 201, r.content
+    return UsageRight.objects.get(id=r.json()["right"]["id"])
+
+
+def verify_everything() -> list[str]:
+    ledger_services.checkpoint_create()
+    lines = list(bundle.bundle_lines())
+    report = verify_lines(lines, log_keys=[ledger_services.log_vkey()], every_signature=True)
+    return report.failures
+
+
+def page_for(username: str) -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    return client
+
+
+def bills_answer() -> tuple[dict, dict]:  # type: ignore[type-arg]
+    for user, url in (("bank", "/bill/"), ("acme", "/revenue/")):
+        assert page_for(user).get(url).status_code == 200, url
+    bill = api_for("bank").get("/api/billing/bill/")
+    revenue = api_for("acme").get("/api/billing/revenue/")
+    assert bill.status_code == 200 and revenue.status_code == 200
+    return bill.json(), revenue.json()
+
+
+TAMPERED = {
+    "rows_huge": ({"rows": 10**12}, "receipt_rows"),
+    "rows_text": ({"rows": "lots"}, "receipt_rows"),
+    "rows_negative": ({"rows": -5}, "receipt_rows"),
+    "rows_bool": ({"rows": True}, "receipt_rows"),
+    "records_huge": ({"records": 10**9}, "receipt_records"),
+    "at_future": ({"at": "2999-01-01T00:00:00.000000Z"}, "receipt_at"),
+    "at_past": ({"at": "2000-01-01T00:00:00.000000Z"}, "receipt_at"),
+    "at_text": ({"at": "yesterday"}, "receipt_at"),
+    "operation": ({"operation": "psi"}, "receipt_operation"),
+    "step": ({"step": "decrypt"}, "receipt_step"),
+    "round": ({"round": 7}, "receipt_round"),
+    "request": ({"request": "0" * 32}, "receipt_request"),
+    "job": ({"job": "00000000-0000-0000-0000-000000000000"}, "receipt_job"),
+    "consumer": ({"consumer": "acme"}, "receipt_consumer"),
+    "extra_field": ({"bonus": 1}, "receipt_fields"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_receipt_is_refused_and_charges_nothing(demo, case) -> None:  # type: ignore[no-untyped-def]
+    changes, code = TAMPERED[case]
+    right = buy(plans=[{"kind": "per_1000_rows", "amount_minor": 1000, "currency": "EUR"}])
+    job = federation.run(federation.submit([right.id]), tamper=federation.rewrite_receipt(**changes))
+
+    assert job.status == Job.Status.FAILED and code in job.error, job.error
+    refused = Message.objects.get(job=job, direction="in", step="partial")
+    assert refused.refused_code == code  # the claim is kept, with the reason
+    assert not LedgerEntry.objects.filter(kind__in=["usage", "settlement"]).exists()
+    right.refresh_from_db()
+    assert (right.quota_used, right.quota_reserved) == (0, 0)
+    bill, revenue = bills_answer()
+    assert bill["totals"] == [] and revenue["totals"] == []
+    assert verify_everything() == []
+
+
+def test_a_receipt_signed_by_another_key_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy()
+
+    def foreign_signature(slug: str, reply: dict) -> dict:  # type: ignore[type-arg]
+        body = reply["payload"]["body"]
+        if "receipt" in body:
+            body["receipt"] = federation.resign("taxco", body["receipt"])  # another provider's node signs
+        return federation.resign(slug, reply)
+
+    job = federation.run(federation.submit([right.id]), tamper=foreign_signature)
+    assert job.status == Job.Status.FAILED and "receipt_unknown_key" not in job.error
+    assert "receipt_signer" in job.error, job.error
+    assert not LedgerEntry.objects.filter(kind="usage").exists()
+
+
+def test_a_valid_receipt_with_a_useless_result_is_a_use_but_not_a_charge(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy()
+    job = federation.run(federation.submit([right.id]), tamper=federation.rewrite_result(lambda r: {}, "partial"))
+
+    assert job.status == Job.Status.FAILED and "bad result" in job.error
+    (usage,) = LedgerEntry.objects.filter(kind="usage")  # the data was touched: the regulator sees it
+    (settlement,) = LedgerEntry.objects.filter(kind="settlement")
+    assert settlement.payload["outcome"] == "failed" and settlement.payload["usage"] == [usage.seq]
+    assert settlement.payload["units"] == 0 and settlement.payload["use"] is None
+    right.refresh_from_db()
+    assert (right.quota_used, right.quota_reserved) == (0, 0)  # the reservation is released
+    bill, revenue = bills_answer()
+    assert bill["totals"] == [] and revenue["totals"] == []
+    assert verify_everything() == []
+
+
+def test_a_per_record_plan_bills_the_records_the_node_counted(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy(plans=[{"kind": "per_record", "amount_minor": 2, "currency": "EUR"}])
+    job = federation.run(federation.submit([right.id]))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    (usage,) = LedgerEntry.objects.filter(kind="usage")
+    records = usage.payload["records"]
+    assert records == job.outputs["count"] > 0  # the values the partial aggregated
+    bill, _ = bills_answer()
+    assert bill["totals"] == [
+        {"amount_minor": 2 * records, "currency": "EUR", "display": f"{2 * records / 100:.2f} EUR"}
+    ]
+    (line,) = bill["lines"]
+    assert line["records"] == records and line["usage_seqs"] == [usage.seq]
+    assert verify_everything() == []
+
+
+def test_a_per_1000_rows_plan_bills_the_checked_rows(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy(plans=[{"kind": "per_1000_rows", "amount_minor": 1000, "currency": "EUR"}])
+    federation.run(federation.submit([right.id]))
+    rows = Dataset.objects.get(node__slug="acme").row_count
+    bill, revenue = bills_answer()
+    assert bill["lines"][0]["rows"] == rows
+    assert bill["totals"][0]["amount_minor"] == (rows * 1000 + 500) // 1000
+    assert revenue["totals"][0]["amount_minor"] == bill["totals"][0]["amount_minor"]
+
+
+def test_a_bill_shows_a_line_it_cannot_price_instead_of_failing(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy(plans=[{"kind": "per_1000_rows", "amount_minor": 1000, "currency": "EUR"}])
+    federation.run(federation.submit([right.id]))
+    # A historical entry written before the checks existed (or by a hub that skipped them).
+    bad = ledger_services.entry_append(
+        kind="settlement",
+        event_id="settlement:legacy",
+        payload={"job": "legacy", "right": right.id, "outcome": "delivered", "rows": "lots", "records": 0, "use": 2},
+        dataset_id=right.dataset_id,
+        consumer_id=right.consumer_id,
+        provider_id=right.dataset.organization_id,
+        right_id=right.id,
+    )
+    bill, revenue = bills_answer()
+    unpriced = [li for li in bill["lines"] if li["amount"] is None]
+    assert [li["ledger_seq"] for li in unpriced] == [bad.seq] and "rows 'lots'" in unpriced[0]["problem"]
+    assert len(bill["totals"]) == 1  # the good line is still billed
+    assert "not priced" in page_for("bank").get("/bill/").content.decode()
+
+
+def test_after_a_free_preview_the_honest_full_log_verifies(demo) -> None:  # type: ignore[no-untyped-def]
+    from marketplace.models import Organization
+
+    bank = Organization.objects.get(slug="northwind")
+    target = Dataset.objects.get(node__slug="acme")
+    own = Dataset.objects.get(node__slug="bank")
+    job, _ = services.preview_request(
+        consumer=bank,
+        user=get_user_model().objects.get(username="bank"),
+        dataset_id=target.id,
+        consumer_dataset_id=own.id,
+        idempotency_key="p1",
+    )
+    job = federation.run(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    (usage,) = LedgerEntry.objects.filter(kind="usage")
+    assert usage.payload["right"] is None and usage.payload["preview"] is True
+    assert verify_everything() == []
+
+
+def test_psi_refuses_one_id_blinded_twenty_times(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy(plans=[{"kind": "per_job", "amount_minor": 100, "currency": "EUR"}])
+    own = Dataset.objects.get(node__slug="bank")
+
+    def repeat_one(slug: str, reply: dict) -> dict:  # type: ignore[type-arg]
+        body = reply["payload"]["body"]
+        if reply["payload"]["step"] == "psi_blind":  # a tampering consumer node: one target, 20 copies
+            assert body["status"] == "ok", body
+            body["result"]["elements"] = [body["result"]["elements"][0]] * 20
+            return federation.resign(slug, reply)
+        return reply
+
+    params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}
+    job = federation.run(federation.submit([right.id], algorithm="psi", params=params), tamper=repeat_one)
+    assert job.status == Job.Status.FAILED and "repeats an element" in job.error
+    assert not Message.objects.filter(job=job, step="psi_exchange", direction="out").exists()  # never asked
+    assert not LedgerEntry.objects.filter(kind="usage").exists()
+
+
+def test_previews_of_one_dataset_have_a_lifetime_privacy_budget(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from marketplace.models import Organization
+
+    monkeypatch.setattr(services, "PREVIEWS_PER_DATASET_PER_DAY", 100)
+    bank = Organization.objects.get(slug="northwind")
+    user = get_user_model().objects.get(username="bank")
+    target, own = Dataset.objects.get(node__slug="acme"), Dataset.objects.get(node__slug="bank")
+    n = int(services.PREVIEW_LIFETIME_EPSILON / services.PREVIEW_EPSILON)
+    for i in range(n):
+        services.preview_request(
+            consumer=bank, user=user, dataset_id=target.id, consumer_dataset_id=own.id, idempotency_key=f"p{i}"
+        )
+    with pytest.raises(services.Throttled, match="lifetime privacy budget"):
+        services.preview_request(
+            consumer=bank, user=user, dataset_id=target.id, consumer_dataset_id=own.id, idempotency_key="one-more"
+        )
+    Job.objects.filter(preview=True).update(created_at="2000-01-01T00:00:00Z")  # days later: still refused
+    with pytest.raises(services.Throttled, match="lifetime privacy budget"):
+        services.preview_request(
+            consumer=bank, user=user, dataset_id=target.id, consumer_dataset_id=own.id, idempotency_key="later"
+        )
+
+
+def test_quota_is_consumed_on_delivery_and_counted_by_the_verifier(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy()
+    job = federation.run(federation.submit([right.id]))
+    assert job.status == Job.Status.SUCCEEDED
+    right.refresh_from_db()
+    assert (right.quota_used, right.quota_reserved) == (1, 0)
+    (settlement,) = LedgerEntry.objects.filter(kind="settlement")
+    assert settlement.payload["use"] == 1 and settlement.payload["outcome"] == "delivered"
+    assert verify_everything() == []
+
+
+def _export() -> list[str]:
+    ledger_services.checkpoint_create()
+    return list(bundle.bundle_lines())
+
+
+def test_verifier_fails_a_header_key_that_is_not_on_the_log(demo) -> None:  # type: ignore[no-untyped-def]
+    """A hub operator adds a key to the node table and signs a receipt with it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compute.protocol import keys
+    from marketplace.models import Node
+    from tests.ledger.conftest import forge_usage
+
+    right = buy()
+    federation.use(right)
+    operator_key = Ed25519PrivateKey.generate()
+    Node.objects.filter(slug="acme").update(kid=keys.key_id(operator_key), public_key=keys.public_b64(operator_key))
+    import tests.ledger.conftest as ledger_fixtures
+
+    original = ledger_fixtures.node_key
+    ledger_fixtures.node_key = lambda slug: operator_key  # type: ignore[assignment]
+    try:
+        forge_usage(right)
+    finally:
+        ledger_fixtures.node_key = original
+    found = " | ".join(verify_lines(_export()).failures)
+    assert f"header node key {keys.key_id(operator_key)} (acme) is not on the log" in found
+    assert "is not on the log before it (no node_enrolled entry)" in found
+
+
+def test_verifier_fails_usage_rows_above_the_attested_count(demo) -> None:  # type: ignore[no-untyped-def]
+    from tests.ledger.conftest import forge_usage, node_key
+
+    right = buy()
+    entry = forge_usage(right)
+    receipt = dict(entry.payload["receipt"])
+    receipt["payload"] = {**receipt["payload"], "rows": 10**9, "request": "f" * 32}
+    from compute.protocol import envelope
+
+    signed = envelope.sign_payload(receipt["payload"], key=node_key("acme"), kid=receipt["kid"])
+    forge_usage(right, overrides={"receipt": signed, "rows": 10**9})
+    found = " | ".join(verify_lines(_export()).failures)
+    assert "1000000000 rows / 120 records exceed the dataset's attested" in found
+
+
+def test_verifier_fails_a_usage_outside_its_settlement_and_a_double_charge(demo) -> None:  # type: ignore[no-untyped-def]
+    from tests.ledger.conftest import forge_usage
+
+    right = buy()
+    first = forge_usage(right, job="job-x")
+    second = forge_usage(right, job="job-x")
+    settle = {
+        "job": "job-x",
+        "right": right.id,
+        "order": right.order_id,
+        "dataset": right.dataset_id,
+        "consumer": right.consumer_id,
+        "provider": right.dataset.organization_id,
+        "outcome": "delivered",
+        "usage": [first.seq],
+        "rows": 120,
+        "records": 120,
+        "units": 1,
+        "use": 1,
+    }
+    ids = {
+        "dataset_id": right.dataset_id,
+        "consumer_id": right.consumer_id,
+        "provider_id": right.dataset.organization_id,
+        "right_id": right.id,
+    }
+    ledger_services.entry_append(kind="settlement", event_id="settlement:job-x", payload=settle, **ids)
+    forge_usage(right, job="job-y")
+    ledger_services.entry_append(
+        kind="settlement",
+        event_id="settlement:job-y",
+        payload={**settle, "job": "job-y", "use": 2},  # charges job-x's use again, not its own
+        **ids,
+    )
+    found = " | ".join(verify_lines(_export()).failures)
+    assert f"usage #{second.seq} of job job-x is outside its settlement" in found
+    assert f"charges usage #{first.seq} a second time" in found
+    assert "is no earlier use of job job-y" in found
+
+
+def test_an_honest_log_with_failed_and_cancelled_jobs_verifies(demo) -> None:  # type: ignore[no-untyped-def]
+    acme, taxco = buy("acme", key="a"), buy("taxco", key="t")
+    assert federation.run(federation.submit([acme.id, taxco.id])).status == Job.Status.SUCCEEDED
+    failed = federation.run(
+        federation.submit([acme.id]), tamper=federation.rewrite_result(lambda r: {**r, "count": "x"}, "partial")
+    )
+    assert failed.status == Job.Status.FAILED
+    # A job cancelled by revocation after the provider's data was used: its use is settled as cancelled.
+    job = federation.submit([taxco.id])
+    services.job_start(job_id=str(job.id))
+    for m in Message.objects.filter(job=job, direction="out"):
+        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+            services.message_receive(wire=reply)
+    for m in Message.objects.filter(job=job, direction="out", step="partial"):
+        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+            services.message_receive(wire=reply)
+    r = api_for("taxco").post(f"/api/rights/{taxco.id}/revoke/", {"reason": "breach of terms"}, format="json")
+    assert r.status_code == 200, r.content
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    outcomes = sorted(e.payload["outcome"] for e in LedgerEntry.objects.filter(kind="settlement"))
+    assert outcomes == ["cancelled", "delivered", "delivered", "failed"]
+    assert verify_everything() == []
+    header = json.loads(_export()[0])
+    assert header["complete"] is True

@@ -375,3 +375,108 @@ def test_an_honest_log_with_failed_and_cancelled_jobs_verifies(demo) -> None:  #
     assert verify_everything() == []
     header = json.loads(_export()[0])
     assert header["complete"] is True
+
+
+def _attest(slug: str) -> LedgerEntry:
+    """What the beat task does, in process: the hub asks, the real node code signs, the hub records."""
+    from django.conf import settings
+
+    from compute.node.runtime import attest_receipts
+    from marketplace.models import Node
+
+    node = Node.objects.get(slug=slug)
+    batch = ledger_services.receipt_batch_pending(node_slug=slug, organization_id=node.organization_id)
+    assert batch is not None
+    body = {
+        "log": settings.USUFRUCT_LOG_ORIGIN,
+        "first_seq": batch.first_seq,
+        "last_seq": batch.last_seq,
+        "receipts": batch.digests,
+    }
+    answer = attest_receipts(federation.node(slug), body, in_reply_to="0" * 64)
+    assert answer["status"] == "ok", answer
+    return ledger_services.receipt_batch_record(
+        node_slug=slug, organization_id=node.organization_id, attestation=answer["attestation"]
+    )
+
+
+def test_an_honest_history_with_every_kind_of_entry_verifies_offline(demo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Previews, purchases, jobs that succeed, fail and are cancelled, a revocation with a refund,
+    a DP charge, receipt batches, a node key rotation and a correction: the full-log bundle
+    passes the offline verifier as a regulator runs it, with and without --every-signature."""
+    import shutil
+    import subprocess
+    import sys
+
+    from django.contrib.auth import get_user_model
+
+    from compute.node.config import NodeConfig
+    from compute.node.runtime import enrolment_message
+    from marketplace.models import Organization
+    from tests.conftest import ROOT
+
+    bank, user = Organization.objects.get(slug="northwind"), get_user_model().objects.get(username="bank")
+    acme_ds, own = Dataset.objects.get(node__slug="acme"), Dataset.objects.get(node__slug="bank")
+    preview, _ = services.preview_request(
+        consumer=bank, user=user, dataset_id=acme_ds.id, consumer_dataset_id=own.id, idempotency_key="pv"
+    )
+    assert federation.run(preview).status == Job.Status.SUCCEEDED
+    acme = buy("acme", key="a")  # the demo offer: per job, with a privacy budget
+    taxco = buy("taxco", key="t")
+    prepaid = buy(plans=[{"kind": "per_job", "amount_minor": 300, "currency": "EUR", "billing": "prepaid"}], key="pp")
+    assert federation.run(federation.submit([acme.id, taxco.id])).status == Job.Status.SUCCEEDED
+    dp = {"column": "tenure_months", "key_bits": 1024, "dp_epsilon": 0.5, "bounds": [0, 240]}
+    assert federation.run(federation.submit([acme.id], params=dp)).status == Job.Status.SUCCEEDED
+    failed = federation.run(
+        federation.submit([taxco.id]), tamper=federation.rewrite_result(lambda r: {**r, "sum": "x"}, "partial")
+    )
+    assert failed.status == Job.Status.FAILED
+    assert federation.run(federation.submit([prepaid.id])).status == Job.Status.SUCCEEDED
+    _attest("acme")
+    _attest("taxco")
+    # A job on the prepaid right whose provider has answered, then the right is revoked: cancelled, refunded.
+    job = federation.submit([prepaid.id])
+    services.job_start(job_id=str(job.id))
+    for step in ("keygen", "partial"):
+        for m in Message.objects.filter(job=job, direction="out", step=step):
+            for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+                services.message_receive(wire=reply)
+    r = api_for("acme").post(f"/api/rights/{prepaid.id}/revoke/", {"reason": "terms breached"}, format="json")
+    assert r.status_code == 200, r.content
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    first_usage = LedgerEntry.objects.filter(kind="usage").order_by("seq").first()
+    ledger_services.entry_correct(
+        corrects_seq=first_usage.seq, reason="late note", amends={"note": "x"}, event_id="correction:1"
+    )
+    # taxco rotates its node key (a fresh key made in a fresh directory, enrolled with the token).
+    token = api_for("taxco").post("/api/nodes/taxco/rekey/").json()["enrolment_token"]
+    fresh_dir = tmp_path / "taxco"
+    old = federation.node("taxco")
+    shutil.copytree(old.directory, fresh_dir, ignore=shutil.ignore_patterns("node_ed25519.pem", "state"))
+    fresh = NodeConfig(slug="taxco", directory=fresh_dir, broker_url="memory://", broker_dir=None)
+    assert services.message_receive(wire=enrolment_message(fresh, token)) == "enrolled"
+
+    kinds = set(LedgerEntry.objects.values_list("kind", flat=True))
+    assert kinds >= {
+        "dataset_listed", "offer_published", "right_granted", "usage", "settlement", "right_revoked", "refund",
+        "dp_charge", "receipt_batch", "key_rotated", "node_enrolled", "correction",
+    }  # fmt: skip
+    outcomes = sorted(e.payload["outcome"] for e in LedgerEntry.objects.filter(kind="settlement"))
+    assert outcomes == ["cancelled", "delivered", "delivered", "delivered", "delivered", "failed"]
+    assert verify_everything() == []
+    path = tmp_path / "bundle.jsonl"
+    path.write_text("".join(bundle.bundle_lines()))
+    for extra in ([], ["--every-signature"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "ledger.verify", str(path), "--log-key", ledger_services.log_vkey(), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "RESULT: OK" in out.stdout
+    for scope in ({"dataset_id": acme_ds.id}, {"consumer_id": bank.id}):  # and the regulator's partial bundles
+        lines = list(bundle.bundle_lines(**scope))
+        assert verify_lines(lines, log_keys=[ledger_services.log_vkey()]).failures == [], scope

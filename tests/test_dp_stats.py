@@ -110,3 +110,44 @@ def test_privacy_budget_is_reserved_charged_on_the_ledger_and_refunded_on_failur
     assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("2.0")
     services._fail(Job.objects.get(id=failing["id"]), "node down")
     assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.5")
+
+
+@pytest.mark.parametrize("field", ["count", "sum"])
+def test_the_noise_stats_adds_has_the_discrete_laplace_distribution(field) -> None:  # type: ignore[no-untyped-def]
+    """The sampler at the scale ``stats`` uses it (ε/3 per total over its sensitivity in fixed
+    point), checked against the exact law P(k) = (1 - q)/(1 + q) · q^|k|, q = e^-ε'."""
+    import math
+    import random
+    import statistics
+
+    from scipy.stats import chisquare
+
+    from compute.algorithms.dp import discrete_laplace
+    from compute.protocol import paillier
+
+    epsilon, reach = 1.0, 240.0
+    sensitivity = {"count": 1, "sum": paillier.to_fixed(reach)}[field]
+    eps = (epsilon / 3) / sensitivity
+    q = math.exp(-eps)
+    rng = random.Random(20261201)
+    n = 40_000
+    draws = [discrete_laplace(eps, rng) for _ in range(n)]
+    variance = 2 * q / (1 - q) ** 2
+    assert abs(statistics.fmean(draws)) < 5 * math.sqrt(variance / n)
+    assert statistics.pvariance(draws) == pytest.approx(variance, rel=0.05)
+    # Goodness of fit over bins of equal width in units of the scale.
+    width = max(1, round(1 / eps / 2))
+    edges = [k * width for k in range(-6, 7)]
+
+    def mass(lo: int, hi: int) -> float:  # P(lo <= Z < hi)
+        def cdf(k: int) -> float:  # P(Z <= k)
+            return 1 - q ** (k + 1) / (1 + q) if k >= 0 else q ** (-k) / (1 + q)
+
+        return cdf(hi - 1) - cdf(lo - 1)
+
+    bins = list(zip(edges, edges[1:], strict=False))
+    expected = [n * mass(lo, hi) for lo, hi in bins]
+    observed = [sum(1 for d in draws if lo <= d < hi) for lo, hi in bins]
+    tails = n - sum(observed)
+    _, p = chisquare([*observed, tails], [*expected, n - sum(expected)])
+    assert p > 1e-4, (observed, expected)

@@ -33,11 +33,14 @@ def test_fee_rounds_half_up_once() -> None:
     assert Money(134, "EUR").apply_bps(1000) == Money(13, "EUR")
 
 
-@given(st.integers(min_value=0, max_value=10**12))
-def test_fee_plus_net_is_the_gross(minor: int) -> None:
-    gross = Money(minor, "EUR")
-    fee = gross.apply_bps(1000)
-    assert fee + (gross - fee) == gross
+@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=0, max_value=10_000))
+def test_the_fee_is_the_exact_share_rounded_half_up_once(minor: int, bps: int) -> None:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    exact = (Decimal(minor) * bps / 10_000).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    fee = Money(minor, "EUR").apply_bps(bps)
+    assert fee == Money(int(exact), "EUR")
+    assert 0 <= fee.minor <= minor  # a fee never exceeds the gross, so the net is never negative
 
 
 def test_price_entry_is_parsed_to_minor_units_exactly() -> None:

@@ -17,19 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger import bundle, selectors, services
-from ledger.exceptions import LedgerError
 from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
 from marketplace import selectors as market
-
-
-class LedgerErrors:
-    """Map ledger errors to the project's one JSON error shape."""
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, LedgerError):
-            return Response({"error": {"code": exc.code, "message": str(exc), "fields": {}}}, status=exc.status)
-        return super().handle_exception(exc)  # type: ignore[misc]
 
 
 class IsAuditor(permissions.BasePermission):
@@ -82,7 +72,7 @@ class EntryFilters(serializers.Serializer):
     seq_to = serializers.IntegerField(required=False, min_value=0)
 
 
-class EntryList(LedgerErrors, generics.ListAPIView):
+class EntryList(generics.ListAPIView):
     """Entries visible to the caller, filtered by kind, party, time ``[since, until)`` and ``[seq_from, seq_to)``."""
 
     serializer_class = LedgerEntrySerializer
@@ -96,7 +86,7 @@ class EntryList(LedgerErrors, generics.ListAPIView):
         return selectors.entries_filter(qs, **filters.validated_data).order_by("seq")
 
 
-class EntryDetail(LedgerErrors, APIView):
+class EntryDetail(APIView):
     """One entry with its inclusion proof (``?tree_size=``; default: the latest checkpoint covering it)."""
 
     permission_classes = [permissions.IsAuthenticated]
@@ -136,7 +126,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
         ]
 
 
-class CheckpointList(LedgerErrors, generics.ListCreateAPIView):
+class CheckpointList(generics.ListCreateAPIView):
     """GET: signed checkpoints, newest first. POST (staff): sign one now."""
 
     serializer_class = CheckpointSerializer
@@ -155,7 +145,7 @@ class CheckpointList(LedgerErrors, generics.ListCreateAPIView):
         return Response(CheckpointSerializer(cp).data, status=201)
 
 
-class CheckpointLatest(LedgerErrors, APIView):
+class CheckpointLatest(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(responses=CheckpointSerializer)
@@ -166,14 +156,14 @@ class CheckpointLatest(LedgerErrors, APIView):
         return Response(CheckpointSerializer(cp).data)
 
 
-class CheckpointDetail(LedgerErrors, generics.RetrieveAPIView):
+class CheckpointDetail(generics.RetrieveAPIView):
     serializer_class = CheckpointSerializer
     permission_classes = [permissions.IsAuthenticated]
     queryset = Checkpoint.objects.all()
     lookup_field = "size"
 
 
-class CosignatureCreate(LedgerErrors, APIView):
+class CosignatureCreate(APIView):
     """A regulator's witness posts the checkpoint note with its cosignature line appended."""
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
@@ -193,7 +183,7 @@ class CosignatureCreate(LedgerErrors, APIView):
         return Response(CheckpointSerializer(cp).data, status=201)
 
 
-class ConsistencyProof(LedgerErrors, APIView):
+class ConsistencyProof(APIView):
     """PROOF(from, D[to]) of RFC 9162 §2.1.4 with both roots."""
 
     permission_classes = [permissions.IsAuthenticated]
@@ -220,7 +210,7 @@ class WitnessSerializer(serializers.ModelSerializer):
         read_only_fields = ["name", "active", "organization_id", "created_at"]
 
 
-class WitnessList(LedgerErrors, generics.ListCreateAPIView):
+class WitnessList(generics.ListCreateAPIView):
     """Witness keys; a regulator registers its own cosigner vkey with POST."""
 
     serializer_class = WitnessSerializer
@@ -260,7 +250,7 @@ class BundleFilters(serializers.Serializer):
     seq_to = serializers.IntegerField(required=False, min_value=0)
 
 
-class BundleDownload(LedgerErrors, APIView):
+class BundleDownload(APIView):
     """The audit bundle (JSON Lines) for a dataset, a consumer, a range, or the whole log; auditors only."""
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
@@ -294,7 +284,7 @@ class CorrectionSerializer(serializers.Serializer):
     amends = serializers.DictField(default=dict, help_text="What the correction changes, e.g. an amount.")
 
 
-class CorrectionCreate(LedgerErrors, APIView):
+class CorrectionCreate(APIView):
     """Platform staff append a signed ``correction`` entry pointing at the entry it corrects.
 
     Nothing is ever edited; the ``Idempotency-Key`` becomes the entry's event id, so a

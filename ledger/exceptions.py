@@ -1,10 +1,26 @@
 from __future__ import annotations
 
 
-class LedgerError(Exception):
-    """Base of ledger errors; ``status`` and ``code`` give the API's answer."""
+class UsufructError(Exception):
+    """The one error base of the hub's apps: ``status``, ``code``, ``message`` and ``fields``
+    are the API's answer, mapped once by ``marketplace.api_errors.exception_handler``.
+
+    It lives in the lowest app (the ledger) so that every app above raises its own
+    subclasses without importing upwards.
+    """
 
     status = 400
+    code = "invalid"
+
+    def __init__(self, message: str = "", *, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class LedgerError(UsufructError):
+    """Base of ledger errors."""
+
     code = "ledger_error"
 
 

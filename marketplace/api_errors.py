@@ -10,8 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
 
-from ledger.exceptions import LedgerConflict
-from marketplace.exceptions import ServiceError
+from ledger.exceptions import UsufructError
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -23,11 +22,9 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, ServiceError):
-        body = {"code": exc.code, "message": exc.message, "fields": exc.fields}
+    if isinstance(exc, UsufructError):  # every app's errors, ledger's included: one mapping
+        body = {"code": exc.code, "message": exc.message or str(exc), "fields": exc.fields}
         return Response({"error": body}, status=exc.status)
-    if isinstance(exc, LedgerConflict):
-        return Response({"error": {"code": "conflict", "message": str(exc), "fields": {}}}, status=409)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

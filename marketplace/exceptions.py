@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from ledger.exceptions import UsufructError
 
-class ServiceError(Exception):
+
+class ServiceError(UsufructError):
+    """Base of the marketplace's and compute's service errors."""
+
     status = 400
     code = "invalid"
-
-    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
 
 
 class Invalid(ServiceError):

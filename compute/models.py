@@ -88,7 +88,8 @@ class Message(models.Model):
     # For a node's reply: the digest of the hub message it answers. Unique, so a step is
     # answered at most once; the hub accepts no reply it did not ask for.
     in_reply_to = models.CharField(max_length=64, null=True, blank=True)
-    envelope = models.JSONField()
+    envelope = models.JSONField()  # as it travelled: signed, its body sealed to the recipient
+    body = models.JSONField(default=dict)  # the body the hub wrote (out) or opened (in)
     # A reply the hub refused after reading it (a usage receipt that fails a check): kept,
     # with the named reason, as evidence of what the node claimed.
     refused_code = models.CharField(max_length=40, blank=True)

@@ -8,6 +8,7 @@ Lock order: usage rights (ascending id) → job → ledger head.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from django.utils import timezone
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
 from compute.models import Job, JobParty, Message
-from compute.protocol import attest, envelope
+from compute.protocol import attest, envelope, keys, sealed
 from compute.protocol.canonical import canonical, sha256_hex
 from ledger import services as ledger
 from ledger.exceptions import LedgerConflict
@@ -250,6 +251,14 @@ def _view(job: Job) -> JobView:
                 else (_preview_grant(job, p.dataset) if job.preview and p.dataset else None),
             )
         )
+    consumer_node = {
+        "slug": job.consumer_node.slug,
+        "kid": job.consumer_node.kid,
+        "public_key": job.consumer_node.public_key,
+    }
+    for i, party in enumerate(parties):
+        if party.grant is not None:  # what a provider checks the consumer's signed statements against
+            parties[i] = dataclasses.replace(party, grant={**party.grant, "consumer_node": consumer_node})
     return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
 
 
@@ -258,6 +267,7 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
     job.state = view.state
     job.progress = max(job.progress, progress.percent)
     wires = []
+    node_keys = {p.node.slug: keys.public_from_b64(p.node.public_key) for p in job.parties.select_related("node")}
     for send in progress.sends:
         party = view.party(send.party)
         body = {"algorithm": job.algorithm, "party": party.key, "args": send.body, "grant": party.grant}
@@ -271,8 +281,10 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
             key=hub_private_key(),
             kid=hub_kid(),
             ttl=timedelta(seconds=settings.USUFRUCT_MESSAGE_TTL_SECONDS),
+            to=node_keys[party.node],  # sealed: neither the broker nor another party reads it
         )
-        _record(job=job, wire=wire, direction=Message.Direction.OUT, digest=sha256_hex(canonical(wire["payload"])))
+        digest = sha256_hex(canonical(wire["payload"]))
+        _record(job=job, wire=wire, body=body, direction=Message.Direction.OUT, digest=digest)
         wires.append((party.node, wire))
     if progress.privacy_spent:
         for party in job.parties.filter(role="provider", right__isnull=False).select_related("right__dataset"):
@@ -310,10 +322,18 @@ def _send(node_slug: str, wire: dict[str, Any]) -> None:
 
 
 def _record(
-    *, job: Job | None, wire: dict[str, Any], direction: str, digest: str, in_reply_to: str | None = None
+    *,
+    job: Job | None,
+    wire: dict[str, Any],
+    body: dict[str, Any],
+    direction: str,
+    digest: str,
+    in_reply_to: str | None = None,
 ) -> Message:
+    """Keep a message: the sealed wire as it travelled and the body the hub wrote or opened."""
     p = wire["payload"]
     return Message.objects.create(
+        body=body,
         in_reply_to=in_reply_to,
         job=job,
         direction=direction,
@@ -459,6 +479,7 @@ def attestations_request(*, limit: int = attest.MAX_RECEIPTS) -> int:
             },
             key=hub_private_key(),
             kid=hub_kid(),
+            to=keys.public_from_b64(node.public_key),
         )
         _send(node.slug, wire)
         sent += 1
@@ -495,17 +516,17 @@ def _attestation_receive(*, node: Node, opened: envelope.Opened) -> str:
 
 
 def _presented_key(wire: dict[str, Any], kid: str) -> Any:
-    from compute.protocol import keys
-
+    """The key an enrolment presents (inside its sealed body), if it is the one that signed it."""
     try:
-        public = keys.public_from_b64(wire["payload"]["body"]["public_key"])
+        body = sealed.open_body(wire["payload"]["body"], hub_private_key())
+        public = keys.public_from_b64(body["public_key"])
     except (KeyError, TypeError, ValueError):
         return None
     return public if keys.key_id(public) == kid else None
 
 
 def _open(wire: dict[str, Any], resolve: Any) -> envelope.Opened:
-    return envelope.open_envelope(wire, resolve_key=resolve, recipient="hub")
+    return envelope.open_envelope(wire, resolve_key=resolve, recipient="hub", unseal=hub_private_key())
 
 
 def _lock_job(job_id: Any) -> Job | None:
@@ -523,6 +544,7 @@ class ReceiptRejected(envelope.EnvelopeError):
 
 RECEIPT_FIELDS = frozenset(
     {
+        "consumer_kid",
         "type",
         "job",
         "step",
@@ -570,7 +592,12 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
         if Message.objects.filter(in_reply_to=body["in_reply_to"]).exists():
             raise envelope.EnvelopeError("answered", "this step was already answered")
         message = _record(
-            job=job, wire=wire, direction=Message.Direction.IN, digest=opened.digest, in_reply_to=body["in_reply_to"]
+            job=job,
+            wire=wire,
+            body=body,
+            direction=Message.Direction.IN,
+            digest=opened.digest,
+            in_reply_to=body["in_reply_to"],
         )
         if job.status != Job.Status.RUNNING:
             return "ignored"
@@ -628,6 +655,7 @@ def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, 
         "dataset": party.dataset_id,
         "right": party.right_id,
         "consumer": job.consumer.slug,
+        "consumer_kid": job.consumer_node.kid,
         "operation": algo.operation,
         "step": asked.step,
         "round": asked.round,

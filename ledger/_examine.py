@@ -205,6 +205,8 @@ def _examine_one(line: str, ctx: Context) -> Examined:
             facts["kid"] = receipt.get("kid") if isinstance(receipt, dict) else None
             r = receipt.get("payload") if isinstance(receipt, dict) else None
             facts["node"] = r.get("node") if isinstance(r, dict) else None
+            if isinstance(r, dict) and "consumer_kid" in r:
+                facts["consumer_kid"] = r["consumer_kid"]
             _receipt(seq, p, ctx, fail, facts)
     elif kind == BATCH_KIND:
         attestation = p.get("attestation")

@@ -444,9 +444,21 @@ class _Checker:
             )
         return rows, records
 
+    def _consumer_key_at(self, seq: int, kid: Any, consumer: Any, where: str) -> None:
+        """The consumer node key a provider trusted for the job (it checked the job's key against it)."""
+        logged = self.log_node_keys.get(str(kid))
+        if logged is None or logged.seq > seq:
+            self.report.fail(f"{where}: consumer node key {kid!r} is not on the log before it")
+        elif logged.organization != consumer:
+            self.report.fail(f"{where}: consumer node key {kid!r} belongs to organisation {logged.organization}")
+        elif logged.ended_seq is not None and logged.ended_seq < seq:
+            self.report.fail(f"{where}: consumer node key {kid!r} was rotated away at #{logged.ended_seq}")
+
     def usage(self, seq: int, f: dict[str, Any]) -> None:
         where = f"usage #{seq}"
         self._node_key_at(seq, f.get("kid"), f.get("node"), where)
+        if "consumer_kid" in f:
+            self._consumer_key_at(seq, f["consumer_kid"], f.get("consumer"), where)
         metered = self._metered(seq, f, where)
         if f.get("right") is None and f.get("preview") is True:
             # A free overlap preview: PSI only, never charged, under no right.

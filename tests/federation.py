@@ -20,10 +20,12 @@ from compute import services
 from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
-from compute.protocol import envelope
+from compute.protocol import envelope, sealed
+from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Organization, UsageRight
 
+# A tampering node rewrites its reply's payload (its body in the clear, before it is sealed).
 Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
@@ -64,8 +66,28 @@ def run(job: Job, *, tamper: Tamper | None = None, max_rounds: int = 20) -> Job:
         for m in pending:
             carried.add(m.digest)
             for reply in handle_step(node(m.recipient), m.envelope):
-                services.message_receive(wire=tamper(m.recipient, reply) if tamper else reply)
+                services.message_receive(wire=_tampered(m.recipient, reply, tamper) if tamper else reply)
     raise AssertionError(f"job {job.id} did not end in {max_rounds} rounds")
+
+
+def _tampered(slug: str, reply: dict[str, Any], tamper: Tamper) -> dict[str, Any]:
+    """The reply node ``slug`` would have sent had it rewritten its payload before sealing and signing.
+
+    The test reads the honest body with the hub's key only to stand in for the node's own
+    plaintext; the rewritten body is sealed to the hub and signed with the node's key.
+    """
+    payload = dict(reply["payload"])
+    payload["body"] = sealed.open_body(payload["body"], hub_private_key())
+    payload = tamper(slug, payload)
+    payload["body"] = sealed.seal_body(payload["body"], hub_private_key().public_key())
+    config = node(slug)
+    return envelope.sign_payload(payload, key=config.private_key, kid=config.kid)
+
+
+def body_of(wire: dict[str, Any], key: Any = None) -> dict[str, Any]:
+    """The body of a message sealed to the hub (or to ``key``'s holder), as its recipient reads it."""
+    opened: dict[str, Any] = sealed.open_body(wire["payload"]["body"], key or hub_private_key())
+    return opened
 
 
 def resign(slug: str, wire: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +99,12 @@ def resign(slug: str, wire: dict[str, Any]) -> dict[str, Any]:
 def rewrite_receipt(**changes: Any) -> Tamper:
     """A tampering provider: its receipts carry ``changes``, and it signs them (and its reply) itself."""
 
-    def tamper(slug: str, reply: dict[str, Any]) -> dict[str, Any]:
-        body = reply["payload"]["body"]
-        if "receipt" not in body:
-            return reply
-        body["receipt"]["payload"].update(changes)
-        body["receipt"] = resign(slug, body["receipt"])
-        return resign(slug, reply)
+    def tamper(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body = payload["body"]
+        if "receipt" in body:
+            body["receipt"]["payload"].update(changes)
+            body["receipt"] = resign(slug, body["receipt"])
+        return payload
 
     return tamper
 
@@ -91,12 +112,10 @@ def rewrite_receipt(**changes: Any) -> Tamper:
 def rewrite_result(fn: Callable[[dict[str, Any]], dict[str, Any]], step: str) -> Tamper:
     """A tampering provider whose ``step`` result is replaced (its receipt stays the honest one)."""
 
-    def tamper(slug: str, reply: dict[str, Any]) -> dict[str, Any]:
-        if reply["payload"]["step"] != step:
-            return reply
-        body = reply["payload"]["body"]
-        body["result"] = fn(body["result"])
-        return resign(slug, reply)
+    def tamper(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["step"] == step:
+            payload["body"]["result"] = fn(payload["body"]["result"])
+        return payload
 
     return tamper
 

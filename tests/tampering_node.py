@@ -19,7 +19,6 @@ import sys
 import time
 from typing import Any
 
-from compute.node import app as node_app
 from compute.node import runtime
 from compute.node.config import NodeConfig
 from compute.protocol import envelope
@@ -30,33 +29,29 @@ def _rules(config: NodeConfig) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _sign(config: NodeConfig, wire: dict[str, Any]) -> dict[str, Any]:
-    return envelope.sign_payload(wire["payload"], key=config.private_key, kid=config.kid)
-
-
-def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]]:
-    rules = _rules(config)
-    step = (wire.get("payload") or {}).get("step")
-    if rules.get("pause") and rules["pause"] == step:
-        (config.directory / "paused").write_text(step)
+def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
+    if _rules(config).get("pause") == opened.payload["step"]:
+        (config.directory / "paused").write_text(opened.payload["step"])
         time.sleep(600)
-    replies = runtime.handle_step(config, wire)
-    out = []
-    for reply in replies:
-        body = reply["payload"]["body"]
-        if rules.get("receipt") and "receipt" in body:
-            body["receipt"]["payload"].update(rules["receipt"])
-            body["receipt"] = _sign(config, body["receipt"])
-            reply = _sign(config, reply)
-        if "result" in rules and body.get("status") == "ok" and step not in ("attest", None):
-            body["result"] = rules["result"]
-            reply = _sign(config, reply)
-        out.append(reply)
-    return out
+    return honest_answer(config, opened)
 
+
+def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The body is rewritten in the clear, then sealed and signed by the real code."""
+    rules = _rules(config)
+    if rules.get("receipt") and "receipt" in body:
+        body["receipt"]["payload"].update(rules["receipt"])
+        body["receipt"] = envelope.sign_payload(body["receipt"]["payload"], key=config.private_key, kid=config.kid)
+    if "result" in rules and body.get("status") == "ok" and payload["step"] != "attest":
+        body["result"] = rules["result"]
+    return honest_seal(config, payload, body)
+
+
+honest_answer, honest_seal = runtime._answer, runtime._seal_reply
 
 if __name__ == "__main__":
-    node_app.handle_step = handle_step  # type: ignore[assignment]  # what the node's task calls
+    runtime._answer = _answer  # type: ignore[assignment]
+    runtime._seal_reply = _seal_reply  # type: ignore[assignment]
     from compute.node.__main__ import main
 
     sys.exit(main())

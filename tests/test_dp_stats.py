@@ -71,6 +71,7 @@ def test_the_hub_adds_noise_under_encryption_and_providers_clip(monkeypatch) -> 
 
     monkeypatch.setattr(type(stats), "rng", random.Random(7))
     job2 = JobView(id="j2", params=job.params, parties=job.parties)
+    consumer.job = provider.job = "j2"  # the nodes' context is per job
     outbox, noisy = list(stats.start(job2).sends), None
     while outbox:
         send = outbox.pop(0)

@@ -19,9 +19,11 @@ from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
 from compute.protocol import envelope
+from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Offer, UsageRight
 from tests.conftest import api_for
+from tests.federation import body_of
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +45,7 @@ def node_says(config: NodeConfig, job_id: str, step: str, body: dict, **kw):  # 
         body=body,
         key=config.private_key,
         kid=config.kid,
+        to=hub_private_key().public_key(),
         **kw,
     )
 
@@ -128,7 +131,7 @@ def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_
     (reply,) = handle_step(node("bank"), out.envelope)
 
     forged = copy.deepcopy(reply)
-    forged["payload"]["body"]["result"]["public_key"] = "12345"
+    forged["payload"]["issued_at"] = envelope.format_time(envelope.utcnow())  # any change breaks the signature
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=forged)
     assert err.value.code == "bad_signature"
@@ -144,7 +147,7 @@ def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_
         bank,
         job_id,
         "keygen",
-        reply["payload"]["body"],
+        body_of(reply),
         now=envelope.utcnow() - timedelta(hours=2),
         ttl=timedelta(hours=1),
     )
@@ -154,7 +157,7 @@ def test_the_hub_rejects_forged_unknown_expired_and_impersonating_messages(bank_
 
     # acme's node, signing correctly, claims to be the consumer party: refused.
     acme = node("acme")
-    imposter = node_says(acme, job_id, "keygen", reply["payload"]["body"])
+    imposter = node_says(acme, job_id, "keygen", body_of(reply))
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=imposter)
     assert err.value.code == "impersonation"
@@ -169,9 +172,9 @@ def test_a_node_refuses_a_step_its_right_does_not_cover(bank_api) -> None:  # ty
     _deliver(job, "keygen")
     (out,) = _outbox(job, "partial")
     # The hub (compromised, say) re-signs the step with a grant that does not permit stats.
-    from ledger.hubkey import hub_kid, hub_private_key
+    from ledger.hubkey import hub_kid
 
-    body = copy.deepcopy(out.envelope["payload"]["body"])
+    body = copy.deepcopy(out.body)
     body["grant"]["operations"] = ["psi"]
     tampered = envelope.seal(
         job=job_id,
@@ -182,14 +185,15 @@ def test_a_node_refuses_a_step_its_right_does_not_cover(bank_api) -> None:  # ty
         body=body,
         key=hub_private_key(),
         kid=hub_kid(),
+        to=node("acme").private_key.public_key(),
     )
     # The hub only accepts replies to steps it recorded as sent: record this one as sent.
     from compute.protocol.canonical import canonical, sha256_hex
 
-    services._record(job=job, wire=tampered, direction="out", digest=sha256_hex(canonical(tampered["payload"])))
+    digest = sha256_hex(canonical(tampered["payload"]))
+    services._record(job=job, wire=tampered, body=body, direction="out", digest=digest)
     (reply,) = handle_step(node("acme"), tampered)
-    assert reply["payload"]["body"]["status"] == "refused"
-    assert reply["payload"]["body"]["code"] == "not_permitted"
+    assert (body_of(reply)["status"], body_of(reply)["code"]) == ("refused", "not_permitted")
     assert services.message_receive(wire=reply) == "refused"
     job.refresh_from_db()
     assert job.status == "failed"

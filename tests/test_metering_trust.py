@@ -118,11 +118,11 @@ def test_a_tampered_receipt_is_refused_and_charges_nothing(demo, case) -> None: 
 def test_a_receipt_signed_by_another_key_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
     right = buy()
 
-    def foreign_signature(slug: str, reply: dict) -> dict:  # type: ignore[type-arg]
-        body = reply["payload"]["body"]
+    def foreign_signature(slug: str, payload: dict) -> dict:  # type: ignore[type-arg]
+        body = payload["body"]
         if "receipt" in body:
             body["receipt"] = federation.resign("taxco", body["receipt"])  # another provider's node signs
-        return federation.resign(slug, reply)
+        return payload
 
     job = federation.run(federation.submit([right.id]), tamper=foreign_signature)
     assert job.status == Job.Status.FAILED and "receipt_unknown_key" not in job.error
@@ -216,13 +216,12 @@ def test_psi_refuses_one_id_blinded_twenty_times(demo) -> None:  # type: ignore[
     right = buy(plans=[{"kind": "per_job", "amount_minor": 100, "currency": "EUR"}])
     own = Dataset.objects.get(node__slug="bank")
 
-    def repeat_one(slug: str, reply: dict) -> dict:  # type: ignore[type-arg]
-        body = reply["payload"]["body"]
-        if reply["payload"]["step"] == "psi_blind":  # a tampering consumer node: one target, 20 copies
+    def repeat_one(slug: str, payload: dict) -> dict:  # type: ignore[type-arg]
+        body = payload["body"]
+        if payload["step"] == "psi_blind":  # a tampering consumer node: one target, 20 copies
             assert body["status"] == "ok", body
             body["result"]["elements"] = [body["result"]["elements"][0]] * 20
-            return federation.resign(slug, reply)
-        return reply
+        return payload
 
     params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}
     job = federation.run(federation.submit([right.id], algorithm="psi", params=params), tamper=repeat_one)

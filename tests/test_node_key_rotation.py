@@ -56,6 +56,7 @@ def test_rotation_is_on_the_ledger_and_old_receipts_still_verify(bank_api, tmp_p
         body={"manifest": {}},
         key=old.private_key,
         kid=old_kid,
+        to=old.hub_public_key,
     )
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=stale)

@@ -15,6 +15,7 @@ from compute.models import Job, Message
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset
 from tests.conftest import api_for, wait_for
+from tests.federation import body_of
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +91,7 @@ def _node(tmp_path: Path, policy: dict) -> tuple:  # type: ignore[type-arg]
     return NodeConfig(slug="n1", directory=tmp_path, broker_url="memory://", broker_dir=None), hub
 
 
-def _step(hub, step: str, args: dict, grant: dict | None) -> dict:  # type: ignore[type-arg]
+def _step(hub, step: str, args: dict, grant: dict | None, node) -> dict:  # type: ignore[type-arg,no-untyped-def]
     from compute.protocol import envelope, keys
 
     return envelope.seal(
@@ -102,6 +103,7 @@ def _step(hub, step: str, args: dict, grant: dict | None) -> dict:  # type: igno
         key=hub,
         kid=keys.key_id(hub),
         body={"algorithm": "psi", "party": "provider:1", "args": args, "grant": grant},
+        to=node.private_key.public_key(),
     )
 
 
@@ -121,16 +123,16 @@ def test_a_node_refuses_previews_unless_its_policy_offers_them(tmp_path) -> None
         "min_group_size": 5,
     }
     (reply,) = handle_step(
-        config, _step(hub, "psi_exchange", {"dataset": "ids", "id_column": "id", "elements": []}, grant)
+        config, _step(hub, "psi_exchange", {"dataset": "ids", "id_column": "id", "elements": []}, grant, config)
     )
-    assert reply["payload"]["body"]["status"] == "refused"
-    assert reply["payload"]["body"]["code"] == "not_permitted"
+    body = body_of(reply, hub)
+    assert (body["status"], body["code"]) == ("refused", "not_permitted")
 
 
 def test_consumer_side_steps_may_not_read_a_dataset_the_node_sells(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from compute.node.runtime import handle_step
 
     config, hub = _node(tmp_path, {"operations": ["psi"], "min_group_size": 5, "consumer_datasets": []})
-    (reply,) = handle_step(config, _step(hub, "psi_blind", {"dataset": "ids", "id_column": "id"}, None))
-    assert reply["payload"]["body"]["code"] == "policy"
-    assert "not open to this node's own jobs" in reply["payload"]["body"]["reason"]
+    (reply,) = handle_step(config, _step(hub, "psi_blind", {"dataset": "ids", "id_column": "id"}, None, config))
+    body = body_of(reply, hub)
+    assert body["code"] == "policy" and "not open to this node's own jobs" in body["reason"]

@@ -23,6 +23,7 @@ from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
 from compute.protocol import dh_group, envelope, keys
 from compute.protocol.canonical import canonical
+from tests.federation import body_of
 
 # --- independent references ----------------------------------------------------------
 
@@ -500,9 +501,10 @@ def test_the_runtime_checks_a_right_on_the_provider_step_only(tmp_path: Path) ->
             body=body,
             key=hub_key,
             kid=keys.key_id(hub_key),
+            to=config.private_key.public_key(),
         )
         (reply,) = handle_step(config, wire)
-        return reply["payload"]["body"]
+        return body_of(reply, hub_key)
 
     algo = psi.Psi(rng=ZeroNoise())
     job = make_job(algo)
@@ -533,6 +535,7 @@ def test_the_runtime_checks_a_right_on_the_provider_step_only(tmp_path: Path) ->
         body=body,
         key=hub_key,
         kid=keys.key_id(hub_key),
+        to=bank.private_key.public_key(),
     )
     (reply,) = handle_step(bank, wire)
-    assert reply["payload"]["body"]["status"] == "ok"
+    assert body_of(reply, hub_key)["status"] == "ok"

@@ -22,6 +22,7 @@ from compute.protocol import envelope
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, Offer, UsageRight
 from tests.conftest import api_for, post_job, right_on_new_offer
+from tests.federation import body_of
 from tests.test_jobs_protocol import _deliver, _outbox, _right, _submit, node, node_says
 
 
@@ -35,12 +36,12 @@ def test_a_node_cannot_answer_a_step_it_was_not_sent_or_answer_twice(bank_api) -
     assert services.message_receive(wire=keygen_reply) == "advanced"
     # The consumer's node re-signs its keygen answer with a fresh nonce: refused.
     bank = node("bank")
-    again = node_says(bank, job_id, "keygen", keygen_reply["payload"]["body"])
+    again = node_says(bank, job_id, "keygen", body_of(keygen_reply))
     with pytest.raises(envelope.EnvelopeError) as err:
         services.message_receive(wire=again)
     assert err.value.code == "answered"
     # A "decrypt" result nobody asked for (fabricated outputs) is refused.
-    forged = copy.deepcopy(keygen_reply["payload"]["body"])
+    forged = copy.deepcopy(body_of(keygen_reply))
     forged["result"] = {"count": 1, "sum": 1.0, "mean": 1.0, "variance": 0.0}
     fake = node_says(bank, job_id, "decrypt", forged)
     with pytest.raises(envelope.EnvelopeError) as err:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from phe import paillier as phe
 
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
-from compute.protocol import paillier
+from compute.protocol import envelope, keys, paillier
 
 P, Q = 293, 433  # a toy key for known answers only
 N = P * Q
@@ -50,9 +51,26 @@ class FakeNode:
 
     def __init__(self, slug: str, rows: dict[str, list[dict[str, str]]], min_group: int = 2) -> None:
         self.slug = slug
+        self.job = "j"
         self.rows = rows
         self.min_group_size = min_group
         self.state: dict[str, dict[str, Any]] = {}
+
+    # One key stands for the consumer's node: the statements it signs are what providers check.
+    CONSUMER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return envelope.sign_payload(payload, key=self.CONSUMER_KEY, kid=keys.key_id(self.CONSUMER_KEY))
+
+    def consumer_statement(self, statement: Any, kind: str) -> dict[str, Any]:
+        public = self.CONSUMER_KEY.public_key()
+        try:
+            opened = envelope.verify_signed(statement, lambda kid: public if kid == keys.key_id(public) else None)
+        except envelope.EnvelopeError as exc:
+            raise StepRefused("unsigned_key", str(exc)) from None
+        if opened.payload.get("type") != kind or opened.payload.get("job") != self.job:
+            raise StepRefused("unsigned_key", "another job")
+        return opened.payload
 
     def load_rows(self, local_name: str) -> list[dict[str, str]]:
         return self.rows[local_name]
@@ -124,12 +142,47 @@ def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
     assert partials and all(int(body["count"]) > 10**100 for body in partials)  # ciphertexts only
 
 
+def _signed_key(node: FakeNode, public_json: str) -> dict[str, Any]:
+    statement = node.sign({"type": "usufruct/job-key/v1", "job": node.job, "public_key": public_json})
+    return {"public_key": public_json, "key_statement": statement}
+
+
+def test_a_provider_encrypts_only_under_a_key_the_consumer_signed_for_this_job() -> None:
+    stats = get_algorithm("stats")
+    public, _ = paillier.generate(1024)
+    substitute, _ = paillier.generate(1024)  # e.g. the hub's own key
+    node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}, {"x": "3"}]})
+    args = {"column": "x", "dataset": "a"}
+    assert stats.node_step(node, "partial", _signed_key(node, str(public.n)) | args).records == 3
+    cases = {
+        "unsigned": {"public_key": str(substitute.n)} | args,
+        "swapped key": _signed_key(node, str(public.n)) | {"public_key": str(substitute.n)} | args,
+        "signed by another": {
+            "public_key": str(substitute.n),
+            "key_statement": envelope.sign_payload(
+                {"type": "usufruct/job-key/v1", "job": "j", "public_key": str(substitute.n)},
+                key=Ed25519PrivateKey.generate(),
+                kid=node.sign({})["kid"],
+            ),
+        }
+        | args,
+    }
+    for name, body in cases.items():
+        with pytest.raises(StepRefused) as err:
+            stats.node_step(node, "partial", body)
+        assert err.value.code == "unsigned_key", name
+    other_job = FakeNode("acme", node.rows)
+    other_job.job = "another"
+    with pytest.raises(StepRefused, match="another job"):
+        stats.node_step(other_job, "partial", _signed_key(node, str(public.n)) | args)
+
+
 def test_a_provider_refuses_a_group_below_its_minimum() -> None:
     stats = get_algorithm("stats")
     public, _ = paillier.generate(1024)
     node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}]}, min_group=3)
     with pytest.raises(StepRefused) as err:
-        stats.node_step(node, "partial", {"public_key": str(public.n), "column": "x", "dataset": "a"})
+        stats.node_step(node, "partial", _signed_key(node, str(public.n)) | {"column": "x", "dataset": "a"})
     assert err.value.code == "group_too_small"
 
 

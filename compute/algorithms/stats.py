@@ -35,6 +35,7 @@ from compute.algorithms.dp import discrete_laplace
 from compute.protocol import paillier
 
 NUMERIC = {"number", "integer"}
+JOB_KEY = "usufruct/job-key/v1"  # the consumer node's signed statement of the job's Paillier key
 FIELDS = ("count", "sum", "sumsq")
 
 
@@ -111,6 +112,10 @@ class Stats:
         if step == "partial" and party in job.state["partials"]:
             raise ValueError(f"{party!r} already sent its partial")
         if step == "keygen":
+            statement = body["key_statement"]
+            claimed = statement["payload"] if isinstance(statement, dict) else None
+            if claimed != {"type": JOB_KEY, "job": job.id, "public_key": body["public_key"]}:
+                raise ValueError("the job key is not the one the consumer's node signed for this job")
             job.state["public_key"] = body["public_key"]
             job.state["phase"] = "partial"
             sends = [
@@ -119,6 +124,7 @@ class Stats:
                     "partial",
                     {
                         "public_key": body["public_key"],
+                        "key_statement": statement,  # providers encrypt only under a key the consumer signed
                         "column": job.params["column"],
                         "dataset": p.dataset_local,
                         **({"bounds": job.params["bounds"]} if "bounds" in job.params else {}),
@@ -176,7 +182,9 @@ class Stats:
         if step == "keygen":
             public, private = paillier.generate(int(body["key_bits"]))
             ctx.state_put("paillier", {"private": paillier.private_to_json(private)})
-            return StepResult({"public_key": paillier.public_to_json(public)})
+            public_json = paillier.public_to_json(public)
+            statement = ctx.sign({"type": JOB_KEY, "job": ctx.job, "public_key": public_json})
+            return StepResult({"public_key": public_json, "key_statement": statement})
         if step == "partial":
             return self._partial(ctx, body)
         if step == "decrypt":
@@ -209,7 +217,10 @@ class Stats:
                 # No count in the message: a suppressed group's size is what suppression hides.
                 f"fewer rows than the minimum group size {ctx.min_group_size}",
             )
-        public = paillier.public_from_json(body["public_key"])
+        signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
+        if signed.get("public_key") != body.get("public_key"):
+            raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
+        public = paillier.public_from_json(signed["public_key"])
         if "bounds" in body:  # a DP release: clipping bounds each row's contribution
             low, high = body["bounds"]
             values = [min(max(v, low), high) for v in values]

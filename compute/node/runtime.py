@@ -31,10 +31,32 @@ class LocalContext:
     config: NodeConfig
     job: str
     min_group_size: int
+    grant: dict[str, Any] | None = None
 
     @property
     def slug(self) -> str:
         return self.config.slug
+
+    def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return envelope.sign_payload(payload, key=self.config.private_key, kid=self.config.kid)
+
+    def consumer_statement(self, statement: Any, kind: str) -> dict[str, Any]:
+        """Verified against the consumer node's enrolled key, which the hub presents in the grant
+        and which this node names in its receipt (``consumer_kid``), so an auditor checks it
+        against the ``node_enrolled`` entries of the consumer organisation."""
+        node = (self.grant or {}).get("consumer_node")
+        if not isinstance(node, dict) or not isinstance(statement, dict) or statement.get("kid") != node.get("kid"):
+            raise StepRefused("unsigned_key", "the job's key is not signed by the consumer's node")
+        try:
+            public = keys.public_from_b64(str(node.get("public_key")))
+            if keys.key_id(public) != node.get("kid"):
+                raise ValueError("the consumer node key does not match its key id")
+            opened = envelope.verify_signed(statement, lambda kid: public if kid == node["kid"] else None)
+        except (ValueError, envelope.EnvelopeError) as exc:
+            raise StepRefused("unsigned_key", f"the job's key statement does not verify: {exc}") from None
+        if opened.payload.get("type") != kind or opened.payload.get("job") != self.job:
+            raise StepRefused("unsigned_key", "the key statement is for another job or purpose")
+        return opened.payload
 
     def load_rows(self, local_name: str) -> list[dict[str, str]]:
         try:
@@ -131,6 +153,7 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
             wire,
             resolve_key=lambda kid: config.hub_public_key if kid == keys.key_id(config.hub_public_key) else None,
             recipient=config.slug,
+            unseal=config.private_key,
         )
     except envelope.EnvelopeError as exc:
         log.warning("node %s dropped a message: %s (%s)", config.slug, exc, exc.code)
@@ -169,7 +192,7 @@ def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
             local = body["args"].get("dataset")
             if local is not None and local not in config.policy.get("consumer_datasets", []):
                 raise StepRefused("policy", f"dataset {local!r} is not open to this node's own jobs")
-        ctx = LocalContext(config=config, job=job, min_group_size=min_group)
+        ctx = LocalContext(config=config, job=job, min_group_size=min_group, grant=grant)
         result = algorithm.node_step(ctx, step, body["args"])
         reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}
         if grant is not None:
@@ -193,6 +216,7 @@ def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any
         key=config.private_key,
         kid=config.kid,
         ttl=timedelta(hours=6),
+        to=config.hub_public_key,
     )
 
 
@@ -307,6 +331,9 @@ def sign_receipt(
         "dataset": grant["dataset"],
         "right": grant["right"],
         "consumer": grant["consumer"],
+        # The consumer node key this node trusted for the job (e.g. the key that signed the
+        # job's Paillier key): an auditor checks it belongs to the consumer, on the log.
+        "consumer_kid": (grant.get("consumer_node") or {}).get("kid"),
         "operation": operation,
         "rows": rows or 0,
         "records": records or 0,
@@ -329,6 +356,7 @@ def enrolment_message(config: NodeConfig, token: str) -> dict[str, Any]:
         body={"token": token, "public_key": keys.public_b64(config.private_key)},
         key=config.private_key,
         kid=config.kid,
+        to=config.hub_public_key,  # the token is a secret: only the hub may read it
     )
 
 
@@ -349,6 +377,7 @@ def announcement_messages(config: NodeConfig) -> list[dict[str, Any]]:
                 key=config.private_key,
                 kid=config.kid,
                 ttl=timedelta(days=1),
+                to=config.hub_public_key,
             )
         )
     return messages

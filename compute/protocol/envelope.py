@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from compute.protocol import sealed
 from compute.protocol.canonical import canonical, sha256_hex
 
 REQUIRED_FIELDS = ("job", "step", "round", "sender", "recipient", "nonce", "expires_at", "body")
@@ -74,7 +75,10 @@ def seal(
     ttl: timedelta = timedelta(hours=1),
     now: datetime | None = None,
     nonce: str | None = None,
+    to: Ed25519PublicKey | None = None,
 ) -> dict[str, Any]:
+    """A signed envelope; with ``to``, its body is sealed to that recipient's key first
+    (:mod:`compute.protocol.sealed`), so the signature covers the ciphertext."""
     moment = now or utcnow()
     payload = {
         "job": job,
@@ -85,7 +89,7 @@ def seal(
         "nonce": nonce or secrets.token_hex(16),
         "issued_at": format_time(moment),
         "expires_at": format_time(moment + ttl),
-        "body": dict(body),
+        "body": dict(body) if to is None else sealed.seal_body(dict(body), to),
     }
     return sign_payload(payload, key=key, kid=kid)
 
@@ -123,8 +127,13 @@ def open_envelope(
     resolve_key: Callable[[str], Ed25519PublicKey | None],
     recipient: str,
     now: datetime | None = None,
+    unseal: Ed25519PrivateKey | None = None,
 ) -> Opened:
-    """Verify an envelope addressed to ``recipient``; raise EnvelopeError otherwise."""
+    """Verify an envelope addressed to ``recipient``; raise EnvelopeError otherwise.
+
+    With ``unseal`` (the recipient's key) the body must be sealed to it; the returned
+    payload carries the opened body, the digest stays that of the signed, sealed payload.
+    """
     opened = verify_signed(wire, resolve_key)
     payload = opened.payload
     missing = [f for f in REQUIRED_FIELDS if f not in payload]
@@ -134,4 +143,12 @@ def open_envelope(
         raise EnvelopeError("misaddressed", f"addressed to {payload['recipient']!r}")
     if parse_time(payload["expires_at"]) <= (now or utcnow()):
         raise EnvelopeError("expired", f"message expired at {payload['expires_at']}")
+    if unseal is not None:
+        try:
+            body = sealed.open_body(payload["body"], unseal)
+        except sealed.SealError as exc:
+            raise EnvelopeError("not_sealed", str(exc)) from None
+        if not isinstance(body, dict):
+            raise EnvelopeError("malformed", "the opened body is not an object")
+        return Opened(payload={**payload, "body": body}, kid=opened.kid, digest=opened.digest)
     return opened

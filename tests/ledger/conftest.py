@@ -71,6 +71,7 @@ def forge_usage(
         "dataset": right.dataset_id,
         "right": right.id,
         "consumer": right.consumer.slug,
+        "consumer_kid": Node.objects.get(slug="bank").kid,
         "operation": operation,
         "rows": 120,
         "records": 120,

@@ -84,9 +84,15 @@ def _ask(config: NodeConfig, body: dict[str, Any]) -> dict[str, Any]:
         key=hub_private_key(),
         kid=hub_kid(),
         ttl=timedelta(minutes=5),
+        to=config.private_key.public_key(),
     )
     [reply] = runtime.handle_step(config, wire)
-    opened = envelope.verify_signed(reply, lambda kid: config.private_key.public_key() if kid == config.kid else None)
+    opened = envelope.open_envelope(
+        reply,
+        resolve_key=lambda kid: config.private_key.public_key() if kid == config.kid else None,
+        recipient="hub",
+        unseal=hub_private_key(),
+    )
     assert opened.payload["step"] == "attest" and opened.payload["recipient"] == "hub"
     return opened.payload["body"]
 
@@ -246,6 +252,7 @@ def test_the_hub_checks_the_nodes_signature_and_notes_its_refusals(world) -> Non
             body=body,
             key=key or node_key("acme"),
             kid=acme.kid,
+            to=hub_private_key().public_key(),
         )
 
     assert compute.message_receive(wire=reply({"status": "refused", "code": "node_error"})) == "attestation refused"

@@ -303,10 +303,11 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
                 provider_id=party.right.dataset.organization_id,
                 right_id=party.right_id,
             )
+    if progress.delivers or progress.outputs is not None:
+        for party in job.parties.filter(role="provider", right__isnull=False, quota_settled=False).order_by("right_id"):
+            _settle(job, party, "delivered")
     if progress.outputs is not None:
         job.parties.filter(role="consumer").update(status=JobParty.Status.DONE)
-        for party in job.parties.filter(role="provider", right__isnull=False).order_by("right_id"):
-            _settle(job, party, "delivered")
         job.outputs = progress.outputs
         job.status = Job.Status.SUCCEEDED
         job.finished_at = timezone.now()
@@ -405,8 +406,8 @@ def jobs_fail_stale(*, older_than: timedelta) -> int:
         status__in=[Job.Status.QUEUED, Job.Status.RUNNING], updated_at__lt=cutoff
     ).values_list("id", flat=True):
         with transaction.atomic():
-            job = Job.objects.select_for_update().get(id=job_id)
-            if job.status in (Job.Status.QUEUED, Job.Status.RUNNING) and job.updated_at < cutoff:
+            job = _lock_job(job_id)  # rights first, then the job (the documented lock order)
+            if job is not None and job.status in (Job.Status.QUEUED, Job.Status.RUNNING) and job.updated_at < cutoff:
                 waiting = ", ".join(p.node.slug for p in job.parties.filter(status=JobParty.Status.WAITING))
                 _fail(job, f"timed out waiting for {waiting or 'the hub'}")
                 count += 1
@@ -664,7 +665,10 @@ def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, 
     for name, value in expected.items():
         if r.get(name) != value or type(r.get(name)) is not type(value):
             raise ReceiptRejected(f"receipt_{name}", f"receipt {name} {r.get(name)!r} is not {value!r}")
-    bound = party.dataset.row_count * algo.passes(job.params, asked.step)
+    attested = party.dataset.row_count
+    if party.right is not None and party.right.row_count is not None:
+        attested = min(attested, party.right.row_count)  # as sold, whatever the node announced since
+    bound = attested * algo.passes(job.params, asked.step)
     for name in ("rows", "records"):
         value = r.get(name)
         if not _whole(value) or not 0 <= value <= bound:

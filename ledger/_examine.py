@@ -200,7 +200,7 @@ def _examine_one(line: str, ctx: Context) -> Examined:
         if kind == "right_granted":
             facts.update(operations=p.get("operations"), quota=p.get("quota"), expires_at=p.get("expires_at"))
         if kind == "usage" and isinstance(seq, int):
-            facts.update({k: p.get(k) for k in ("rows", "records", "passes", "preview", "free")})
+            facts.update({k: p.get(k) for k in ("rows", "records", "passes", "preview", "free", "step")})
             receipt = p.get("receipt")
             facts["kid"] = receipt.get("kid") if isinstance(receipt, dict) else None
             r = receipt.get("payload") if isinstance(receipt, dict) else None

@@ -147,6 +147,13 @@ class _Right:
     expires_at: datetime
     ended_seq: int | None = None
     delivered: int = 0  # jobs charged by a settlement (the quota counts these)
+    rows_at_grant: int | None = None  # the dataset's attested row count when the right was sold
+
+
+_ANY = object()
+# How many times each metered step reads each row of a provider's dataset (the algorithms'
+# ``passes``): a receipt's rows and records are bounded by the attested row count times this.
+PASSES: dict[tuple[Any, Any], int] = {("stats", "partial"): 1, ("psi", "psi_exchange"): 1}
 
 
 @dataclass
@@ -198,7 +205,9 @@ class _Checker:
         self.origin = str(header.get("origin", ""))
         report.origin, report.scope = self.origin, dict(header.get("scope") or {})
         report.complete = header.get("complete") is True
-        self.scope_has_all_usage = "seq_from" not in report.scope and "seq_to" not in report.scope
+        # A complete bundle holds every entry whatever its header's scope says (the hub writes
+        # the header): the checks that need all of a job's uses are never switched off for it.
+        self.scope_has_all_usage = report.complete or ("seq_from" not in report.scope and "seq_to" not in report.scope)
         self.tree_size = int(header["tree_size"])
         self.raw_log_keys: dict[str, bytes] = {}
         self.note_keys: list[notes.VerifierKey] = []
@@ -361,6 +370,10 @@ class _Checker:
     def node_entry(self, seq: int, kind: str, f: dict[str, Any]) -> None:
         """Node keys come from the log alone: enrolment, then each rotation."""
         if kind == "node_enrolled":
+            live = [k for k in self.log_node_keys.values() if k.node == f.get("node") and k.ended_seq is None]
+            if live:  # a second live key for a node must come through key_rotated, in the open
+                self.report.fail(f"entry #{seq}: node {f.get('node')!r} is enrolled again while its key is live")
+                return
             self.log_node_keys.setdefault(
                 str(f["kid"]), _NodeKey(seq, f.get("node"), f.get("organization"), f.get("public_key"))
             )
@@ -380,8 +393,9 @@ class _Checker:
                 raise ValueError(f"row_count {f.get('row_count')!r} is not a whole number")
             self.row_counts[f.get("dataset")] = f["row_count"]
 
-    def _node_key_at(self, seq: int, kid: Any, node: Any, where: str) -> None:
-        """A receipt or batch signed with ``kid`` at ``seq``: the log must hold that key for that node then."""
+    def _node_key_at(self, seq: int, kid: Any, node: Any, where: str, organization: Any = _ANY) -> None:
+        """A receipt or batch signed with ``kid`` at ``seq``: the log must hold that key for that node
+        (of that organisation) then."""
         logged = self.log_node_keys.get(str(kid))
         header = self.raw_node_keys.get(str(kid))
         if logged is None or logged.seq > seq:
@@ -390,13 +404,17 @@ class _Checker:
             self.report.fail(f"{where}: node key {kid!r} was rotated away at #{logged.ended_seq}")
         elif logged.node != node:
             self.report.fail(f"{where}: key {kid!r} belongs to node {logged.node!r} on the log, not {node!r}")
+        elif organization is not _ANY and logged.organization != organization:
+            self.report.fail(
+                f"{where}: key {kid!r} is a node key of organisation {logged.organization}, not {organization}"
+            )
         elif header is not None and base64.b64encode(header[0]).decode() != logged.public_key:
             self.report.fail(f"{where}: the bundle header's key {kid!r} differs from the one on the log")
 
     def node_keys_done(self) -> None:
-        """Every key the header offers must be one the log introduced, with the same bytes and owner."""
-        if not self.report.complete:
-            return  # a partial bundle carries the node entries of the keys its receipts use
+        """Every key the header offers must be one the log introduced, with the same bytes and owner.
+
+        Partial bundles carry every node key entry too, so this holds for them as well."""
         for kid, (raw, org, node) in sorted(self.raw_node_keys.items()):
             logged = self.log_node_keys.get(kid)
             if logged is None:
@@ -418,8 +436,12 @@ class _Checker:
                 list(f.get("operations") or []),
                 f.get("quota"),
                 _time(f["expires_at"]),
+                rows_at_grant=self.row_counts.get(f.get("dataset")),
             )
-        elif kind in ("right_revoked", "right_expired"):
+        elif kind == "right_revoked":
+            # Revocation ends a right at its place in the log. Expiry is judged by time instead
+            # (each use's hub time against expires_at): a step issued before the right expired
+            # may be answered after the right_expired entry.
             right = self.rights.get(f.get("right"))
             if right is not None and right.ended_seq is None:
                 right.ended_seq = seq
@@ -427,6 +449,12 @@ class _Checker:
     def _metered(self, seq: int, f: dict[str, Any], where: str) -> tuple[int, int] | None:
         """rows and records of a usage entry, each within the dataset's attested rows × the step's passes."""
         rows, records, passes = f.get("rows"), f.get("records", 0), f.get("passes", 1)
+        declared = PASSES.get((f.get("operation"), f.get("step")))
+        if declared is None or passes != declared:  # the protocol's figure, never the hub's word
+            self.report.fail(
+                f"{where}: {f.get('operation')}/{f.get('step')} meters {declared} pass(es), not {passes!r}"
+            )
+            return None
         if not isinstance(rows, int) or not isinstance(records, int) or not _count(rows) or not _count(records):
             self.report.fail(f"{where}: rows {rows!r} and records {records!r} must be whole numbers")
             return None
@@ -434,6 +462,9 @@ class _Checker:
             self.report.fail(f"{where}: passes {passes!r} is not a whole number in [1, 10000]")
             return None
         attested = self.row_counts.get(f.get("dataset"))
+        right = self.rights.get(f.get("right"))
+        if attested is not None and right is not None and right.rows_at_grant is not None:
+            attested = min(attested, right.rows_at_grant)  # as sold: a later announcement cannot raise it
         if attested is None:
             self.report.fail(f"{where}: dataset {f.get('dataset')} has no attested row count on the log before it")
             return rows, records
@@ -456,7 +487,7 @@ class _Checker:
 
     def usage(self, seq: int, f: dict[str, Any]) -> None:
         where = f"usage #{seq}"
-        self._node_key_at(seq, f.get("kid"), f.get("node"), where)
+        self._node_key_at(seq, f.get("kid"), f.get("node"), where, organization=f.get("provider"))
         if "consumer_kid" in f:
             self._consumer_key_at(seq, f["consumer_kid"], f.get("consumer"), where)
         metered = self._metered(seq, f, where)

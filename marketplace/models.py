@@ -203,6 +203,10 @@ class UsageRight(models.Model):
     quota_used = models.PositiveIntegerField(default=0)
     quota_reserved = models.PositiveIntegerField(default=0)
     min_group_size = models.PositiveIntegerField()
+    # The dataset's attested row count when the right was sold: a receipt's rows are bounded
+    # by it (and by the current count), so a provider cannot raise what it meters by
+    # re-announcing its dataset after the sale (decision 0009).
+    row_count = models.PositiveBigIntegerField(null=True, blank=True)
     epsilon_total = models.DecimalField(max_digits=6, decimal_places=3, default=0)
     epsilon_spent = models.DecimalField(max_digits=6, decimal_places=3, default=0)
     expires_at = models.DateTimeField()

@@ -125,15 +125,47 @@ def node_public_key(kid: str) -> Any:
 # --- datasets -----------------------------------------------------------------------------
 
 
-def dataset_register(*, node: Node, opened: Opened) -> Dataset:
-    """List (or refresh) a dataset from its node-signed manifest. Rows never arrive here."""
-    manifest = opened.payload["body"]["manifest"]
+def _manifest_errors(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """A node's manifest is a claim too: every field that reaches the ledger has its type."""
     errors: dict[str, list[str]] = {}
     for field in ("local", "name", "columns", "row_count", "sha256"):
         if field not in manifest:
             errors[field] = ["This field is required."]
     if errors:
-        raise Invalid("incomplete manifest", fields=errors)
+        return errors
+    for field in ("local", "name"):
+        if not isinstance(manifest[field], str) or not 0 < len(manifest[field]) <= 200:
+            errors[field] = ["A name of 1 to 200 characters."]
+    count = manifest["row_count"]
+    if type(count) is not int or not 0 <= count <= 10**12:
+        errors["row_count"] = ["A whole number of rows."]
+    digest = manifest["sha256"]
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        errors["sha256"] = ["A SHA-256 hex digest."]
+    columns = manifest["columns"]
+    if (
+        not isinstance(columns, list)
+        or not columns
+        or not all(
+            isinstance(c, dict)
+            and all(isinstance(c.get(k), str) for k in ("name", "type", "role"))
+            and c["role"] in ("id", "feature", "label")
+            and c["type"] in ("number", "integer", "string")
+            for c in columns
+        )
+    ):
+        errors["columns"] = ["Columns with a name, a type (number, integer, string) and a role (id, feature, label)."]
+    return errors
+
+
+def dataset_register(*, node: Node, opened: Opened) -> Dataset:
+    """List (or refresh) a dataset from its node-signed manifest. Rows never arrive here."""
+    manifest = opened.payload["body"].get("manifest")
+    if not isinstance(manifest, dict):
+        raise invalid("manifest", "A manifest is an object.")
+    errors = _manifest_errors(manifest)
+    if errors:
+        raise Invalid("invalid manifest", fields=errors)
     if not node.organization.is_provider and not node.organization.is_consumer:
         raise Forbidden("organisation cannot list datasets")
     with transaction.atomic():
@@ -408,6 +440,7 @@ def order_place(
                 operations=offer.operations,
                 quota_total=offer.quota_jobs,
                 min_group_size=offer.min_group_size,
+                row_count=offer.dataset.row_count,
                 epsilon_total=offer.epsilon,
                 expires_at=timezone.now() + timedelta(days=offer.duration_days),
             )

@@ -6,8 +6,8 @@ every step, so a test can change them while the worker runs):
 
 * ``{"receipt": {...}}``: these fields replace the receipt's, which the node signs again;
 * ``{"result": {...}}``: the step's result is replaced;
-* ``{"pause": "<step>"}``: before computing that step, write ``paused`` and sleep (a test
-  then kills the process mid-step).
+* ``{"pause": "<step>"}``: once its reply to that step is computed and kept, but before it
+  is sent, write ``paused`` and sleep (a test then kills the process mid-step).
 
 Every rewritten message is signed with the node's own key, as a provider controls it.
 """
@@ -29,11 +29,12 @@ def _rules(config: NodeConfig) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
-    if _rules(config).get("pause") == opened.payload["step"]:
-        (config.directory / "paused").write_text(opened.payload["step"])
+def _store_reply(config: NodeConfig, nonce: Any, reply: dict[str, Any]) -> None:
+    """Kept, not yet sent: the moment a crash tests that a redelivery gets the same answer."""
+    honest_store(config, nonce, reply)
+    if _rules(config).get("pause") == reply["payload"]["step"]:
+        (config.directory / "paused").write_text(json.dumps({"nonce": nonce}))
         time.sleep(600)
-    return honest_answer(config, opened)
 
 
 def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -47,10 +48,10 @@ def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any
     return honest_seal(config, payload, body)
 
 
-honest_answer, honest_seal = runtime._answer, runtime._seal_reply
+honest_store, honest_seal = runtime._store_reply, runtime._seal_reply
 
 if __name__ == "__main__":
-    runtime._answer = _answer  # type: ignore[assignment]
+    runtime._store_reply = _store_reply  # type: ignore[assignment]
     runtime._seal_reply = _seal_reply  # type: ignore[assignment]
     from compute.node.__main__ import main
 

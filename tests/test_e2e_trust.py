@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from compute import services
 from compute.models import Job, Message
+from compute.protocol.canonical import canonical, sha256_hex
 from ledger import bundle
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
@@ -145,21 +146,27 @@ def test_a_provider_node_killed_mid_step_is_restarted_and_the_job_is_charged_onc
     try:
         job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, [right], "crash").json()["id"]
         wait_for(lambda: (ACME / "paused").exists(), timeout=60)
-        os.kill(processes.procs["acme"].pid, signal.SIGKILL)  # mid-step: nothing answered
+        # Killed mid-step: the reply is computed, signed and kept, its receipt logged, nothing sent.
+        os.kill(processes.procs["acme"].pid, signal.SIGKILL)
         processes.procs["acme"].wait(timeout=15)
         processes.procs.pop("acme")
     finally:
         _tamper(None)
+    nonce = json.loads((ACME / "paused").read_text())["nonce"]
+    kept = json.loads((ACME / "state" / "replies" / f"{nonce}.json").read_text())
+    assert not Message.objects.filter(job_id=job_id, step="partial", direction="in").exists()
     processes.start("acme")  # the node comes back (its plain worker)
     assert _resend_now() == 1  # the unanswered step goes out again
     job = _finish(job_id)
     assert job.status == "succeeded", job.error
+    # What the hub took is the very reply the node kept before the crash: nothing recomputed.
+    answered = Message.objects.get(job_id=job_id, step="partial", direction="in")
+    assert answered.digest == sha256_hex(canonical(kept["payload"]))
     assert LedgerEntry.objects.filter(kind="usage").count() == 1
     (settlement,) = LedgerEntry.objects.filter(kind="settlement")
     assert settlement.payload["outcome"] == "delivered" and settlement.payload["use"] == 1
     assert [li["amount"]["amount_minor"] for li in bank.get("/api/billing/bill/").json()["lines"]] == [150]
-    # Sent once more (a redelivery after the crash): the node answers with the reply it kept.
-    assert _resend_now() == 0  # every step answered: nothing left to re-send
+
     _verifier_passes(tmp_path)
 
 

@@ -115,7 +115,8 @@ def test_redelivered_and_replayed_messages_change_nothing(bank_api) -> None:  # 
     assert handle_step(node("acme"), out.envelope) == [reply]  # and again after the hub has it
     assert services.message_receive(wire=handle_step(node("acme"), out.envelope)[0]) == "duplicate"
     right = UsageRight.objects.get(job_parties__job=job)
-    assert (right.quota_used, right.quota_reserved) == (0, 1)  # used, not yet delivered: still reserved
+    # The aggregate went out to the consumer's node for decryption: delivered, charged once.
+    assert (right.quota_used, right.quota_reserved) == (1, 0)
     _deliver(job, "decrypt")
     right.refresh_from_db()
     assert (right.quota_used, right.quota_reserved) == (1, 0)

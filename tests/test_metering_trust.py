@@ -349,6 +349,16 @@ def test_verifier_fails_a_usage_outside_its_settlement_and_a_double_charge(demo)
     assert "is no earlier use of job job-y" in found
 
 
+def _answer_until_one_partial(job: Job, provider: str) -> None:
+    services.job_start(job_id=str(job.id))
+    for step in ("keygen", "partial"):
+        for m in Message.objects.filter(job=job, direction="out", step=step):
+            if step == "partial" and m.recipient != provider:
+                continue
+            for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+                services.message_receive(wire=reply)
+
+
 def test_an_honest_log_with_failed_and_cancelled_jobs_verifies(demo) -> None:  # type: ignore[no-untyped-def]
     acme, taxco = buy("acme", key="a"), buy("taxco", key="t")
     assert federation.run(federation.submit([acme.id, taxco.id])).status == Job.Status.SUCCEEDED
@@ -356,15 +366,10 @@ def test_an_honest_log_with_failed_and_cancelled_jobs_verifies(demo) -> None:  #
         federation.submit([acme.id]), tamper=federation.rewrite_result(lambda r: {**r, "count": "x"}, "partial")
     )
     assert failed.status == Job.Status.FAILED
-    # A job cancelled by revocation after the provider's data was used: its use is settled as cancelled.
-    job = federation.submit([taxco.id])
-    services.job_start(job_id=str(job.id))
-    for m in Message.objects.filter(job=job, direction="out"):
-        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
-            services.message_receive(wire=reply)
-    for m in Message.objects.filter(job=job, direction="out", step="partial"):
-        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
-            services.message_receive(wire=reply)
+    # A job cancelled by revocation after one provider's data was used, before the other answered:
+    # that use is settled as cancelled; the provider never reached has nothing to settle.
+    job = federation.submit([acme.id, taxco.id])
+    _answer_until_one_partial(job, "taxco")
     r = api_for("taxco").post(f"/api/rights/{taxco.id}/revoke/", {"reason": "breach of terms"}, format="json")
     assert r.status_code == 200, r.content
     job.refresh_from_db()
@@ -434,12 +439,8 @@ def test_an_honest_history_with_every_kind_of_entry_verifies_offline(demo, tmp_p
     _attest("acme")
     _attest("taxco")
     # A job on the prepaid right whose provider has answered, then the right is revoked: cancelled, refunded.
-    job = federation.submit([prepaid.id])
-    services.job_start(job_id=str(job.id))
-    for step in ("keygen", "partial"):
-        for m in Message.objects.filter(job=job, direction="out", step=step):
-            for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
-                services.message_receive(wire=reply)
+    job = federation.submit([prepaid.id, taxco.id])
+    _answer_until_one_partial(job, "acme")
     r = api_for("acme").post(f"/api/rights/{prepaid.id}/revoke/", {"reason": "terms breached"}, format="json")
     assert r.status_code == 200, r.content
     job.refresh_from_db()
@@ -479,3 +480,193 @@ def test_an_honest_history_with_every_kind_of_entry_verifies_offline(demo, tmp_p
     for scope in ({"dataset_id": acme_ds.id}, {"consumer_id": bank.id}):  # and the regulator's partial bundles
         lines = list(bundle.bundle_lines(**scope))
         assert verify_lines(lines, log_keys=[ledger_services.log_vkey()]).failures == [], scope
+
+
+# --- regressions from review ------------------------------------------------------------
+
+
+def _announce(slug: str, **changes: object) -> str:
+    """The provider's own node announces its dataset again, with ``changes`` in the manifest."""
+    from compute.node.runtime import announcement_messages
+
+    config = federation.node(slug)
+    (wire,) = announcement_messages(config)
+    body = federation.body_of(wire)
+    body["manifest"].update(changes)
+    from compute.protocol import envelope as env
+
+    again = env.seal(
+        job="", step="announce", round=0, sender=slug, recipient="hub", body=body, key=config.private_key,
+        kid=config.kid, to=config.hub_public_key,
+    )  # fmt: skip
+    return services.message_receive(wire=again)
+
+
+def test_re_announcing_a_bigger_dataset_after_the_sale_does_not_raise_the_bill(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy(plans=[{"kind": "per_1000_rows", "amount_minor": 1000, "currency": "EUR"}])
+    assert _announce("acme", row_count=10**12, sha256="a" * 64) == "announced"
+    assert Dataset.objects.get(node__slug="acme").row_count == 10**12
+    job = federation.run(federation.submit([right.id]), tamper=federation.rewrite_receipt(rows=10**12))
+    assert job.status == Job.Status.FAILED and "receipt_rows" in job.error
+    bill, _ = bills_answer()
+    assert bill["totals"] == []
+    assert verify_everything() == []
+
+
+def test_a_manifest_with_a_mistyped_row_count_is_refused_and_lists_nothing(demo) -> None:  # type: ignore[no-untyped-def]
+    from marketplace.exceptions import Invalid
+
+    entries = LedgerEntry.objects.count()
+    for bad in ("2000", True, -1, 2.5):
+        with pytest.raises(Invalid) as err:
+            _announce("acme", row_count=bad, sha256="b" * 64)
+        assert "row_count" in err.value.fields
+    assert LedgerEntry.objects.count() == entries
+    assert verify_everything() == []
+
+
+def test_a_consumer_whose_node_never_decrypts_still_pays_for_the_aggregate_it_got(demo) -> None:  # type: ignore[no-untyped-def]
+    right = buy()
+
+    def refuse_decrypt(slug: str, payload: dict) -> dict:  # type: ignore[type-arg]
+        if payload["step"] == "decrypt":  # the consumer's own node, after it decrypted the totals
+            payload["body"] = {k: payload["body"][k] for k in ("party", "in_reply_to")} | {
+                "status": "error", "code": "node_error", "reason": "disk full",
+            }  # fmt: skip
+        return payload
+
+    job = federation.run(federation.submit([right.id]), tamper=refuse_decrypt)
+    assert job.status == Job.Status.FAILED
+    (settlement,) = LedgerEntry.objects.filter(kind="settlement")
+    assert settlement.payload["outcome"] == "delivered"
+    right.refresh_from_db()
+    assert (right.quota_used, right.quota_reserved) == (1, 0)
+    bill, _ = bills_answer()
+    assert bill["totals"][0]["amount_minor"] == 150
+    assert verify_everything() == []
+
+
+def test_a_right_that_expires_mid_job_leaves_an_honest_log_that_verifies(demo) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from marketplace import rights
+
+    right = buy()
+    job = federation.submit([right.id])
+    services.job_start(job_id=str(job.id))
+    for m in Message.objects.filter(job=job, direction="out"):  # keygen: partial goes out
+        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+            services.message_receive(wire=reply)
+    UsageRight.objects.filter(id=right.id).update(expires_at=timezone.now())  # its term ends now
+    assert rights.rights_expire_due() == 1  # right_expired on the ledger, before the answer
+    job = federation.run(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error  # the step was issued while it was valid
+    assert verify_everything() == []
+
+
+def test_a_node_killed_between_dropping_its_key_and_keeping_its_reply_can_answer_again(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from compute.node import runtime
+
+    right = buy()
+    job = federation.submit([right.id])
+    services.job_start(job_id=str(job.id))
+    for step in ("keygen", "partial"):
+        for m in Message.objects.filter(job=job, direction="out", step=step):
+            for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+                services.message_receive(wire=reply)
+    (decrypt,) = Message.objects.filter(job=job, direction="out", step="decrypt")
+
+    def crash(*args: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(runtime, "_store_reply", crash)
+    with pytest.raises(SystemExit):
+        federation.handle_step(federation.node("bank"), decrypt.envelope)
+    monkeypatch.undo()
+    (reply,) = federation.handle_step(federation.node("bank"), decrypt.envelope)  # redelivered after restart
+    assert federation.body_of(reply)["status"] == "ok"
+    services.message_receive(wire=reply)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.outputs["count"] > 0
+
+
+def _settlement(right: UsageRight, job: str, usage: list[int], **changes: object) -> LedgerEntry:
+    payload = {
+        "job": job, "right": right.id, "order": right.order_id, "dataset": right.dataset_id,
+        "consumer": right.consumer_id, "provider": right.dataset.organization_id, "outcome": "delivered",
+        "usage": usage, "rows": 120, "records": 120, "units": 1, "use": 1, **changes,
+    }  # fmt: skip
+    return ledger_services.entry_append(
+        kind="settlement", event_id=f"settlement:{job}", payload=payload, dataset_id=right.dataset_id,
+        consumer_id=right.consumer_id, provider_id=right.dataset.organization_id, right_id=right.id,
+    )  # fmt: skip
+
+
+def test_a_complete_bundle_with_a_seq_scope_in_its_header_is_still_checked_whole(demo) -> None:  # type: ignore[no-untyped-def]
+    from tests.ledger.conftest import forge_usage
+
+    right = buy()
+    first = forge_usage(right, job="job-x")
+    forge_usage(right, job="job-x")
+    _settlement(right, "job-x", [first.seq], rows=10**9, use=7)
+    ledger_services.checkpoint_create()
+    size = LedgerEntry.objects.count()
+    lines = list(bundle.bundle_lines(seq_to=size))
+    assert json.loads(lines[0])["complete"] is True and json.loads(lines[0])["scope"] == {"seq_to": size}
+    found = " | ".join(verify_lines(lines).failures)
+    assert "is outside its settlement" in found and "charges 1000000000 rows" in found
+
+
+def test_the_verifier_takes_passes_from_the_protocol_not_from_the_hub(demo) -> None:  # type: ignore[no-untyped-def]
+    from tests.ledger.conftest import forge_usage
+
+    forge_usage(buy(), overrides={"passes": 10_000})
+    found = " | ".join(verify_lines(_export()).failures)
+    assert "stats/partial meters 1 pass(es), not 10000" in found
+
+
+def test_a_second_enrolment_of_a_live_node_fails_the_audit(demo) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compute.protocol import keys
+    from marketplace.models import Node
+
+    acme = Node.objects.get(slug="acme")
+    extra = Ed25519PrivateKey.generate()
+    ledger_services.entry_append(
+        kind="node_enrolled",
+        event_id="node_enrolled:acme:extra",
+        payload={
+            "node": "acme",
+            "organization": acme.organization_id,
+            "kid": keys.key_id(extra),
+            "public_key": keys.public_b64(extra),
+            "enrolment_digest": "0" * 64,
+        },  # fmt: skip
+        provider_id=acme.organization_id,
+    )
+    found = " | ".join(verify_lines(_export()).failures)
+    assert "node 'acme' is enrolled again while its key is live" in found
+
+
+def test_a_partial_bundle_checks_the_signer_belongs_to_the_provider_on_the_log(demo) -> None:  # type: ignore[no-untyped-def]
+    """A use of acme's dataset vouched for by taxco's node (its own, logged key), in a
+    dataset-scoped bundle whose header claims taxco's key for acme's organisation."""
+    from compute.protocol import envelope as env
+    from marketplace.models import Node
+    from tests.ledger.conftest import forge_usage, node_key
+
+    right = buy()
+    taxco = Node.objects.get(slug="taxco")
+    honest = forge_usage(right)
+    receipt = {**honest.payload["receipt"]["payload"], "node": "taxco", "request": "e" * 32}
+    signed = env.sign_payload(receipt, key=node_key("taxco"), kid=taxco.kid)
+    forge_usage(right, overrides={"receipt": signed})
+    ledger_services.checkpoint_create()
+    lines = list(bundle.bundle_lines(dataset_id=right.dataset_id))
+    header = json.loads(lines[0])
+    header["node_keys"][taxco.kid]["organization"] = right.dataset.organization_id  # the header lies
+    lines[0] = json.dumps(header) + "\n"
+    found = " | ".join(verify_lines(lines).failures)
+    assert f"key {taxco.kid!r} is a node key of organisation {taxco.organization_id}" in found
+    assert f"header node key {taxco.kid} differs from the one the log holds" in found

@@ -93,6 +93,9 @@ class Progress:
     outputs: dict[str, Any] | None = None  # set when the job is finished
     percent: int = 0
     privacy_spent: float = 0.0  # ε released by this step (charged to each provider right)
+    # The consumer now holds what it paid for (e.g. the aggregate its node decrypts): the
+    # job is charged from here on, whatever the consumer's node does next.
+    delivers: bool = False
 
 
 @dataclass

@@ -21,6 +21,12 @@ mechanism (Ghosh, Roughgarden & Sundararajan, STOC 2009): ε-DP for a count of s
 2012). The estimate is clamped to [0, min(|X|, |Y|)]; the bucket and fraction are derived
 from it (post-processing). The exact count is never stored: the hub drops both tag sets
 when it finishes. IDs are compared as exact strings after trimming surrounding blanks.
+
+Minimum group size: the hub and the provider count *distinct* blinded elements, so one
+target ID repeated to fill the group is refused. They cannot tell a blinded ID from a
+random group element, though: a consumer that pads one target with random elements
+passes the size check, and only the release's noise (and the lifetime ε on previews)
+bounds what it learns about that one ID.
 """
 
 from __future__ import annotations
@@ -157,13 +163,15 @@ class Psi:
     # --- node side ------------------------------------------------------------------
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
         if step == "psi_blind":
-            if ctx.state_get(STATE):
-                raise StepRefused("step_repeated", "this node already blinded its IDs for the job")
+            # Asked again (a redelivery after a crash, or a hub asking twice), the node blinds
+            # with the exponent it kept: the same set again, nothing new to compare.
+            stored = ctx.state_get(STATE)
             ids, _ = _local_ids(ctx, body["dataset"], body["id_column"])
-            a = dh_group.random_exponent(self.node_rng)
+            a = int(stored["exponent"], 16) if stored else dh_group.random_exponent(self.node_rng)
             blinded = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), a)
             self.node_rng.shuffle(blinded)
-            ctx.state_put(STATE, {"exponent": format(a, "x")})
+            if not stored:
+                ctx.state_put(STATE, {"exponent": format(a, "x")})
             return StepResult({"elements": [dh_group.encode(x) for x in blinded]})
         if step == "psi_exchange":
             peer = _received(body["elements"])

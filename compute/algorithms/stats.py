@@ -149,7 +149,9 @@ class Stats:
                 job.state["dp_released"] = True
             job.state["phase"] = "decrypt"
             job.state["partials"] = {}  # only the (noised) aggregate is kept
-            return Progress(sends=[Send(job.consumer.key, "decrypt", summed)], percent=85, privacy_spent=spent)
+            return Progress(
+                sends=[Send(job.consumer.key, "decrypt", summed)], percent=85, privacy_spent=spent, delivers=True
+            )
         if step == "decrypt":
             job.state["phase"] = "done"
             outputs = dict(body)

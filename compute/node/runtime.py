@@ -10,7 +10,8 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ class LocalContext:
     job: str
     min_group_size: int
     grant: dict[str, Any] | None = None
+    # State is dropped only once the reply is kept (see handle_step): a node killed in
+    # between still has what it needs to answer the redelivered step.
+    after_reply: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -81,6 +85,9 @@ class LocalContext:
         os.replace(tmp, path)  # atomic: a crash never leaves half a key on disk
 
     def state_drop(self, name: str) -> None:
+        self.after_reply.append(lambda: self._drop(name))
+
+    def _drop(self, name: str) -> None:
         self._state_path(name).unlink(missing_ok=True)
         job_dir = self.config.state_dir / self.job
         if job_dir.exists() and not any(job_dir.iterdir()):
@@ -163,12 +170,15 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
     if stored is not None:
         log.info("node %s answered a redelivered step %s again", config.slug, payload["nonce"])
         return [stored]
-    sealed = _seal_reply(config, payload, _answer(config, opened))
+    after: list[Callable[[], None]] = []
+    sealed = _seal_reply(config, payload, _answer(config, opened, after))
     _store_reply(config, payload["nonce"], sealed)
+    for step in after:
+        step()
     return [sealed]
 
 
-def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
+def _answer(config: NodeConfig, opened: envelope.Opened, after: list[Callable[[], None]]) -> dict[str, Any]:
     payload = opened.payload
     job, step = payload["job"], payload["step"]
     body = payload["body"]
@@ -192,7 +202,7 @@ def _answer(config: NodeConfig, opened: envelope.Opened) -> dict[str, Any]:
             local = body["args"].get("dataset")
             if local is not None and local not in config.policy.get("consumer_datasets", []):
                 raise StepRefused("policy", f"dataset {local!r} is not open to this node's own jobs")
-        ctx = LocalContext(config=config, job=job, min_group_size=min_group, grant=grant)
+        ctx = LocalContext(config=config, job=job, min_group_size=min_group, grant=grant, after_reply=after)
         result = algorithm.node_step(ctx, step, body["args"])
         reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}
         if grant is not None:

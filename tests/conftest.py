@@ -105,6 +105,7 @@ class Processes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.starts: dict[str, int] = {}
+        self.env_for: dict[str, dict[str, str]] = {}  # per-process overrides (e.g. a node's broker user)
 
     def _command(self, name: str, module: str) -> tuple[list[str], dict[str, str]]:
         if name == "hub":
@@ -113,8 +114,13 @@ class Processes:
                 "-n", f"hub-{os.getpid()}@%h", "--pool=threads", "--concurrency=4",
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
             ]  # fmt: skip
-            return cmd, self.env
-        env = dict(self.env, USUFRUCT_NODE_SLUG=name, USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / name))
+            return cmd, dict(self.env, **self.env_for.get(name, {}))
+        env = dict(
+            self.env,
+            **self.env_for.get(name, {}),
+            USUFRUCT_NODE_SLUG=name,
+            USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / name),
+        )
         env.pop("DATABASE_URL")  # a node has no business with the hub database
         return [sys.executable, "-m", module, "worker"], env
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange
 
 from compute.node.config import NodeConfig, broker_settings
 from compute.node.runtime import handle_step
 
 HUB_TASK = "usufruct.hub.receive"
+HUB_EXCHANGE = Exchange("hub", type="direct", no_declare=True)
 NODE_TASK = "usufruct.node.run_step"
 
 
@@ -30,6 +32,9 @@ def make_app(config: NodeConfig) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # No remote control: its pidbox exchange is not the node's to declare, and on a
+        # RabbitMQ federation a node's broker user may configure only its own queue.
+        worker_enable_remote_control=False,
     )
 
     @app.task(name=NODE_TASK)
@@ -41,4 +46,14 @@ def make_app(config: NodeConfig) -> Celery:
 
 
 def send_to_hub(app: Celery, message: dict[str, Any]) -> None:
-    app.send_task(HUB_TASK, args=[message], queue="hub")
+    """Publish to the hub's queue.
+
+    On RabbitMQ the node publishes to the ``hub`` exchange without declaring anything (its
+    broker user may write there, never configure or read it: docs/decisions/0010), with
+    publisher confirms, so a refused or unroutable publish raises instead of vanishing.
+    Elsewhere (Redis, the embedded filesystem broker) the queue is declared as it is sent.
+    """
+    if app.conf.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        app.send_task(HUB_TASK, args=[message], exchange=HUB_EXCHANGE, routing_key="hub", mandatory=True)
+    else:
+        app.send_task(HUB_TASK, args=[message], queue="hub")

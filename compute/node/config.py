@@ -36,6 +36,8 @@ def broker_settings(url: str | None, broker_dir: str | None) -> dict[str, Any]:
             "polling_interval": 0.2,  # the default 1 s adds a second to every hop of a job
             "control_folder": str(Path(broker_dir) / "control"),  # exchange tables; the default is ./control
         }
+    elif url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        options = {"confirm_publish": True}
     return {"broker_url": url, "broker_transport_options": options}
 
 

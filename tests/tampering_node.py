@@ -6,6 +6,7 @@ every step, so a test can change them while the worker runs):
 
 * ``{"receipt": {...}}``: these fields replace the receipt's, which the node signs again;
 * ``{"result": {...}}``: the step's result is replaced;
+* ``{"repeat_first": "<step>"}``: that step's list of elements becomes its first, twenty times;
 * ``{"pause": "<step>"}``: once its reply to that step is computed and kept, but before it
   is sent, write ``paused`` and sleep (a test then kills the process mid-step).
 
@@ -45,6 +46,8 @@ def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any
         body["receipt"] = envelope.sign_payload(body["receipt"]["payload"], key=config.private_key, kid=config.kid)
     if "result" in rules and body.get("status") == "ok" and payload["step"] != "attest":
         body["result"] = rules["result"]
+    if rules.get("repeat_first") == payload["step"] and body.get("status") == "ok":
+        body["result"]["elements"] = [body["result"]["elements"][0]] * 20  # one target ID, twenty times
     return honest_seal(config, payload, body)
 
 

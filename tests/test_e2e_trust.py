@@ -39,15 +39,16 @@ def _tamper(rules: dict | None) -> None:  # type: ignore[type-arg]
         path.write_text(json.dumps(rules))
 
 
-def _right(plan: dict, key: str) -> int:  # type: ignore[type-arg]
+def _right(plan: dict, key: str, operations: tuple[str, ...] = ("stats",)) -> int:  # type: ignore[type-arg]
     acme = Dataset.objects.get(node__slug="acme")
     offer = api_for("acme").post(
         "/api/offers/",
         {
             "dataset": acme.id,
             "title": f"metered {key}",
-            "operations": ["stats"],
+            "operations": list(operations),
             "plans": [plan],
+            "epsilon": "3",
             "quota_jobs": 5,
             "duration_days": 30,
         },
@@ -203,4 +204,43 @@ def test_the_hub_worker_killed_mid_job_resumes_with_nothing_lost_or_doubled(proc
     for right_id in rights:
         r = UsageRight.objects.get(id=right_id)
         assert (r.quota_used, r.quota_reserved) == (1, 0)
+    _verifier_passes(tmp_path)
+
+
+def test_a_tampering_consumer_node_cannot_turn_psi_into_a_membership_test(processes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The bank's own node blinds one target ID twenty times; and, honest again, a per-record
+    plan is paid for the records the provider counted, and a free preview leaves an audit that verifies."""
+    bank_dir = Path(settings.VAR_DIR) / "nodes" / "bank"
+    for name in ("hub", "acme", "taxco"):
+        processes.start(name, wait=False)
+    processes.start("bank", module="tests.tampering_node", wait=False)
+    processes.wait_ready()
+    bank = api_for("bank")
+    right = _right({"kind": "per_record", "amount_minor": 2, "currency": "EUR"}, "records", ("stats", "psi"))
+    own = Dataset.objects.get(node__slug="bank")
+    psi = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}
+    (bank_dir / "tamper.json").write_text(json.dumps({"repeat_first": "psi_blind"}))
+    try:
+        r = post_job(bank, "psi", psi, [right], "membership")
+        assert r.status_code == 201, r.content
+        job = _finish(r.json()["id"])
+    finally:
+        (bank_dir / "tamper.json").unlink(missing_ok=True)
+    assert job.status == "failed" and "repeats an element" in job.error
+    assert not Message.objects.filter(job=job, step="psi_exchange").exists()  # the provider was never asked
+
+    job = _finish(post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, [right], "rec").json()["id"])
+    assert job.status == "succeeded", job.error
+    (usage,) = LedgerEntry.objects.filter(kind="usage", payload__job=str(job.id))
+    assert usage.payload["records"] == job.outputs["count"] > 0
+    total = bank.get("/api/billing/bill/").json()["totals"][0]["amount_minor"]
+    assert total == 2 * usage.payload["records"]
+
+    preview = bank.post(
+        f"/api/datasets/{Dataset.objects.get(node__slug='acme').id}/overlap-preview/",
+        {"consumer_dataset": own.id}, format="json", HTTP_IDEMPOTENCY_KEY="pv",
+    )  # fmt: skip
+    assert preview.status_code == 201, preview.content
+    assert _finish(preview.json()["id"]).status == "succeeded"
+    _pages_answer()
     _verifier_passes(tmp_path)

@@ -11,7 +11,7 @@ export CELERY_BROKER_URL_TEST ?= redis://127.0.0.1:6379/15
 .PHONY: install run test lint fmt bench clean
 
 # The pure modules (no Django): what a node imports and what the offline verifier is.
-MYPY_PATHS := compute/protocol compute/algorithms compute/node ledger/merkle.py ledger/checkpoint.py ledger/jcs.py ledger/verify.py ledger/witness.py marketplace/money.py marketplace/billing.py
+MYPY_PATHS := protocol audit compute/algorithms compute/node marketplace/money.py marketplace/billing.py
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)

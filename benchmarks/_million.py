@@ -51,7 +51,6 @@ def _build(entries: int) -> float:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from django.conf import settings
 
-    from compute.protocol import attest, envelope, keys
     from ledger.services import (
         Draft,
         checkpoint_create,
@@ -60,6 +59,7 @@ def _build(entries: int) -> float:
         receipt_batch_record,
     )
     from marketplace.models import Node, Organization
+    from protocol import attest, envelope, keys
 
     provider = Organization.objects.create(name="Acme", slug="acme", is_provider=True)
     consumer = Organization.objects.create(name="Bank", slug="bank", is_consumer=True)

@@ -25,7 +25,7 @@ from _setup import django_setup, fresh_database, machine
 
 
 def receipts(n: int, key, kid: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    from compute.protocol import envelope
+    from protocol import envelope
 
     at = envelope.format_time(datetime.now(UTC))
     out = []
@@ -148,9 +148,9 @@ def main() -> None:
     django_setup()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from compute.protocol import keys
     from ledger import tree
     from ledger.models import LedgerEntry
+    from protocol import keys
 
     node = Ed25519PrivateKey.generate()
     kid = keys.key_id(node)

@@ -36,9 +36,9 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
     built = _million.ensure(args.entries, args.rebuild)
-    from compute.protocol import attest
-    from ledger import merkle, selectors, services, tree
+    from ledger import selectors, services, tree
     from ledger.models import LedgerEntry
+    from protocol import attest, merkle
 
     size = tree.tree_size()
     root = tree.root(size)

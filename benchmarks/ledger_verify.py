@@ -4,7 +4,7 @@
 
 Uses the ledger built by ``_million`` (shared with ``ledger_proofs.py``), exports the
 whole-log bundle with ``manage.py export_bundle``'s code path, then runs
-``python -m ledger.verify`` on it in a fresh process (no Django) and times it.
+``python -m audit.verify`` on it in a fresh process (no Django) and times it.
 Baseline in the same run: the bare cost of reading the file and SHA-256-hashing every
 body into the Merkle tree (what any verifier must at least do).
 """
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--bundle", default="/tmp/usufruct-bench-bundle.jsonl")
     args = parser.parse_args()
     _million.ensure(args.entries)
-    from ledger import bundle, merkle, services
+    from ledger import bundle, services
+    from protocol import merkle
 
     path = Path(args.bundle)
     t = time.perf_counter()
@@ -58,7 +59,7 @@ def main() -> None:
             frontier.append(merkle.leaf_hash(json.loads(line)["body"].encode()))
     floor = time.perf_counter() - t
     floor_us = ed25519_verify_us()
-    cmd = [sys.executable, "-m", "ledger.verify", str(path), "--log-key", services.log_vkey(), "--jobs", str(args.jobs)]
+    cmd = [sys.executable, "-m", "audit.verify", str(path), "--log-key", services.log_vkey(), "--jobs", str(args.jobs)]
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     verified = time.perf_counter() - t
@@ -68,9 +69,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"bundle: {frontier.size:,} entries, {path.stat().st_size / 1e6:,.0f} MB, exported in {exported:.1f} s")
     print(f"baseline  read + parse + leaf-hash + tree, one process:  {floor:6.1f} s")
-    print(
-        f"usufruct  python -m ledger.verify --jobs {args.jobs}:            {verified:6.1f} s (exit {done.returncode})"
-    )
+    print(f"usufruct  python -m audit.verify --jobs {args.jobs}:            {verified:6.1f} s (exit {done.returncode})")
     print(f"usufruct  ... --every-signature:                         {each:6.1f} s (exit {every.returncode})")
     receipts = args.entries
     print(

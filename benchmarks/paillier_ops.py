@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gmpy2  # noqa: E402
 
-from compute.protocol import paillier  # noqa: E402
+from protocol import paillier  # noqa: E402
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -21,8 +21,6 @@ from django.utils import timezone
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
 from compute.models import Job, JobParty, Message
-from compute.protocol import attest, envelope, keys, sealed
-from compute.protocol.canonical import canonical, sha256_hex
 from ledger import services as ledger
 from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
@@ -32,6 +30,8 @@ from marketplace import rights as right_svc
 from marketplace import services as market
 from marketplace.exceptions import Forbidden, Invalid, ServiceError, invalid
 from marketplace.models import Dataset, Node, Organization, UsageRight
+from protocol import attest, envelope, keys, sealed
+from protocol.canonical import canonical, sha256_hex
 
 log = logging.getLogger(__name__)
 NODE_TASK = "usufruct.node.run_step"

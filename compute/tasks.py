@@ -8,8 +8,8 @@ from typing import Any
 from celery import shared_task
 
 from compute import services
-from compute.protocol.envelope import EnvelopeError
 from marketplace.exceptions import ServiceError
+from protocol.envelope import EnvelopeError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from django.views.decorators.http import require_POST
 
 from compute import services
 from compute.forms import StatsJobForm
-from compute.models import Job
-from marketplace import selectors
+from compute.models import Job, JobParty
+from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
+from marketplace.models import UsageRight
 
 
 @login_required
@@ -81,3 +82,16 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"No preview: {detail}")
         return redirect("dataset", pk=pk)
     return redirect("job", pk=job.id)
+
+
+@login_required
+def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = accounts.membership_of(request.user)
+    right = get_object_or_404(
+        UsageRight.objects.filter(consumer=membership.organization if membership else None).select_related(
+            "dataset__organization", "order"
+        ),
+        pk=pk,
+    )
+    parties = JobParty.objects.filter(right=right).select_related("job").order_by("-job__created_at")
+    return render(request, "marketplace/right.html", {"right": right, "parties": parties})

@@ -5,11 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from compute import api as compute_api
 from compute import views as compute_views
-from ledger import api as ledger_api
-from ledger import views as ledger_views
 from marketplace import api as market_api
 from marketplace import views as market_views
 from marketplace import views_accounts as market_accounts
+from portal import ledger_api, ledger_views
 
 api = [
     path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
@@ -67,7 +66,7 @@ pages = [
     path("ledger/entries/<int:seq>/", ledger_views.entry_detail, name="ledger-entry"),
     path("ledger/checkpoints/", ledger_views.checkpoints, name="ledger-checkpoints"),
     path("ledger/audit/", ledger_views.audit, name="ledger-audit"),
-    path("rights/<int:pk>/", market_accounts.right_detail, name="right"),
+    path("rights/<int:pk>/", compute_views.right_detail, name="right"),
     path("provider/orders/", market_accounts.orders_received, name="orders-received"),
     path("signup/", market_accounts.signup, name="signup"),
     path("organization/", market_accounts.organization, name="organization"),

@@ -1,4 +1,4 @@
-"""Audit bundles: what a regulator downloads and ``python -m ledger.verify`` checks offline.
+"""Audit bundles: what a regulator downloads and ``python -m audit.verify`` checks offline.
 
 Format ``usufruct-ledger-bundle/1``, JSON Lines so a million entries stream both ways:
 
@@ -28,11 +28,10 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from ledger import selectors, tree
-from ledger.checkpoint import encode_vkey
 from ledger.exceptions import ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import Checkpoint, LedgerEntry, Witness
-from marketplace.models import Node
+from protocol.checkpoint import encode_vkey
 
 FORMAT = "usufruct-ledger-bundle/1"
 RIGHT_KINDS = (LedgerEntry.Kind.RIGHT_GRANTED, LedgerEntry.Kind.RIGHT_REVOKED, LedgerEntry.Kind.RIGHT_EXPIRED)
@@ -52,25 +51,22 @@ def _log_keys() -> list[dict[str, str]]:
     return [{"kid": k, "public_key": v, "vkey": encode_vkey(origin, base64.b64decode(v))} for k, v in keys.items()]
 
 
-def _node_keys() -> dict[str, dict[str, Any]]:
-    """Current node keys, and every key a node rotated away from (published by the
-    ``key_rotated`` entry), so receipts signed before a rotation still verify."""
-    keys = {
-        n.kid: {"node": n.slug, "organization": n.organization_id, "public_key": n.public_key}
-        for n in Node.objects.exclude(kid="").order_by("slug")
-    }
-    rotations = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.KEY_ROTATED).order_by("seq")
-    for payload in rotations.values_list("payload", flat=True):
-        if payload.get("key") == "node":
-            keys.setdefault(
-                payload["old_kid"],
-                {
-                    "node": payload["node"],
-                    "organization": payload["organization"],
-                    "public_key": payload["old_public_key"],
-                },
-            )
-    return keys
+def _node_keys(size: int) -> dict[str, dict[str, Any]]:
+    """Every node key the log introduced before ``size`` (``node_enrolled``, ``key_rotated``),
+    so receipts signed before a rotation still verify. Read from the log, never from the
+    hub's live tables: the header offers only what the verifier will find on the log."""
+    keys: dict[str, dict[str, Any]] = {}
+    kinds = (LedgerEntry.Kind.NODE_ENROLLED, LedgerEntry.Kind.KEY_ROTATED)
+    for kind, p in (
+        LedgerEntry.objects.filter(kind__in=kinds, seq__lt=size).order_by("seq").values_list("kind", "payload")
+    ):
+        owner = {"node": p.get("node"), "organization": p.get("organization")}
+        if kind == LedgerEntry.Kind.NODE_ENROLLED:
+            keys.setdefault(p["kid"], {**owner, "public_key": p["public_key"]})
+        elif p.get("key") == "node":
+            keys.setdefault(p["old_kid"], {**owner, "public_key": p["old_public_key"]})
+            keys.setdefault(p["new_kid"], {**owner, "public_key": p["new_public_key"]})
+    return dict(sorted(keys.items(), key=lambda kv: (str(kv[1]["node"]), kv[0])))
 
 
 def _receipt_batches(size: int) -> list[dict[str, Any]]:
@@ -118,7 +114,7 @@ def bundle_lines(
         "complete": complete,
         "tree_size": size,
         "log_keys": _log_keys(),
-        "node_keys": _node_keys(),
+        "node_keys": _node_keys(size),
         "witness_keys": [w.vkey for w in Witness.objects.order_by("name")],
         "checkpoints": [{"size": c.size, "note": selectors.checkpoint_note(c)} for c in checkpoints],
         # Complete bundles: each node's receipt batches, so the verifier checks one node

@@ -7,7 +7,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 
-from compute.protocol import keys
+from protocol import keys
 
 
 @lru_cache(maxsize=1)

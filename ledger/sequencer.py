@@ -21,8 +21,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from compute.protocol.canonical import canonical
-from ledger.jcs import dumps_checked
+from protocol.canonical import canonical
+from protocol.jcs import dumps_checked
 
 try:  # libsodium through PyNaCl: the faster Ed25519 on this machine
     from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair

@@ -23,15 +23,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from compute.protocol import attest
-from compute.protocol.canonical import canonical
-from compute.protocol.envelope import format_time
-from ledger import bulk, jcs, merkle, tree
-from ledger import checkpoint as notes
-from ledger._examine import receipt_digest  # the C encoder where it equals RFC 8785 (as the verifier)
+from ledger import bulk, tree
 from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict, ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, RefusedReceipt, Witness
+from protocol import attest, jcs, merkle
+from protocol import checkpoint as notes
+from protocol.canonical import canonical
+from protocol.envelope import format_time
 
 GENESIS = "0" * 64
 LEDGER_LOCK_ID = 0x5553_5546  # "USUF": the advisory lock key of the ledger head
@@ -608,12 +607,12 @@ def receipt_batch_pending(
             break
     if not rows:
         return None
-    return ReceiptBatch(node_slug, [seq for seq, _ in rows], [receipt_digest(r) for _, r in rows])
+    return ReceiptBatch(node_slug, [seq for seq, _ in rows], [attest.receipt_digest(r) for _, r in rows])
 
 
 def _node_receipts(node_slug: str, organization_id: int, first: int, last: int) -> list[tuple[int, str]]:
     rows = _node_usage(node_slug, organization_id).filter(seq__gte=first, seq__lte=last).order_by("seq")
-    return [(seq, receipt_digest(r)) for seq, r in rows.values_list("seq", "payload__receipt")]
+    return [(seq, attest.receipt_digest(r)) for seq, r in rows.values_list("seq", "payload__receipt")]
 
 
 def receipt_batch_record(*, node_slug: str, organization_id: int, attestation: dict[str, Any]) -> LedgerEntry:
@@ -715,8 +714,8 @@ def hub_key_rotate() -> LedgerEntry:
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from compute.protocol import keys
     from ledger.hubkey import hub_public_b64
+    from protocol import keys
 
     path = settings.USUFRUCT_HUB_KEY_FILE
     old_kid, old_public = hub_kid(), hub_public_b64()

@@ -1,6 +1,6 @@
 """The Merkle tree as stored in ``MerkleNode``: roots and proofs for any size, from O(log n) rows.
 
-Each computation runs twice over :mod:`ledger.merkle`: once with a recorder that
+Each computation runs twice over :mod:`protocol.merkle`: once with a recorder that
 only notes which perfect subtrees ``(level, index)`` it needs, then, after one
 query fetching exactly those rows, for real. The proof code thus stays the pure,
 vector-tested one and the database sees one round trip per proof.
@@ -14,9 +14,9 @@ from typing import TypeVar
 from django.db import connection
 from django.db.models import Max
 
-from ledger import merkle
 from ledger.exceptions import ProofUnavailable, TreeCorrupt
 from ledger.models import LedgerEntry, MerkleNode
+from protocol import merkle
 
 T = TypeVar("T")
 _PLACEHOLDER = bytes(32)

@@ -7,8 +7,8 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Min, Q, QuerySet
 
-from compute.algorithms import REGISTRY
 from marketplace.models import Dataset, PricePlan
+from protocol.operations import OPERATIONS
 
 SORTS = {
     "name": ("name", "Name"),
@@ -44,7 +44,7 @@ class DatasetFilter(django_filters.FilterSet):
 
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        self.filters["operation"].extra["choices"] = sorted({(a.operation, a.operation) for a in REGISTRY.values()})
+        self.filters["operation"].extra["choices"] = [(op, op) for op in sorted(OPERATIONS)]
 
     @property
     def qs(self) -> QuerySet[Dataset]:

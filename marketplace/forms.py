@@ -4,9 +4,9 @@ import uuid
 
 from django import forms
 
-from compute.algorithms import REGISTRY
 from marketplace.models import Dataset, PricePlan
 from marketplace.money import CURRENCIES
+from protocol.operations import OPERATIONS
 
 
 class BuyForm(forms.Form):
@@ -47,7 +47,7 @@ class OfferForm(forms.Form):
     def __init__(self, *args, organization=None, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = Dataset.objects.filter(organization=organization)
-        self.fields["operations"].choices = sorted({(a.operation, a.operation) for a in REGISTRY.values()})
+        self.fields["operations"].choices = [(op, op) for op in sorted(OPERATIONS)]
 
     def clean(self):  # type: ignore[no-untyped-def]
         data = super().clean()

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 
-from compute.protocol.canonical import canonical, sha256_hex
 from marketplace.exceptions import Conflict, invalid
+from protocol.canonical import canonical, sha256_hex
 
 M = TypeVar("M", bound=Model)
 

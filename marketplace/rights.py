@@ -16,6 +16,7 @@ from ledger.services import entry_append
 from marketplace import billing
 from marketplace.exceptions import Conflict, Forbidden, NotFound, invalid
 from marketplace.models import Organization, UsageRight
+from marketplace.signals import right_revoking
 
 Status = UsageRight.Status
 TRANSITIONS: dict[str, set[str]] = {
@@ -129,20 +130,28 @@ def right_settle(*, right_id: int, consumed: bool) -> UsageRight:
 def right_revoke(*, provider: Organization, right_id: int, reason: str) -> UsageRight:
     """The provider withdraws a right: unused prepaid units are refunded, the right's
     queued and running jobs are cancelled, and both facts go on the ledger."""
-    from compute.services import jobs_cancel_for_right, rights_of_open_jobs  # compute depends on marketplace
-
     if not reason or not reason.strip():
         raise invalid("reason", "Give the reason for revoking.")
     with transaction.atomic():
         # Lock order: every right of the jobs we may cancel, ascending, before any job.
-        ids = rights_of_open_jobs(right_id=right_id)
+        ids = sorted(
+            {right_id}.union(
+                *(ids for _, ids in right_revoking.send(sender=UsageRight, right_id=right_id, phase="lock_scope"))
+            )
+        )
         list(UsageRight.objects.select_for_update().filter(id__in=ids).order_by("id").values_list("id", flat=True))
         right = UsageRight.objects.select_for_update().select_related("dataset", "order").filter(id=right_id).first()
         if right is None or right.dataset.organization_id != provider.id:
             raise NotFound("usage right not found") if right is None else Forbidden("not your dataset's right")
         if right.status in (Status.REVOKED, Status.EXPIRED):
             raise Conflict(f"the right is already {right.status}")
-        cancelled = jobs_cancel_for_right(right_id=right.id, reason=f"right revoked: {reason.strip()}")
+        cancelled = [
+            job
+            for _, jobs in right_revoking.send(
+                sender=UsageRight, right_id=right.id, phase="revoke", reason=f"right revoked: {reason.strip()}"
+            )
+            for job in jobs
+        ]
         right.refresh_from_db()
         right_set_status(right, Status.REVOKED, reason.strip())
         right.save(update_fields=["status", "status_reason", "status_changed_at"])

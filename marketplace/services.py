@@ -17,13 +17,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compute.algorithms import REGISTRY
-from compute.protocol import keys
-from compute.protocol.envelope import Opened, parse_time
 from ledger.services import entry_append
 from marketplace import billing, idempotency
 from marketplace.exceptions import Forbidden, Invalid, NotFound, invalid
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
+from protocol import keys
+from protocol.envelope import Opened, parse_time
+from protocol.operations import OPERATIONS
 
 # --- nodes ------------------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ def offer_publish(
     if plans is None:
         plans = [{"kind": billing.PER_JOB, "amount_minor": amount_minor, "currency": currency}]
     parsed, errors = _plans_from(plans, quota_jobs)
-    unknown = [op for op in operations if op not in {a.operation for a in REGISTRY.values()}]
+    unknown = [op for op in operations if op not in OPERATIONS]
     if not operations:
         errors["operations"] = ["Permit at least one operation."]
     elif unknown:

@@ -6,14 +6,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from rest_framework.authtoken.models import Token
 
-from compute.models import JobParty
 from marketplace import accounts, rights
 from marketplace.exceptions import ServiceError, invalid
 from marketplace.forms import MemberForm, RevokeForm, SignupForm
-from marketplace.models import Membership, Order, UsageRight
+from marketplace.models import Membership, Order
 
 
 def _form_errors(form, exc: ServiceError, rename: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -110,16 +109,3 @@ def orders_received(request: HttpRequest) -> HttpResponse:
     )
     rows = [{"order": o, "form": forms.get(o.right.id) or RevokeForm()} for o in orders]
     return render(request, "marketplace/orders_received.html", {"rows": rows})
-
-
-@login_required
-def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    membership = accounts.membership_of(request.user)
-    right = get_object_or_404(
-        UsageRight.objects.filter(consumer=membership.organization if membership else None).select_related(
-            "dataset__organization", "order"
-        ),
-        pk=pk,
-    )
-    parties = JobParty.objects.filter(right=right).select_related("job").order_by("-job__created_at")
-    return render(request, "marketplace/right.html", {"right": right, "parties": parties})

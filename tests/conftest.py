@@ -271,7 +271,7 @@ def right_on_new_offer(*, title: str, operations: list[str], epsilon: str = "0",
 def run_verifier(bundle: Path, vkey: str) -> subprocess.CompletedProcess[str]:
     """The offline verifier as a regulator runs it: a separate process, no Django."""
     return subprocess.run(
-        [sys.executable, "-m", "ledger.verify", str(bundle), "--log-key", vkey],
+        [sys.executable, "-m", "audit.verify", str(bundle), "--log-key", vkey],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -20,10 +20,10 @@ from compute import services
 from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
-from compute.protocol import envelope, sealed
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Organization, UsageRight
+from protocol import envelope, sealed
 
 # A tampering node rewrites its reply's payload (its body in the clear, before it is sealed).
 Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]

@@ -22,7 +22,7 @@ from typing import Any
 
 from compute.node import runtime
 from compute.node.config import NodeConfig
-from compute.protocol import envelope
+from protocol import envelope
 
 
 def _rules(config: NodeConfig) -> dict[str, Any]:

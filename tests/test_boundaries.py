@@ -50,3 +50,11 @@ def test_the_node_cli_fails_with_one_line_when_misconfigured() -> None:
     )
     assert out.returncode == 2
     assert out.stderr.strip() == "error: environment variable USUFRUCT_NODE_SLUG is required"
+
+
+def test_the_operations_sold_are_exactly_the_algorithms_that_run() -> None:
+    from compute.algorithms import REGISTRY
+    from protocol.operations import OPERATIONS
+
+    assert {a.operation for a in REGISTRY.values()} == set(OPERATIONS)
+    assert all(OPERATIONS[a.operation] == a.summary for a in REGISTRY.values())

@@ -124,7 +124,7 @@ def test_the_noise_stats_adds_has_the_discrete_laplace_distribution(field) -> No
     from scipy.stats import chisquare
 
     from compute.algorithms.dp import discrete_laplace
-    from compute.protocol import paillier
+    from protocol import paillier
 
     epsilon, reach = 1.0, 240.0
     sensitivity = {"count": 1, "sum": paillier.to_fixed(reach)}[field]

@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from compute import services
 from compute.models import Job, Message
-from compute.protocol.canonical import canonical, sha256_hex
 from ledger import bundle
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, UsageRight
+from protocol.canonical import canonical, sha256_hex
 from tests.conftest import api_for, post_job, run_verifier, wait_for
 
 pytestmark = pytest.mark.e2e

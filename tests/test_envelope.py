@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compute.protocol import envelope, keys
-from compute.protocol.canonical import canonical
+from protocol import envelope, keys
+from protocol.canonical import canonical
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 KID = keys.key_id(KEY)

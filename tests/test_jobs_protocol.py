@@ -18,10 +18,10 @@ from compute import services
 from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
-from compute.protocol import envelope
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Offer, UsageRight
+from protocol import envelope
 from tests.conftest import api_for
 from tests.federation import body_of
 
@@ -189,7 +189,7 @@ def test_a_node_refuses_a_step_its_right_does_not_cover(bank_api) -> None:  # ty
         to=node("acme").private_key.public_key(),
     )
     # The hub only accepts replies to steps it recorded as sent: record this one as sent.
-    from compute.protocol.canonical import canonical, sha256_hex
+    from protocol.canonical import canonical, sha256_hex
 
     digest = sha256_hex(canonical(tampered["payload"]))
     services._record(job=job, wire=tampered, body=body, direction="out", digest=digest)

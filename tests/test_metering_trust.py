@@ -14,12 +14,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from audit.verify import verify_lines
 from compute import services
 from compute.models import Job, Message
 from ledger import bundle
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
-from ledger.verify import verify_lines
 from marketplace.models import Dataset, Offer, UsageRight
 from tests import federation
 from tests.conftest import api_for
@@ -270,27 +270,32 @@ def _export() -> list[str]:
 
 
 def test_verifier_fails_a_header_key_that_is_not_on_the_log(demo) -> None:  # type: ignore[no-untyped-def]
-    """A hub operator adds a key to the node table and signs a receipt with it."""
+    """A hub operator makes a key of its own for acme's node, signs a receipt with it and
+    lists it in the bundle's header: the log holds no such key, so the bundle fails."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from compute.protocol import keys
+    import tests.ledger.conftest as ledger_fixtures
     from marketplace.models import Node
-    from tests.ledger.conftest import forge_usage
+    from protocol import keys
 
     right = buy()
     federation.use(right)
     operator_key = Ed25519PrivateKey.generate()
-    Node.objects.filter(slug="acme").update(kid=keys.key_id(operator_key), public_key=keys.public_b64(operator_key))
-    import tests.ledger.conftest as ledger_fixtures
-
+    kid = keys.key_id(operator_key)
+    Node.objects.filter(slug="acme").update(kid=kid, public_key=keys.public_b64(operator_key))
     original = ledger_fixtures.node_key
     ledger_fixtures.node_key = lambda slug: operator_key  # type: ignore[assignment]
     try:
-        forge_usage(right)
+        ledger_fixtures.forge_usage(right)
     finally:
         ledger_fixtures.node_key = original
-    found = " | ".join(verify_lines(_export()).failures)
-    assert f"header node key {keys.key_id(operator_key)} (acme) is not on the log" in found
+    lines = _export()
+    header = json.loads(lines[0])
+    assert kid not in header["node_keys"]  # the honest export takes node keys from the log only
+    header["node_keys"][kid] = {"node": "acme", "organization": right.dataset.organization_id,
+                                "public_key": keys.public_b64(operator_key)}  # fmt: skip
+    found = " | ".join(verify_lines([json.dumps(header) + "\n", *lines[1:]]).failures)
+    assert f"header node key {kid} (acme) is not on the log" in found
     assert "is not on the log before it (no node_enrolled entry)" in found
 
 
@@ -301,7 +306,7 @@ def test_verifier_fails_usage_rows_above_the_attested_count(demo) -> None:  # ty
     entry = forge_usage(right)
     receipt = dict(entry.payload["receipt"])
     receipt["payload"] = {**receipt["payload"], "rows": 10**9, "request": "f" * 32}
-    from compute.protocol import envelope
+    from protocol import envelope
 
     signed = envelope.sign_payload(receipt["payload"], key=node_key("acme"), kid=receipt["kid"])
     forge_usage(right, overrides={"receipt": signed, "rows": 10**9})
@@ -469,7 +474,7 @@ def test_an_honest_history_with_every_kind_of_entry_verifies_offline(demo, tmp_p
     path.write_text("".join(bundle.bundle_lines()))
     for extra in ([], ["--every-signature"]):
         out = subprocess.run(
-            [sys.executable, "-m", "ledger.verify", str(path), "--log-key", ledger_services.log_vkey(), *extra],
+            [sys.executable, "-m", "audit.verify", str(path), "--log-key", ledger_services.log_vkey(), *extra],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -493,7 +498,7 @@ def _announce(slug: str, **changes: object) -> str:
     (wire,) = announcement_messages(config)
     body = federation.body_of(wire)
     body["manifest"].update(changes)
-    from compute.protocol import envelope as env
+    from protocol import envelope as env
 
     again = env.seal(
         job="", step="announce", round=0, sender=slug, recipient="hub", body=body, key=config.private_key,
@@ -628,8 +633,8 @@ def test_the_verifier_takes_passes_from_the_protocol_not_from_the_hub(demo) -> N
 def test_a_second_enrolment_of_a_live_node_fails_the_audit(demo) -> None:  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from compute.protocol import keys
     from marketplace.models import Node
+    from protocol import keys
 
     acme = Node.objects.get(slug="acme")
     extra = Ed25519PrivateKey.generate()
@@ -652,8 +657,8 @@ def test_a_second_enrolment_of_a_live_node_fails_the_audit(demo) -> None:  # typ
 def test_a_partial_bundle_checks_the_signer_belongs_to_the_provider_on_the_log(demo) -> None:  # type: ignore[no-untyped-def]
     """A use of acme's dataset vouched for by taxco's node (its own, logged key), in a
     dataset-scoped bundle whose header claims taxco's key for acme's organisation."""
-    from compute.protocol import envelope as env
     from marketplace.models import Node
+    from protocol import envelope as env
     from tests.ledger.conftest import forge_usage, node_key
 
     right = buy()

@@ -14,10 +14,10 @@ from compute import services
 from compute.models import Job
 from compute.node.config import NodeConfig
 from compute.node.runtime import enrolment_message
-from compute.protocol import envelope
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
 from marketplace.models import Node
+from protocol import envelope
 from tests.conftest import api_for, run_verifier
 from tests.test_jobs_protocol import _deliver, _right, _submit, node
 

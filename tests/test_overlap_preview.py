@@ -81,7 +81,7 @@ def _node(tmp_path: Path, policy: dict) -> tuple:  # type: ignore[type-arg]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from compute.node.config import NodeConfig
-    from compute.protocol import keys
+    from protocol import keys
 
     hub = Ed25519PrivateKey.generate()
     (tmp_path / "data").mkdir()
@@ -92,7 +92,7 @@ def _node(tmp_path: Path, policy: dict) -> tuple:  # type: ignore[type-arg]
 
 
 def _step(hub, step: str, args: dict, grant: dict | None, node) -> dict:  # type: ignore[type-arg,no-untyped-def]
-    from compute.protocol import envelope, keys
+    from protocol import envelope, keys
 
     return envelope.seal(
         job="j",

@@ -21,8 +21,8 @@ from compute.algorithms import get_algorithm, psi
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
-from compute.protocol import dh_group, envelope, keys
-from compute.protocol.canonical import canonical
+from protocol import dh_group, envelope, keys
+from protocol.canonical import canonical
 from tests.federation import body_of
 
 # --- independent references ----------------------------------------------------------

@@ -18,9 +18,9 @@ from django.utils import timezone
 from compute import services
 from compute.models import Job
 from compute.node.runtime import handle_step
-from compute.protocol import envelope
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, Offer, UsageRight
+from protocol import envelope
 from tests.conftest import api_for, post_job, right_on_new_offer
 from tests.federation import body_of
 from tests.test_jobs_protocol import _deliver, _outbox, _right, _submit, node, node_says
@@ -225,7 +225,7 @@ def test_parallel_previews_cannot_beat_the_daily_limit(tdemo) -> None:  # type: 
 def test_refusals_do_not_reveal_the_size_of_a_suppressed_group(bank_api) -> None:  # type: ignore[no-untyped-def]
     from compute.algorithms import get_algorithm
     from compute.algorithms.base import StepRefused
-    from compute.protocol import paillier
+    from protocol import paillier
     from tests.test_stats_algorithm import FakeNode
 
     public, _ = paillier.generate(1024)

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compute.protocol import envelope, keys, sealed
+from protocol import envelope, keys, sealed
 
 # RFC 8032 §7.1, TEST 1.
 SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

@@ -10,7 +10,7 @@ from phe import paillier as phe
 
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
-from compute.protocol import envelope, keys, paillier
+from protocol import envelope, keys, paillier
 
 P, Q = 293, 433  # a toy key for known answers only
 N = P * Q

@@ -1,7 +1,7 @@
 """``psi``: private set intersection cardinality, released as a noised overlap preview.
 
 Diffie–Hellman (commutative) PSI (Huberman, Franklin & Hogg, EC 1999) in the group of
-``compute.protocol.dh_group``, arranged so that the hub, not a data party, compares:
+``protocol.dh_group``, arranged so that the hub, not a data party, compares:
 
 1. consumer ``psi_blind``: H(x)^a for each of its IDs, shuffled; ``a`` stays in node state.
 2. provider ``psi_exchange``: tags of H(x)^ab for the consumer's list and H(y)^b for its
@@ -50,7 +50,7 @@ from compute.algorithms.base import (
     register,
 )
 from compute.algorithms.dp import discrete_laplace
-from compute.protocol import dh_group
+from protocol import dh_group
 
 MAX_IDS = 1_000_000
 MAX_EPSILON = 10.0

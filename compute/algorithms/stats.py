@@ -32,7 +32,7 @@ from compute.algorithms.base import (
     register,
 )
 from compute.algorithms.dp import discrete_laplace
-from compute.protocol import paillier
+from protocol import paillier
 
 NUMERIC = {"number", "integer"}
 JOB_KEY = "usufruct/job-key/v1"  # the consumer node's signed statement of the job's Paillier key

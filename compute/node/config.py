@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from compute.protocol import keys
+from protocol import keys
 
 
 class NodeConfigError(RuntimeError):

@@ -20,7 +20,7 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import StepRefused
 from compute.node import datasets
 from compute.node.config import NodeConfig
-from compute.protocol import attest, envelope, keys
+from protocol import attest, envelope, keys
 
 log = logging.getLogger(__name__)
 

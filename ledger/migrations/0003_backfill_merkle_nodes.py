@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 def backfill(apps, schema_editor):
-    from ledger.merkle import MemoryTree
+    from protocol.merkle import MemoryTree
 
     LedgerEntry = apps.get_model("ledger", "LedgerEntry")
     MerkleNode = apps.get_model("ledger", "MerkleNode")

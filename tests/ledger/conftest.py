@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from compute.protocol import envelope, keys
 from ledger import services
 from ledger.models import LedgerEntry
 from marketplace.models import Node, Offer, UsageRight
+from protocol import envelope, keys
 from tests import federation
 from tests.conftest import api_for
 
@@ -109,7 +109,7 @@ def forge_usage(
 
 def receipt_attestation(node: str, batch: services.ReceiptBatch, **changes: Any) -> dict[str, Any]:
     """What the node signs for ``batch`` (as compute.node.runtime.attest_receipts does), optionally altered first."""
-    from compute.protocol import attest
+    from protocol import attest
 
     statement = attest.statement(
         log=settings.USUFRUCT_LOG_ORIGIN,
@@ -167,8 +167,8 @@ def dpa_id() -> int:
 
 
 def register_witness(directory, name: str = WITNESS_NAME):  # type: ignore[no-untyped-def]
-    """The regulator makes its witness key (as `python -m ledger.witness keygen` does) and registers it."""
-    from ledger.witness import keygen, load_key
+    """The regulator makes its witness key (as `python -m audit.witness keygen` does) and registers it."""
+    from audit.witness import keygen, load_key
 
     path = directory / f"{name.replace('/', '_')}.pem"
     vkey = keygen(path, name)

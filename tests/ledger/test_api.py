@@ -6,10 +6,11 @@ import base64
 
 import pytest
 
-from ledger import checkpoint as notes
-from ledger import merkle, services
+from ledger import services
 from ledger.hubkey import hub_private_key
 from ledger.models import Checkpoint
+from protocol import checkpoint as notes
+from protocol import merkle
 from tests.conftest import api_for
 
 pytestmark = pytest.mark.django_db

@@ -6,10 +6,10 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from ledger import checkpoint as notes
 from ledger import services
 from ledger.management.commands.ledger_grants import APPEND_ONLY
 from ledger.models import Checkpoint, LedgerEntry
+from protocol import checkpoint as notes
 
 from .conftest import dpa_id, register_witness
 

@@ -9,11 +9,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from audit.verify import verify_file, verify_lines
+from audit.witness import keygen
 from ledger import services
 from ledger.models import Checkpoint, Witness
 from ledger.tasks import checkpoint_scheduled
-from ledger.verify import verify_file, verify_lines
-from ledger.witness import keygen
 from tests.conftest import api_for
 
 pytestmark = pytest.mark.django_db

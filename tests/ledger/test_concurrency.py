@@ -7,8 +7,9 @@ import threading
 import pytest
 from django.db import connection
 
-from ledger import merkle, services, tree
+from ledger import services, tree
 from ledger.models import Checkpoint, LedgerEntry
+from protocol import merkle
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,10 +7,10 @@ import shutil
 import pytest
 from django.core.management import call_command
 
+from audit.verify import verify_lines
 from ledger import bundle, services
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import LedgerEntry
-from ledger.verify import verify_lines
 
 pytestmark = pytest.mark.django_db
 

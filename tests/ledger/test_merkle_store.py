@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import merkle, services, tree
+from ledger import services, tree
 from ledger.models import LedgerEntry, MerkleNode
+from protocol import merkle
 
 
 def _append(n: int, start: int = 0) -> None:

@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ledger import merkle, services, tree
+from ledger import services, tree
 from ledger.hubkey import hub_private_key
 from ledger.models import Checkpoint, LedgerEntry
 from ledger.sequencer import parallel_signer
+from protocol import merkle
 
 
 def _batch(tag: str, n: int = 7) -> list[services.Draft]:

@@ -15,17 +15,18 @@ from typing import Any
 
 import pytest
 
+from audit import _examine
+from audit import verify as verifier
+from audit.verify import verify_lines
 from compute import services as compute
 from compute.node import runtime
 from compute.node.config import NodeConfig
-from compute.protocol import attest, envelope, keys
-from ledger import _examine, bundle, services
-from ledger import verify as verifier
+from ledger import bundle, services
 from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import LedgerEntry, RefusedReceipt
-from ledger.verify import verify_lines
 from marketplace.models import Node
+from protocol import attest, envelope, keys
 
 from .conftest import ACME_ROWS, attest_as_node, edit_entry, forge_usage, node_key, receipt_attestation, use
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from audit.verify import verify_file, verify_lines
 from ledger import bundle, services
-from ledger import checkpoint as notes
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
-from ledger.verify import verify_file, verify_lines
+from protocol import checkpoint as notes
 from tests.conftest import ROOT
 
 from .conftest import ACME_ROWS, buy, edit_entry, forge_usage, later, use
@@ -146,8 +146,8 @@ def _run_verifier(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "import sys, runpy\n"
         "for m in ('django', 'rest_framework', 'rfc8785', 'psycopg2', 'celery', 'compute', 'marketplace'):\n"
         "    sys.modules[m] = None\n"
-        f"sys.argv = ['ledger.verify', *{[str(path), *extra]!r}]\n"
-        "runpy.run_module('ledger.verify', run_name='__main__')\n"
+        f"sys.argv = ['audit.verify', *{[str(path), *extra]!r}]\n"
+        "runpy.run_module('audit.verify', run_name='__main__')\n"
     )
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
 

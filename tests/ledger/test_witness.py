@@ -11,11 +11,12 @@ import sys
 import pytest
 from django.db import connection
 
-from ledger import checkpoint as notes
-from ledger import merkle, services
+from audit.witness import WitnessError, cosign
+from ledger import services
 from ledger.hubkey import hub_private_key
 from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode
-from ledger.witness import WitnessError, cosign
+from protocol import checkpoint as notes
+from protocol import merkle
 from tests.conftest import ROOT, api_for, wait_for
 
 from .conftest import WITNESS_NAME, dpa_id, register_witness, use
@@ -133,7 +134,7 @@ def test_witness_command_over_http(live_server, tdemo, tmp_path) -> None:  # typ
     services.checkpoint_create()
     token = Token.objects.get_or_create(user=get_user_model().objects.get(username="regulator"))[0].key
     key_file = tmp_path / "w.pem"
-    base = [sys.executable, "-c", _no_django() + "from ledger.witness import main; sys.exit(main(sys.argv[1:]))"]
+    base = [sys.executable, "-c", _no_django() + "from audit.witness import main; sys.exit(main(sys.argv[1:]))"]
     vkey = subprocess.run(
         [*base, "keygen", "--key", str(key_file), "--name", WITNESS_NAME],
         cwd=ROOT,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from protocol.checkpoint import (
     MAX_SIGNATURES,
     SIG_COSIGNATURE_V1,
     SIG_ED25519,

@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compute.protocol import envelope
+from audit._examine import pieces
 from ledger import sequencer
-from ledger._examine import pieces
-from ledger.merkle import Frontier, leaf_hash, root_from_leaf_hashes
+from protocol import envelope
+from protocol.merkle import Frontier, leaf_hash, root_from_leaf_hashes
 
 HASHES = [leaf_hash(b"entry %d" % i) for i in range(300)]
 

@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import jcs
+from protocol import jcs
 
 keys = st.text(max_size=6) | st.sampled_from(["a", "b", "\ufb01", "\U0001f600", "\u00e9", "A", "aa"])
 scalars = (

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from ledger.merkle import (
+from protocol.merkle import (
     EMPTY_ROOT,
     LEAF_PREFIX,
     NODE_PREFIX,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.merkle import ProofError, verify_consistency, verify_inclusion
+from protocol.merkle import ProofError, verify_consistency, verify_inclusion
 
 from ._vectors import (
     VECTOR_DIR,

@@ -11,7 +11,7 @@ from ledger.exceptions import LedgerError
 
 class Command(BaseCommand):
     help = (
-        "Write an audit bundle (JSON Lines) for `python -m ledger.verify`: whole log, a dataset, a consumer or a range."
+        "Write an audit bundle (JSON Lines) for `python -m audit.verify`: whole log, a dataset, a consumer or a range."
     )
 
     def add_arguments(self, parser: Any) -> None:

@@ -116,9 +116,9 @@ class Command(BaseCommand):
         """As the regulator would: make a witness key, register it, and keep what the witness needs."""
         from rest_framework.authtoken.models import Token
 
+        from audit.witness import keygen
         from ledger import services as ledger_services
         from ledger.exceptions import LedgerError
-        from ledger.witness import keygen
 
         directory = Path(settings.VAR_DIR) / "witness"
         directory.mkdir(parents=True, exist_ok=True)

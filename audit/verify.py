@@ -1,4 +1,4 @@
-"""Offline verifier of an audit bundle: ``python -m ledger.verify BUNDLE [--log-key VKEY] [--witness VKEY]``.
+"""Offline verifier of an audit bundle: ``python -m audit.verify BUNDLE [--log-key VKEY] [--witness VKEY]``.
 
 Depends on the standard library and ``cryptography`` only (no Django, no network; a
 test enforces it). It trusts nothing in the bundle but the keys: pin the log key and
@@ -46,12 +46,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, BinaryIO
 
-from ledger import _examine, jcs, merkle
-from ledger import checkpoint as notes
-from ledger._examine import BAD_INPUT, BATCH_KIND, Block, Context, Examined, examine_block
+from audit import _examine
+from audit._examine import BAD_INPUT, BATCH_KIND, Block, Context, Examined, examine_block
+from protocol import checkpoint as notes
+from protocol import jcs, merkle
 
 FORMAT = "usufruct-ledger-bundle/1"
-STATEMENT_TYPE = "usufruct/receipt-batch/v1"  # as compute.protocol.attest (a test checks they agree)
+STATEMENT_TYPE = "usufruct/receipt-batch/v1"  # as protocol.attest (a test checks they agree)
 GENESIS = "0" * 64
 _CHUNK = 5000  # entries per unit of work handed to a worker process
 MAX_REPORTED = 50
@@ -794,7 +795,7 @@ def verify_file(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.verify", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m audit.verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", help="bundle file (JSON Lines), '-' for standard input")
     parser.add_argument("--log-key", action="append", default=[], help="pin the log's vkey (repeatable)")
     parser.add_argument("--witness", action="append", default=[], help="require this witness vkey's cosignature")

@@ -1,4 +1,4 @@
-"""A regulator's witness: ``python -m ledger.witness {keygen,cosign}``. Standard library + ``cryptography``.
+"""A regulator's witness: ``python -m audit.witness {keygen,cosign}``. Standard library + ``cryptography``.
 
 ``cosign`` fetches the hub's latest checkpoint, checks the log's signature with the
 pinned log key, checks it is consistent (RFC 9162 §2.1.4) with the last checkpoint
@@ -25,8 +25,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger import checkpoint as notes
-from ledger import merkle
+from protocol import checkpoint as notes
+from protocol import merkle
 
 Fetch = Callable[[str, str, dict[str, Any] | None], dict[str, Any]]
 """``fetch(method, path, json_body)`` → decoded JSON answer of the hub; raises on HTTP errors."""
@@ -134,7 +134,7 @@ def cosign(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.witness", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m audit.witness", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     kg = sub.add_parser("keygen", help="create the witness key and print its vkey")
     kg.add_argument("--key", required=True, type=Path)

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import jcs, merkle
+from protocol import attest, jcs, merkle
 
 RIGHT_KINDS = ("right_granted", "right_revoked", "right_expired")
 BATCH_KIND = "receipt_batch"
@@ -96,9 +96,7 @@ def verify_signature(raw_key: bytes, sig: Any, message: bytes, exact: Any = None
             return False
 
 
-def receipt_digest(receipt: dict[str, Any]) -> str:
-    """SHA-256 hex of the canonical bytes of a whole signed receipt, as the node attests it."""
-    return hashlib.sha256(jcs.dumps_checked(receipt)).hexdigest()
+receipt_digest = attest.receipt_digest  # SHA-256 of a whole signed receipt, as the node attests it
 
 
 def _receipt(seq: int, p: dict[str, Any], ctx: Context, fail: list[str], facts: dict[str, Any]) -> None:

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from compute.protocol import sealed
-from compute.protocol.canonical import canonical, sha256_hex
+from protocol import sealed
+from protocol.canonical import canonical, sha256_hex
 
 REQUIRED_FIELDS = ("job", "step", "round", "sender", "recipient", "nonce", "expires_at", "body")
 
@@ -78,7 +78,7 @@ def seal(
     to: Ed25519PublicKey | None = None,
 ) -> dict[str, Any]:
     """A signed envelope; with ``to``, its body is sealed to that recipient's key first
-    (:mod:`compute.protocol.sealed`), so the signature covers the ciphertext."""
+    (:mod:`protocol.sealed`), so the signature covers the ciphertext."""
     moment = now or utcnow()
     payload = {
         "job": job,

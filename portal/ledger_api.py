@@ -20,13 +20,14 @@ from ledger import bundle, selectors, services
 from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
 from marketplace import selectors as market
+from portal import selectors as access
 
 
 class IsAuditor(permissions.BasePermission):
     message = "Only regulators and staff may do this."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return selectors.is_auditor(request.user)
+        return access.is_auditor(request.user)
 
 
 class LedgerEntrySerializer(serializers.ModelSerializer):
@@ -82,7 +83,7 @@ class EntryList(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[LedgerEntry]:
         filters = EntryFilters(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        qs = selectors.visible_entries(self.request.user)
+        qs = access.visible_entries(self.request.user)
         return selectors.entries_filter(qs, **filters.validated_data).order_by("seq")
 
 
@@ -96,7 +97,7 @@ class EntryDetail(APIView):
         responses=LedgerEntryProofSerializer,
     )
     def get(self, request: Request, seq: int) -> Response:
-        entry = get_object_or_404(selectors.visible_entries(request.user), seq=seq)
+        entry = get_object_or_404(access.visible_entries(request.user), seq=seq)
         size = request.query_params.get("tree_size")
         data = dict(LedgerEntrySerializer(entry).data)
         data["inclusion"] = selectors.inclusion(entry, int(size) if size and size.isdigit() else None)

@@ -26,8 +26,8 @@ from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519, crypto_sign_ed25
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from compute.protocol import keys
-from compute.protocol.canonical import canonical
+from protocol import keys
+from protocol.canonical import canonical
 
 SEALED = "sealed"  # a sealed body is exactly {"sealed": "<base64 of crypto_box_seal>"}
 

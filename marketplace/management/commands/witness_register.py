@@ -10,7 +10,7 @@ from marketplace.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Register a regulator's witness key (vkey printed by `python -m ledger.witness keygen`)."
+    help = "Register a regulator's witness key (vkey printed by `python -m audit.witness keygen`)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("organization", help="slug of the regulator organisation")

@@ -23,15 +23,19 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from compute.protocol.canonical import canonical, sha256_hex
+from protocol import jcs
 
 STATEMENT_TYPE = "usufruct/receipt-batch/v1"
 MAX_RECEIPTS = 5000  # receipts per batch: the request stays well under a broker message's size
 
 
 def receipt_digest(wire: Mapping[str, Any]) -> str:
-    """SHA-256 hex of a signed receipt's canonical bytes: what a node remembers and attests."""
-    return sha256_hex(canonical(dict(wire)))
+    """SHA-256 hex of a signed receipt's canonical bytes: what a node remembers and attests.
+
+    ``jcs.dumps_checked`` is the C encoder where its bytes equal RFC 8785's, the exact
+    encoder otherwise: node, hub and offline verifier all compute it this one way.
+    """
+    return hashlib.sha256(jcs.dumps_checked(dict(wire))).hexdigest()
 
 
 def batch_digest(digests: Iterable[str]) -> str:

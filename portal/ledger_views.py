@@ -14,6 +14,7 @@ from ledger.exceptions import LedgerError
 from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
 from marketplace.models import Dataset, Organization
+from portal import selectors as access
 
 
 def _int(value: str | None) -> int | None:
@@ -25,7 +26,7 @@ def entries(request: HttpRequest) -> HttpResponse:
     g = request.GET
     kind = g.get("kind") if g.get("kind") in LedgerEntry.Kind.values else None
     qs = selectors.entries_filter(
-        selectors.visible_entries(request.user),
+        access.visible_entries(request.user),
         kind=kind,
         dataset_id=_int(g.get("dataset")),
         consumer_id=_int(g.get("consumer")),
@@ -46,7 +47,7 @@ def entries(request: HttpRequest) -> HttpResponse:
             "filters": g,
             "hub_kid": hub_kid(),
             "hub_key": hub_public_b64(),
-            "auditor": selectors.is_auditor(request.user),
+            "auditor": access.is_auditor(request.user),
             "latest": selectors.checkpoint_latest(),
         },
     )
@@ -54,7 +55,7 @@ def entries(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
-    entry = get_object_or_404(selectors.visible_entries(request.user), seq=seq)
+    entry = get_object_or_404(access.visible_entries(request.user), seq=seq)
     try:
         inclusion = selectors.inclusion(entry, _int(request.GET.get("tree_size")))
         error = ""
@@ -93,7 +94,7 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def audit(request: HttpRequest) -> HttpResponse:
-    if not selectors.is_auditor(request.user):
+    if not access.is_auditor(request.user):
         raise PermissionDenied
     dataset_id = _int(request.GET.get("dataset"))
     dataset = Dataset.objects.filter(id=dataset_id).select_related("organization").first() if dataset_id else None
@@ -104,6 +105,6 @@ def audit(request: HttpRequest) -> HttpResponse:
             "datasets": Dataset.objects.select_related("organization").order_by("name"),
             "consumers": Organization.objects.filter(is_consumer=True).order_by("name"),
             "dataset": dataset,
-            "trail": selectors.audit_trail(dataset.id) if dataset else [],
+            "trail": access.audit_trail(dataset.id) if dataset else [],
         },
     )

@@ -1,0 +1,13 @@
+"""The operations a usage right can permit, and a node's policy can allow: part of the protocol.
+
+Each is implemented by one algorithm on the hub and the nodes (``compute.algorithms``,
+whose registry a test holds to this list); the marketplace sells rights to these names
+without depending on the code that runs them.
+"""
+
+from __future__ import annotations
+
+OPERATIONS: dict[str, str] = {
+    "stats": "Count, sum, mean and variance of a numeric column, summed under Paillier.",
+    "psi": "Noised size of the overlap between your ID list and a provider's, by Diffie–Hellman PSI.",
+}

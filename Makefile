@@ -52,7 +52,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/paillier_ops.py
 	$(BIN)/python benchmarks/stats_job_latency.py
-	$(BIN)/python benchmarks/ledger_append.py
+	$(BIN)/python benchmarks/ledger_writer.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

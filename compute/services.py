@@ -3,7 +3,7 @@
 The hub advances a job only when a node message arrives (no task waits for a party).
 Every message is persisted with its digest before it is acted on; a redelivered or
 replayed message hits the unique digest/nonce and changes nothing.
-Lock order: usage rights (ascending id) → job → ledger head.
+Lock order: usage rights (ascending id) → job → node → ledger head.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
 from compute.models import Job, JobParty, Message
 from ledger import services as ledger
+from ledger import writer as ledger_writer
 from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
-from ledger.services import entry_append
 from marketplace import idempotency
 from marketplace import rights as right_svc
 from marketplace import services as market
@@ -288,7 +288,7 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
         wires.append((party.node, wire))
     if progress.privacy_spent:
         for party in job.parties.filter(role="provider", right__isnull=False).select_related("right__dataset"):
-            entry_append(
+            ledger_writer.entry_enqueue(
                 kind="dp_charge",
                 event_id=f"dp_charge:{job.id}:{party.right_id}",
                 payload={
@@ -580,6 +580,12 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
         party = job.parties.filter(key=body.get("party")).select_related("node", "dataset", "right").first()
         if party is None or party.node_id != node.id:
             raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
+        # The node row, locked after the job (rights → job → node → ledger head, as enrolment
+        # takes node → ledger): a key rotation cannot slip in between the receipt's check and
+        # its entry, and the key the reply was opened with must still be the node's.
+        node = Node.objects.select_for_update().get(id=node.id)
+        if node.kid != opened.kid:
+            raise envelope.EnvelopeError("unknown_key", "the node's key changed while its reply was in flight")
         asked = Message.objects.filter(
             job=job,
             direction=Message.Direction.OUT,
@@ -698,9 +704,10 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
     issued = envelope.parse_time(asked.envelope["payload"]["issued_at"])
     if right is not None and issued > right.expires_at:
         raise ReceiptRejected("right_expired", f"the step was issued after right {right.id} expired")
-    entry = entry_append(
+    event_id = f"usage:{receipt.digest}"
+    ledger_writer.entry_enqueue(
         kind="usage",
-        event_id=f"usage:{receipt.digest}",
+        event_id=event_id,
         payload={
             "job": str(job.id),
             "step": r["step"],
@@ -723,7 +730,7 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
         provider_id=party.dataset.organization_id,
         right_id=right.id if right else None,
     )
-    party.usage = [*party.usage, [entry.seq, r["rows"], r["records"]]]
+    party.usage = [*party.usage, [event_id, r["rows"], r["records"]]]
     party.status = JobParty.Status.DONE
     party.save(update_fields=["usage", "status"])
 
@@ -743,7 +750,7 @@ def _settle(job: Job, party: JobParty, outcome: str) -> None:
     party.save(update_fields=["quota_settled"])
     if not party.usage:
         return  # the provider's data was never touched: nothing to record or charge
-    entry_append(
+    ledger_writer.entry_enqueue(
         kind="settlement",
         event_id=f"settlement:{job.id}:{party.right_id}",
         payload={
@@ -754,7 +761,7 @@ def _settle(job: Job, party: JobParty, outcome: str) -> None:
             "consumer": job.consumer_id,
             "provider": right.dataset.organization_id,
             "outcome": outcome,
-            "usage": [seq for seq, _, _ in party.usage],
+            "usage": [event for event, _, _ in party.usage],  # the writer turns these into seqs
             "rows": sum(rows for _, rows, _ in party.usage),
             "records": sum(records for _, _, records in party.usage),
             "units": 1 if delivered else 0,

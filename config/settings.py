@@ -252,6 +252,12 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"queue": "hub"},
     },
     "marketplace-expire-rights": {"task": "usufruct.hub.expire_rights", "schedule": 300.0, "options": {"queue": "hub"}},
+    # The ledger writer is woken by each acceptance; this is the backstop for a lost wake-up.
+    "ledger-integrate-pending": {
+        "task": "ledger.tasks.integrate_pending",
+        "schedule": 2.0,
+        "options": {"queue": "hub", "expires": 2.0},
+    },
 }
 
 LOGGING = {

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ledger.models import Checkpoint, Cosignature, LedgerEntry, RefusedReceipt, Witness
+from ledger.models import Checkpoint, Cosignature, LedgerEntry, PendingEntry, RefusedReceipt, Witness
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -36,6 +36,14 @@ class CheckpointAdmin(ReadOnly):
 @admin.register(Cosignature)
 class CosignatureAdmin(ReadOnly):
     list_display = ["checkpoint", "witness", "timestamp"]
+
+
+@admin.register(PendingEntry)
+class PendingEntryAdmin(ReadOnly):
+    """What the ledger writer has yet to integrate (normally empty within a second)."""
+
+    list_display = ["id", "kind", "event_id", "created_at"]
+    list_filter = ["kind"]
 
 
 @admin.register(RefusedReceipt)

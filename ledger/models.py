@@ -55,6 +55,29 @@ class LedgerEntry(models.Model):
         return f"#{self.seq} {self.kind}"
 
 
+class PendingEntry(models.Model):
+    """An entry a hub worker accepted and the ledger writer has not yet integrated (``ledger.writer``).
+
+    Bookkeeping, not evidence: deleted in the transaction that puts the entry on the log.
+    """
+
+    kind = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=100, unique=True)
+    payload = models.JSONField()
+    producer_time = models.DateTimeField()
+    dataset_id = models.BigIntegerField(null=True, blank=True)
+    consumer_id = models.BigIntegerField(null=True, blank=True)
+    provider_id = models.BigIntegerField(null=True, blank=True)
+    right_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"pending {self.kind} {self.event_id}"
+
+
 class MerkleNode(models.Model):
     """MTH(D[index * 2**level : (index + 1) * 2**level]): one complete, aligned subtree (RFC 9162 §2.1.1).
 

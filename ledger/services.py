@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from django.utils import timezone
 from ledger import bulk, tree
 from ledger.exceptions import CheckpointRefused, CosignatureRejected, LedgerConflict, ProofUnavailable
 from ledger.hubkey import hub_kid, hub_private_key
-from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, RefusedReceipt, Witness
+from ledger.models import Checkpoint, Cosignature, LedgerEntry, MerkleNode, PendingEntry, RefusedReceipt, Witness
 from protocol import attest, jcs, merkle
 from protocol import checkpoint as notes
 from protocol.canonical import canonical
@@ -120,6 +121,7 @@ def entry_append(
     draft = Draft(kind, event_id, payload, producer_time, dataset_id, consumer_id, provider_id, right_id)
     with transaction.atomic():
         _lock(LEDGER_LOCK_ID)
+        pending_flush_locked()
         existing = LedgerEntry.objects.filter(event_id=event_id).first()
         if existing is not None:
             if _same(existing, draft):
@@ -132,6 +134,65 @@ def entry_append(
         entry.save(force_insert=True)
         MerkleNode.objects.bulk_create(MerkleNode(level=lv, index=ix, hash=h) for lv, ix, h in edge.append(leaf(entry)))
         return entry
+
+
+PENDING_BATCH = 5000
+
+
+@lru_cache(maxsize=1)
+def _pending_signer() -> Callable[[list[bytes]], list[bytes]]:
+    from ledger.sequencer import ParallelSigner  # the sequencer module imports this one
+
+    return ParallelSigner(hub_private_key(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-sign"))
+
+
+def pending_flush_locked() -> None:
+    """Integrate everything the writer has not yet (see :mod:`ledger.writer`); the caller holds the ledger lock.
+
+    Every append and every checkpoint does this first, so the log keeps the order in
+    which the hub accepted things.
+    """
+    while pending_integrate_locked(PENDING_BATCH) == PENDING_BATCH:
+        pass
+
+
+def pending_integrate_locked(limit: int) -> int:
+    """Sequence up to ``limit`` pending entries, oldest first, in one batch; the caller holds the ledger lock."""
+    fields = (
+        "id",
+        "kind",
+        "event_id",
+        "payload",
+        "producer_time",
+        "dataset_id",
+        "consumer_id",
+        "provider_id",
+        "right_id",
+    )
+    rows = list(PendingEntry.objects.order_by("id").values_list(*fields)[:limit])
+    if not rows:
+        return 0
+    known = _known_events([r[2] for r in rows])  # a redelivered acceptance: on the log already
+    fresh = [r for r in rows if r[2] not in known]
+    seq, prev = _head()
+    at = {r[2]: seq + i for i, r in enumerate(fresh)}
+    at.update({e: entry.seq for e, entry in known.items()})
+    settle = LedgerEntry.Kind.SETTLEMENT
+    wanted = {e for r in fresh if r[1] == settle for e in r[3]["usage"] if e not in at}
+    if wanted:
+        at.update(LedgerEntry.objects.filter(event_id__in=wanted).values_list("event_id", "seq"))
+    drafts = []
+    for _, kind, event_id, payload, produced, dataset, consumer, provider, right in fresh:
+        if kind == settle:  # the uses it charges: event ids → their seqs on the log
+            payload = {**payload, "usage": [at[e] for e in payload["usage"]]}
+        drafts.append(Draft(kind, event_id, payload, produced, dataset, consumer, provider, right))
+    if drafts:
+        p = _prepare(drafts, seq=seq, prev=prev, edge=tree.frontier(seq), now=timezone.now(), signer=_pending_signer())
+        _write(p, make_checkpoint=False)
+    # In the transaction that wrote the entries: each is pending or on the log. By id, not by
+    # range: a row with a smaller id may commit after this batch was read.
+    PendingEntry.objects.filter(id__in=[r[0] for r in rows])._raw_delete(PendingEntry.objects.db)
+    return len(rows)
 
 
 def leaf(entry: LedgerEntry) -> bytes:
@@ -332,7 +393,7 @@ def entries_append_batch(
     signatures (e.g. across a thread pool: Ed25519 releases the GIL, see
     :mod:`ledger.sequencer`); by default they are signed here. Bodies are
     byte-identical to :func:`entry_append`'s (``jcs.dumps_checked`` falls back to the
-    RFC 8785 library). :class:`PipelinedSequencer` overlaps successive batches.
+    RFC 8785 library).
     """
     if len({d.event_id for d in drafts}) != len(drafts):
         raise LedgerConflict("a batch must not repeat an event id")
@@ -349,84 +410,6 @@ def entries_append_batch(
     seqs = {d.event_id: p.first + i for i, d in enumerate(fresh)}
     seqs.update({event_id: e.seq for event_id, e in known.items()})
     return BatchResult([seqs[d.event_id] for d in drafts], len(fresh), cp)
-
-
-class PipelinedSequencer:
-    """Successive batches, each sequenced while the previous one is being written.
-
-    ``submit`` sequences a batch in memory right away, continuing from the head the
-    previous batch will leave (chain hash, tree frontier), and hands it to a writer
-    thread with its own database connection. Under the ledger lock the writer checks
-    that the stored head (sequence number, entry hash and frontier) is the one the
-    batch was built on and that none of its event ids is recorded yet; if anything
-    moved (another appender came in between, a repeated event), that batch goes
-    through :func:`entries_append_batch` instead and the next ``submit`` starts again
-    from the stored head. Either way each batch is one transaction with one
-    checkpoint, exactly as :func:`entries_append_batch` writes it. The integration
-    time of an entry is when its batch was sequenced, before it is committed. Each
-    future reports its own batch: a failed batch does not stop the ones after it.
-    """
-
-    def __init__(
-        self, *, signer: Callable[[list[bytes]], list[bytes]] | None = None, make_checkpoint: bool = True
-    ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._signer, self._make_checkpoint = signer, make_checkpoint
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
-        self._head: tuple[int, str, merkle.Frontier] | None = None
-        self._pending: list[Future[BatchResult]] = []
-        self._stale = False
-
-    def submit(self, drafts: Sequence[Draft]) -> Future[BatchResult]:
-        drafts = list(drafts)
-        if len({d.event_id for d in drafts}) != len(drafts):
-            raise LedgerConflict("a batch must not repeat an event id")
-        if self._head is None or self._stale:
-            for f in self._pending:  # the stored head is final only once every write is done
-                f.exception()
-            self._stale = False
-            seq, prev = _head()
-            self._head = (seq, prev, tree.frontier(seq))
-        seq, prev, edge = self._head
-        before = (seq, prev, edge.root())
-        p = _prepare(drafts, seq=seq, prev=prev, edge=edge.copy(), now=timezone.now(), signer=self._signer)
-        self._head = (seq + len(drafts), p.chain[-1], p.edge)
-        future = self._writer.submit(self._write, p, before)
-        self._pending = [f for f in self._pending if not f.done()] + [future]
-        return future
-
-    def _write(self, p: _Prepared, before: tuple[int, str, bytes]) -> BatchResult:
-        try:
-            with transaction.atomic():
-                _lock(LEDGER_LOCK_ID)
-                seq, prev = _head()
-                unchanged = (seq, prev) == before[:2] and tree.frontier(seq).root() == before[2]
-                if unchanged and not _known_events([d.event_id for d in p.fresh]):
-                    cp = _write(p, self._make_checkpoint)
-                    return BatchResult([p.first + i for i in range(len(p.fresh))], len(p.fresh), cp)
-            self._stale = True
-            p.signatures()  # let the speculative signing finish before signing again
-            return entries_append_batch(drafts=p.fresh, make_checkpoint=self._make_checkpoint, signer=self._signer)
-        except BaseException:
-            self._stale = True
-            raise
-
-    def close(self) -> None:
-        """Wait for every batch to be written; close the writer's connection."""
-        for f in self._pending:
-            f.exception()
-        self._writer.submit(lambda: connection.close()).result()  # the writer thread's own connection
-        self._writer.shutdown()
-
-    def __enter__(self) -> PipelinedSequencer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# --- checkpoints ---------------------------------------------------------------------------
 
 
 def log_vkey() -> str:
@@ -458,6 +441,9 @@ def checkpoint_create(
     checkpoint's (RFC 9162 §2.1.4), so two signed heads can always be reconciled.
     Returns None for an empty log.
     """
+    with transaction.atomic():  # what was accepted before the checkpoint is in it (ledger lock first)
+        _lock(LEDGER_LOCK_ID)
+        pending_flush_locked()
     with transaction.atomic():
         _lock(CHECKPOINT_LOCK_ID)
         current = tree.tree_size()

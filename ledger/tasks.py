@@ -12,3 +12,12 @@ def checkpoint_scheduled() -> int | None:
     """Sign a checkpoint if entries arrived since the last one; running twice is harmless."""
     cp = services.checkpoint_create()
     return cp.size if cp else None
+
+
+@shared_task(name="ledger.tasks.integrate_pending", ignore_result=True)
+def integrate_pending() -> int:
+    """The ledger writer: integrate every pending entry, in batches (safe to run twice at once:
+    each batch is taken under the ledger lock)."""
+    from ledger import writer
+
+    return writer.integrate_all()

@@ -182,6 +182,13 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):  # type: 
     raise AssertionError("condition not met in time")
 
 
+def ledger_idle(timeout: float = 30.0) -> None:
+    """Wait until the hub's ledger writer has integrated every accepted entry (normally milliseconds)."""
+    from ledger.models import PendingEntry
+
+    wait_for(lambda: not PendingEntry.objects.exists(), timeout=timeout, interval=0.05)
+
+
 # --- browser (Playwright driving Debian's Chromium) ------------------------------------
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the tests

@@ -20,6 +20,7 @@ from compute import services
 from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
+from ledger import writer
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Organization, UsageRight
@@ -67,6 +68,7 @@ def run(job: Job, *, tamper: Tamper | None = None, max_rounds: int = 20) -> Job:
             carried.add(m.digest)
             for reply in handle_step(node(m.recipient), m.envelope):
                 services.message_receive(wire=_tampered(m.recipient, reply, tamper) if tamper else reply)
+                writer.integrate_all()  # what the hub's ledger writer does after each acceptance
     raise AssertionError(f"job {job.id} did not end in {max_rounds} rounds")
 
 

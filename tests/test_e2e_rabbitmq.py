@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError
 from compute.models import Job, Message
 from ledger.models import LedgerEntry
 from marketplace.models import Offer
-from tests.conftest import NODES, ROOT, api_for, post_job, wait_for
+from tests.conftest import NODES, ROOT, api_for, ledger_idle, post_job, wait_for
 
 pytestmark = pytest.mark.e2e
 HOST = os.environ.get("RABBITMQ_HOST", "127.0.0.1")
@@ -104,6 +104,7 @@ def test_a_job_runs_over_rabbitmq_with_one_broker_user_per_node(processes, hub_a
     job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, rights, "rmq").json()["id"]
     job = wait_for(lambda: (j := Job.objects.get(id=job_id)).status in ("succeeded", "failed") and j, timeout=90)
     assert job.status == "succeeded", job.error
+    ledger_idle()
     assert LedgerEntry.objects.filter(kind="settlement", payload__outcome="delivered").count() == 2
     assert Message.objects.filter(job=job, direction="in").count() == 4
 

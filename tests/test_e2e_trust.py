@@ -25,7 +25,7 @@ from ledger import services as ledger_services
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, UsageRight
 from protocol.canonical import canonical, sha256_hex
-from tests.conftest import api_for, post_job, run_verifier, wait_for
+from tests.conftest import api_for, ledger_idle, post_job, run_verifier, wait_for
 
 pytestmark = pytest.mark.e2e
 ACME = Path(settings.VAR_DIR) / "nodes" / "acme"
@@ -66,10 +66,12 @@ def _right(plan: dict, key: str, operations: tuple[str, ...] = ("stats",)) -> in
 
 
 def _finish(job_id: str, timeout: float = 90) -> Job:
-    return wait_for(
+    job = wait_for(
         lambda: (j := Job.objects.get(id=job_id)).status in ("succeeded", "failed", "cancelled") and j,
         timeout=timeout,
     )
+    ledger_idle()
+    return job
 
 
 def _pages_answer() -> None:

@@ -12,7 +12,7 @@ from django.conf import settings
 from compute.models import Job, Message
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, UsageRight
-from tests.conftest import api_for, wait_for
+from tests.conftest import api_for, ledger_idle, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +58,7 @@ def test_stats_job_runs_on_provider_nodes_and_is_billed_from_the_ledger(workers)
 
     body = wait_for(finished, timeout=90)
     assert body["status"] == "succeeded", body["error"]
+    ledger_idle()
 
     values = _local_column("acme", "tenure_months") + _local_column("taxco", "tenure_months")
     mean = sum(values) / len(values)
@@ -202,6 +203,7 @@ def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_pat
         )
         job_id = r.json()["id"]
         assert wait_for(lambda j=job_id: Job.objects.get(id=j).status == "succeeded", timeout=90)
+        ledger_idle()
 
     assert compute.attestations_request() == 2  # one request per provider node
     batches = wait_for(lambda: (b := list(LedgerEntry.objects.filter(kind="receipt_batch"))) and len(b) == 2 and b)
@@ -230,6 +232,7 @@ def test_nodes_attest_their_receipts_in_batches_over_the_broker(workers, tmp_pat
         HTTP_IDEMPOTENCY_KEY="job-after-refusal",
     )
     assert wait_for(lambda: Job.objects.get(id=r.json()["id"]).status == "succeeded", timeout=90)
+    ledger_idle()
     assert compute.attestations_request() == 2
     assert wait_for(lambda: LedgerEntry.objects.filter(kind="receipt_batch").count() == 4)
     latest = LedgerEntry.objects.filter(kind="receipt_batch", payload__node="acme").order_by("-seq").first()

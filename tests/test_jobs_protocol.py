@@ -18,6 +18,7 @@ from compute import services
 from compute.models import Job, Message
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
+from ledger import writer
 from ledger.hubkey import hub_private_key
 from ledger.models import LedgerEntry
 from marketplace.models import Offer, UsageRight
@@ -80,6 +81,7 @@ def _deliver(job: Job, step: str) -> list[str]:
     for m in _outbox(job, step):
         for reply in handle_step(node(m.recipient), m.envelope):
             outcomes.append(services.message_receive(wire=reply))
+    writer.integrate_all()  # the hub's ledger writer
     return outcomes
 
 

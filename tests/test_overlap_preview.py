@@ -14,7 +14,7 @@ from django.conf import settings
 from compute.models import Job, Message
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset
-from tests.conftest import api_for, wait_for
+from tests.conftest import api_for, ledger_idle, wait_for
 from tests.federation import body_of
 
 pytestmark = pytest.mark.e2e
@@ -36,9 +36,11 @@ def _preview(api, target: Dataset, own: Dataset, key: str):  # type: ignore[no-u
 
 
 def _done(api, job_id: str) -> dict:  # type: ignore[type-arg]
-    return wait_for(
+    body = wait_for(
         lambda: (b := api.get(f"/api/jobs/{job_id}/").json())["status"] in ("succeeded", "failed") and b, timeout=90
     )
+    ledger_idle()
+    return body
 
 
 def test_preview_estimates_the_overlap_without_releasing_it_and_is_free(workers) -> None:  # type: ignore[no-untyped-def]

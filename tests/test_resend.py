@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from compute import services
 from compute.models import Job, Message
-from tests.conftest import api_for, post_job, wait_for
+from tests.conftest import api_for, ledger_idle, post_job, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,5 +39,6 @@ def test_lost_publishes_are_resent_and_the_job_finishes(workers, monkeypatch) ->
     assert services.messages_resend_unanswered(older_than=timedelta(seconds=60)) == 1
     job = wait_for(lambda: (j := Job.objects.get(id=job_id)).status in ("succeeded", "failed") and j, timeout=90)
     assert job.status == "succeeded", job.error
+    ledger_idle()
     Message.objects.filter(job_id=job_id).update(created_at=timezone.now() - timedelta(minutes=2))
     assert services.messages_resend_unanswered(older_than=timedelta(seconds=60)) == 0

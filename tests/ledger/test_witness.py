@@ -163,19 +163,20 @@ def test_witness_command_over_http(live_server, tdemo, tmp_path) -> None:  # typ
     assert "cosigned checkpoint" in done.stdout
     assert Cosignature.objects.count() == 1
 
-    # As a service: --every keeps following the log, cosigning each new checkpoint.
-    follower = subprocess.Popen(
-        [*base, *args, "--every", "0.3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # As a service: --every keeps following the log, cosigning each new checkpoint. Its output
+    # goes to a file the test reads while it runs (a pipe is read only once it has stopped).
+    out_file, err_file = tmp_path / "follower.out", tmp_path / "follower.err"
+    with out_file.open("w") as out_fh, err_file.open("w") as err_fh:
+        follower = subprocess.Popen([*base, *args, "--every", "0.3"], cwd=ROOT, stdout=out_fh, stderr=err_fh)
     try:
         services.entry_append(kind="correction", event_id="w-1", payload={"corrects": 0, "reason": "test"})
         newer = services.checkpoint_create()
-        wait_for(lambda: Cosignature.objects.filter(checkpoint=newer).exists(), timeout=30)
+        wait_for(lambda: f"cosigned checkpoint {newer.size}" in out_file.read_text(), timeout=60)
+        assert Cosignature.objects.filter(checkpoint=newer).exists()
     finally:
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=30)
-    assert follower.returncode == 0, out + err
-    assert f"cosigned checkpoint {newer.size}" in out
+        follower.wait(timeout=30)
+    assert follower.returncode == 0, out_file.read_text() + err_file.read_text()
 
     # A hub that shows another root for a size this witness cosigned: it stops for good (exit 1).
     state = json.loads((tmp_path / "state.json").read_text())

@@ -1,0 +1,104 @@
+"""The ledger writer: the high-volume entries of jobs, integrated in batches.
+
+A hub worker that accepts a node's reply does not append to the log itself: in the same
+transaction as the reply it leaves the ``usage`` (and later ``settlement``, ``dp_charge``)
+entry as a :class:`~ledger.models.PendingEntry`. The writer takes the pending entries
+in the order they were accepted, sequences them through the batched sequencer (chain,
+hub signatures across a thread pool, Merkle subtrees, two bulk COPYs) and deletes them,
+all under the ledger lock and in one transaction, so an entry is pending or on the log,
+never both or neither.
+
+Order is kept: every other append (:func:`ledger.services.entry_append`) and every
+checkpoint first integrates what is pending, so a revocation can never land before a
+use that was accepted earlier. A settlement names the usage entries it charges by their
+event ids while they wait; the writer turns those into sequence numbers, which the log
+has by then (docs/decisions/0012-ledger-writer.md).
+
+Lock order: as :mod:`ledger.services` (callers' rows, then the ledger head, then the
+checkpoint lock).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ledger import services
+from ledger.exceptions import LedgerConflict
+from ledger.models import LedgerEntry, PendingEntry
+from protocol.canonical import canonical
+
+BATCH = services.PENDING_BATCH
+_WAKE_EVERY = 0.05  # seconds: at most one wake-up task per hub process this often
+_last_wake = 0.0
+
+
+def entry_enqueue(
+    *,
+    kind: str,
+    event_id: str,
+    payload: dict[str, Any],
+    producer_time: datetime | None = None,
+    dataset_id: int | None = None,
+    consumer_id: int | None = None,
+    provider_id: int | None = None,
+    right_id: int | None = None,
+) -> None:
+    """Leave an entry for the writer, in the caller's transaction; a repeat with the same body is a no-op."""
+    row = PendingEntry(
+        kind=kind,
+        event_id=event_id,
+        payload=payload,
+        producer_time=producer_time or timezone.now(),
+        dataset_id=dataset_id,
+        consumer_id=consumer_id,
+        provider_id=provider_id,
+        right_id=right_id,
+    )
+    done = LedgerEntry.objects.filter(event_id=event_id).first()
+    if done is not None:
+        if done.kind != kind:
+            raise LedgerConflict(f"event {event_id!r} was recorded with a different body")
+        return
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:
+        waiting = PendingEntry.objects.get(event_id=event_id)
+        if waiting.kind != kind or canonical(waiting.payload) != canonical(payload):
+            raise LedgerConflict(f"event {event_id!r} was recorded with a different body") from None
+        return
+    transaction.on_commit(_wake)
+
+
+def _wake() -> None:
+    """Ask a hub worker to integrate; throttled, and backed by a beat task (lost wake-ups cost a second)."""
+    global _last_wake
+    now = time.monotonic()
+    if now - _last_wake < _WAKE_EVERY:
+        return
+    _last_wake = now
+    from ledger.tasks import integrate_pending  # the tasks module imports this one
+
+    integrate_pending.apply_async(queue="hub")
+
+
+def integrate(*, limit: int = BATCH) -> int:
+    """Integrate up to ``limit`` pending entries, oldest first; returns how many."""
+    with transaction.atomic():
+        services._lock(services.LEDGER_LOCK_ID)
+        return services.pending_integrate_locked(limit)
+
+
+def integrate_all(*, limit: int = BATCH) -> int:
+    """Integrate until nothing is pending: the writer task's body."""
+    total = 0
+    while True:
+        n = integrate(limit=limit)
+        total += n
+        if n < limit:
+            return total

@@ -34,7 +34,8 @@ from protocol.canonical import canonical
 
 BATCH = services.PENDING_BATCH
 _WAKE_EVERY = 0.05  # seconds: at most one wake-up task per hub process this often
-_last_wake = 0.0
+_last_wake = 0.0  # when the last wake-up was (or is) due to run
+_due = 0.0
 
 
 def entry_enqueue(
@@ -76,15 +77,19 @@ def entry_enqueue(
 
 
 def _wake() -> None:
-    """Ask a hub worker to integrate; throttled, and backed by a beat task (lost wake-ups cost a second)."""
-    global _last_wake
+    """Ask a hub worker to integrate, once this commit is visible; at most one wake-up per
+    ``_WAKE_EVERY`` per process, and never none: a commit that finds no wake-up due after it
+    schedules one (a trailing wake-up), so the last acceptance of a burst is not left waiting
+    for the beat backstop."""
+    global _last_wake, _due
     now = time.monotonic()
-    if now - _last_wake < _WAKE_EVERY:
-        return
-    _last_wake = now
+    if now < _due:
+        return  # a wake-up is due after this commit already: it will see these rows
+    delay = max(0.0, _last_wake + _WAKE_EVERY - now)
+    _last_wake = _due = now + delay
     from ledger.tasks import integrate_pending  # the tasks module imports this one
 
-    integrate_pending.apply_async(queue="hub")
+    integrate_pending.apply_async(queue="hub", countdown=delay or None)
 
 
 def integrate(*, limit: int = BATCH) -> int:

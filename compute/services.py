@@ -638,7 +638,9 @@ def _whole(value: Any) -> bool:
     return type(value) is int
 
 
-def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message) -> envelope.Opened:
+def _check_receipt(
+    *, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message
+) -> tuple[envelope.Opened, int]:
     """Hold every field of a node's usage receipt to what the hub asked and what it knows.
 
     The receipt is the node's claim; each check names the field it refuses. Bounds on
@@ -674,7 +676,8 @@ def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, 
     attested = party.dataset.row_count
     if party.right is not None and party.right.row_count is not None:
         attested = min(attested, party.right.row_count)  # as sold, whatever the node announced since
-    bound = attested * algo.passes(job.params, asked.step)
+    passes = algo.passes(job.params, asked.step)
+    bound = attested * passes
     for name in ("rows", "records"):
         value = r.get(name)
         if not _whole(value) or not 0 <= value <= bound:
@@ -688,7 +691,7 @@ def _check_receipt(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, 
     issued, expires = envelope.parse_time(out["issued_at"]), envelope.parse_time(out["expires_at"])
     if not issued - CLOCK_SKEW <= at <= min(expires, timezone.now()) + CLOCK_SKEW:
         raise ReceiptRejected("receipt_at", f"receipt time {r['at']} is outside the step's window {out['issued_at']}..")
-    return receipt
+    return receipt, passes
 
 
 def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message) -> None:
@@ -698,7 +701,7 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
     entries say which uses are charged (only those of a job that delivered its output).
     The entry's time is the hub's: when it issued the step (rights are judged by it).
     """
-    receipt = _check_receipt(job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked)
+    receipt, passes = _check_receipt(job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked)
     r = receipt.payload
     right = party.right
     issued = envelope.parse_time(asked.envelope["payload"]["issued_at"])
@@ -720,7 +723,7 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
             "operation": r["operation"],
             "rows": r["rows"],
             "records": r["records"],
-            "passes": get_algorithm(job.algorithm).passes(job.params, asked.step),
+            "passes": passes,
             **({"free": True, "preview": True} if right is None else {}),
             "receipt": receipt_wire,
         },

@@ -245,8 +245,15 @@ def post_job(api: APIClient, algorithm: str, params: dict, rights: list[int], ke
     )
 
 
-def right_on_new_offer(*, title: str, operations: list[str], epsilon: str = "0", key: str) -> int:
-    """acme publishes a 1.00 EUR per-job offer on its dataset; the bank buys it. The right's id."""
+def right_on_new_offer(
+    *,
+    title: str,
+    operations: list[str],
+    epsilon: str = "0",
+    key: str,
+    plans: list[dict] | None = None,  # type: ignore[type-arg]
+) -> int:
+    """acme publishes an offer on its dataset (by default 1.00 EUR per job); the bank buys it. The right's id."""
     from marketplace.models import Dataset
 
     acme = Dataset.objects.get(node__slug="acme")
@@ -256,8 +263,7 @@ def right_on_new_offer(*, title: str, operations: list[str], epsilon: str = "0",
             "dataset": acme.id,
             "title": title,
             "operations": operations,
-            "amount_minor": 100,
-            "currency": "EUR",
+            **({"plans": plans} if plans else {"amount_minor": 100, "currency": "EUR"}),
             "quota_jobs": 5,
             "duration_days": 30,
             "epsilon": epsilon,

@@ -25,7 +25,7 @@ from ledger import services as ledger_services
 from ledger.models import LedgerEntry
 from marketplace.models import Dataset, UsageRight
 from protocol.canonical import canonical, sha256_hex
-from tests.conftest import api_for, ledger_idle, post_job, run_verifier, wait_for
+from tests.conftest import api_for, ledger_idle, post_job, right_on_new_offer, run_verifier, wait_for
 
 pytestmark = pytest.mark.e2e
 ACME = Path(settings.VAR_DIR) / "nodes" / "acme"
@@ -40,29 +40,7 @@ def _tamper(rules: dict | None) -> None:  # type: ignore[type-arg]
 
 
 def _right(plan: dict, key: str, operations: tuple[str, ...] = ("stats",)) -> int:  # type: ignore[type-arg]
-    acme = Dataset.objects.get(node__slug="acme")
-    offer = api_for("acme").post(
-        "/api/offers/",
-        {
-            "dataset": acme.id,
-            "title": f"metered {key}",
-            "operations": list(operations),
-            "plans": [plan],
-            "epsilon": "3",
-            "quota_jobs": 5,
-            "duration_days": 30,
-        },
-        format="json",
-    )
-    assert offer.status_code == 201, offer.content
-    order = api_for("bank").post(
-        "/api/orders/",
-        {"offer": offer.json()["id"], "purpose": "p", "accept_terms": True},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )
-    assert order.status_code == 201, order.content
-    return order.json()["right"]["id"]
+    return right_on_new_offer(title=f"metered {key}", operations=list(operations), epsilon="3", key=key, plans=[plan])
 
 
 def _finish(job_id: str, timeout: float = 90) -> Job:

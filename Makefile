@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/paillier_ops.py
 	$(BIN)/python benchmarks/stats_job_latency.py
 	$(BIN)/python benchmarks/ledger_writer.py
+	$(BIN)/python benchmarks/hub_replies.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

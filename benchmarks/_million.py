@@ -1,6 +1,7 @@
 """A ledger of N node-signed usage entries (default 1,000,000) in its own PostgreSQL database, built once.
 
-Built through the real sequencer (``entries_append_batch``, one checkpoint per batch),
+Built through the production ledger writer (pending rows → ``ledger.writer.integrate_all``,
+one checkpoint per batch of 10,000),
 preceded by the organisations, the provider's node key and the ``right_granted``
 entries the usage rests on, so that a bundle of it passes every verifier check.
 After each batch the node's receipts are attested as the node does it (one signed
@@ -48,13 +49,14 @@ def ensure(entries: int, rebuild: bool = False) -> float | None:
 
 
 def _build(entries: int) -> float:
+    from _chain import leave_pending
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from django.conf import settings
 
+    from ledger import writer
     from ledger.services import (
         Draft,
         checkpoint_create,
-        entries_append_batch,
         receipt_batch_pending,
         receipt_batch_record,
     )
@@ -90,7 +92,8 @@ def _build(entries: int) -> float:
         )  # fmt: skip
         for r in range(1, RIGHTS + 1)
     ]
-    entries_append_batch(drafts=grants)
+    leave_pending(grants)
+    writer.integrate_all()
     at = envelope.format_time(datetime.now(UTC))
     start = time.perf_counter()
     batch = 10_000
@@ -113,7 +116,9 @@ def _build(entries: int) -> float:
                 Draft("usage", f"usage:{r['request']}", payload, dataset_id=r["dataset"], consumer_id=consumer.id,
                       provider_id=provider.id, right_id=right)
             )  # fmt: skip
-        entries_append_batch(drafts=drafts)
+        leave_pending(drafts)
+        writer.integrate_all()
+        checkpoint_create()
         while (pending := receipt_batch_pending(node_slug="acme", organization_id=provider.id)) is not None:
             statement = attest.statement(
                 log=settings.USUFRUCT_LOG_ORIGIN,

@@ -221,6 +221,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Usufruct -------------------------------------------------------------------------
 USUFRUCT_HUB_KEY_FILE = Path(env_str("USUFRUCT_HUB_KEY_FILE", str(VAR_DIR / "hub_ed25519.pem")))
+# Where the demo nodes keep their keys, data and job state (each node its own folder).
+USUFRUCT_NODES_DIR = Path(env_str("USUFRUCT_NODES_DIR", str(VAR_DIR / "nodes")))
 USUFRUCT_LOG_ORIGIN = env_str("USUFRUCT_LOG_ORIGIN", "usufruct.local/ledger")
 USUFRUCT_PAILLIER_BITS = env_int("USUFRUCT_PAILLIER_BITS", 2048)
 USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)

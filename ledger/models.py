@@ -42,7 +42,7 @@ class LedgerEntry(models.Model):
     # Denormalised keys for filters and reports (they are also inside ``payload``).
     dataset_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     consumer_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    provider_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    provider_id = models.BigIntegerField(null=True, blank=True)  # indexed with seq below
     right_id = models.BigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
@@ -59,11 +59,13 @@ class PendingEntry(models.Model):
     """An entry a hub worker accepted and the ledger writer has not yet integrated (``ledger.writer``).
 
     Bookkeeping, not evidence: deleted in the transaction that puts the entry on the log.
+    ``payload_json`` is the payload's RFC 8785 text, made by the hub worker that accepted
+    the reply, so the writer, which holds the ledger lock, neither parses nor serialises it.
     """
 
     kind = models.CharField(max_length=30)
     event_id = models.CharField(max_length=100, unique=True)
-    payload = models.JSONField()
+    payload_json = models.TextField()
     producer_time = models.DateTimeField()
     dataset_id = models.BigIntegerField(null=True, blank=True)
     consumer_id = models.BigIntegerField(null=True, blank=True)

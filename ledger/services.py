@@ -1,4 +1,4 @@
-"""Writes to the ledger: appends (one or a batch), checkpoints, witnesses and their cosignatures.
+"""Writes to the ledger: appends (one, or the writer's batches), checkpoints, witnesses and their cosignatures.
 
 Appends are serialised so the hash chain never forks or skips: on PostgreSQL with a
 transaction-scoped advisory lock, on SQLite by its single writer (``BEGIN IMMEDIATE``).
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,7 +51,7 @@ class Draft:
 
     kind: str
     event_id: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | bytes  # bytes: its RFC 8785 text already (a pending entry's)
     producer_time: datetime | None = None
     dataset_id: int | None = None
     consumer_id: int | None = None
@@ -136,7 +137,8 @@ def entry_append(
         return entry
 
 
-PENDING_BATCH = 5000
+PENDING_BATCH = 20_000  # pending entries integrated per writer transaction
+PENDING_PART = 2_500  # entries per prepared part: part k+1 is sequenced while part k is written
 
 
 @lru_cache(maxsize=1)
@@ -144,6 +146,11 @@ def _pending_signer() -> Callable[[list[bytes]], list[bytes]]:
     from ledger.sequencer import ParallelSigner  # the sequencer module imports this one
 
     return ParallelSigner(hub_private_key(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-sign"))
+
+
+@lru_cache(maxsize=1)
+def _sequencing_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sequence")
 
 
 def pending_flush_locked() -> None:
@@ -157,12 +164,19 @@ def pending_flush_locked() -> None:
 
 
 def pending_integrate_locked(limit: int) -> int:
-    """Sequence up to ``limit`` pending entries, oldest first, in one batch; the caller holds the ledger lock."""
+    """Sequence up to ``limit`` pending entries, oldest first; the caller holds the ledger lock.
+
+    The entries are sequenced (bodies, chain, Merkle rows; signatures on two threads) in
+    parts of :data:`PENDING_PART`, on a thread of their own, while the part before is
+    being written by COPY: the database works on part k while Python builds part k+1.
+    Sequencing is pure CPU, so the chain and the frontier pass from one part to the next
+    without waiting for the write.
+    """
     fields = (
         "id",
         "kind",
         "event_id",
-        "payload",
+        "payload_json",
         "producer_time",
         "dataset_id",
         "consumer_id",
@@ -178,16 +192,29 @@ def pending_integrate_locked(limit: int) -> int:
     at = {r[2]: seq + i for i, r in enumerate(fresh)}
     at.update({e: entry.seq for e, entry in known.items()})
     settle = LedgerEntry.Kind.SETTLEMENT
-    wanted = {e for r in fresh if r[1] == settle for e in r[3]["usage"] if e not in at}
-    if wanted:
-        at.update(LedgerEntry.objects.filter(event_id__in=wanted).values_list("event_id", "seq"))
     drafts = []
-    for _, kind, event_id, payload, produced, dataset, consumer, provider, right in fresh:
+    for _, kind, event_id, text, produced, dataset, consumer, provider, right in fresh:
+        payload: dict[str, Any] | bytes = text.encode()
         if kind == settle:  # the uses it charges: event ids → their seqs on the log
-            payload = {**payload, "usage": [at[e] for e in payload["usage"]]}
+            body = json.loads(text)
+            wanted = [e for e in body["usage"] if e not in at]
+            if wanted:
+                at.update(LedgerEntry.objects.filter(event_id__in=wanted).values_list("event_id", "seq"))
+            payload = {**body, "usage": [at[e] for e in body["usage"]]}
         drafts.append(Draft(kind, event_id, payload, produced, dataset, consumer, provider, right))
     if drafts:
-        p = _prepare(drafts, seq=seq, prev=prev, edge=tree.frontier(seq), now=timezone.now(), signer=_pending_signer())
+        parts = [drafts[i : i + PENDING_PART] for i in range(0, len(drafts), PENDING_PART)]
+        edge, now, signer = tree.frontier(seq), timezone.now(), _pending_signer()
+        p = _prepare(parts[0], seq=seq, prev=prev, edge=edge, now=now, signer=signer)
+        for part in parts[1:]:
+            after = p.first + len(p.bodies)
+            nxt = _sequencing_pool().submit(
+                _prepare, part, seq=after, prev=p.chain[-1], edge=edge, now=now, signer=signer
+            )
+            try:
+                _write(p, make_checkpoint=False)
+            finally:
+                p = nxt.result()  # on a failed write: wait for it, then the transaction rolls back
         _write(p, make_checkpoint=False)
     # In the transaction that wrote the entries: each is pending or on the log. By id, not by
     # range: a row with a smaller id may commit after this batch was read.
@@ -197,13 +224,6 @@ def pending_integrate_locked(limit: int) -> int:
 
 def leaf(entry: LedgerEntry) -> bytes:
     return bytes.fromhex(entry.leaf_hash)
-
-
-@dataclass
-class BatchResult:
-    seqs: list[int]  # in the order of the drafts; a repeated event id gives the original entry's seq
-    appended: int
-    checkpoint: Checkpoint | None
 
 
 _ENTRY_COLUMNS = (
@@ -295,7 +315,7 @@ def _prepare(
         kind = kinds.get(d.kind)
         if kind is None:
             kind = kinds[d.kind] = jcs.string(d.kind)
-        payload_json = jcs.dumps_checked(d.payload, exact=canonical)
+        payload_json = d.payload if isinstance(d.payload, bytes) else jcs.dumps_checked(d.payload, exact=canonical)
         # RFC 8785 orders the members by key: event_id, integrated_time, kind, payload, prev,
         # producer_time, seq, version; the times and prev are ASCII strings without escapes.
         body = b"".join(
@@ -368,48 +388,32 @@ def _write(p: _Prepared, make_checkpoint: bool) -> Checkpoint | None:
             LedgerEntry,
             _ENTRY_COLUMNS,
             (
-                (first + i, d.kind, 1, d.event_id, bulk.Json(payloads[i].decode()), bodies[i].decode(), chain[i],
-                 chain[i + 1], leaves[i].hex(), kid, base64.b64encode(sigs[i]).decode(), d.producer_time or now,
-                 now, d.dataset_id, d.consumer_id, d.provider_id, d.right_id)
+                (
+                    first + i,
+                    d.kind,
+                    1,
+                    d.event_id,
+                    bulk.Json(payloads[i].decode()),
+                    bodies[i].decode(),
+                    chain[i],
+                    chain[i + 1],
+                    leaves[i].hex(),
+                    kid,
+                    base64.b64encode(sigs[i]).decode(),
+                    d.producer_time or now,
+                    now,
+                    d.dataset_id,
+                    d.consumer_id,
+                    d.provider_id,
+                    d.right_id,
+                )
                 for i, d in enumerate(fresh)
             ),
-        )  # fmt: skip
+        )
         bulk.insert_rows(MerkleNode, ("level", "index", "hash"), p.nodes)
     if make_checkpoint and fresh:
         return checkpoint_create(expected_root=p.edge.root(), size=p.edge.size)
     return None
-
-
-def entries_append_batch(
-    *,
-    drafts: Sequence[Draft],
-    make_checkpoint: bool = True,
-    signer: Callable[[list[bytes]], list[bytes]] | None = None,
-) -> BatchResult:
-    """Append many entries under one lock and one transaction; optionally sign one checkpoint for all.
-
-    The sequencer's hot path: bodies, chain and Merkle rows are computed in memory
-    from the frontier and written with two bulk COPYs. ``signer`` maps bodies to hub
-    signatures (e.g. across a thread pool: Ed25519 releases the GIL, see
-    :mod:`ledger.sequencer`); by default they are signed here. Bodies are
-    byte-identical to :func:`entry_append`'s (``jcs.dumps_checked`` falls back to the
-    RFC 8785 library).
-    """
-    if len({d.event_id for d in drafts}) != len(drafts):
-        raise LedgerConflict("a batch must not repeat an event id")
-    with transaction.atomic():
-        _lock(LEDGER_LOCK_ID)
-        known = _known_events([d.event_id for d in drafts])
-        for d in drafts:
-            if d.event_id in known and not _same(known[d.event_id], d):
-                raise LedgerConflict(f"event {d.event_id!r} was recorded with a different body")
-        fresh = [d for d in drafts if d.event_id not in known]
-        seq, prev = _head()
-        p = _prepare(fresh, seq=seq, prev=prev, edge=tree.frontier(seq), now=timezone.now(), signer=signer)
-        cp = _write(p, make_checkpoint)
-    seqs = {d.event_id: p.first + i for i, d in enumerate(fresh)}
-    seqs.update({event_id: e.seq for event_id, e in known.items()})
-    return BatchResult([seqs[d.event_id] for d in drafts], len(fresh), cp)
 
 
 def log_vkey() -> str:

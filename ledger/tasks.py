@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from ledger import services
 
@@ -21,3 +24,11 @@ def integrate_pending() -> int:
     from ledger import writer
 
     return writer.integrate_all()
+
+
+@worker_ready.connect
+def _drain_on_start(sender: Any = None, **_: Any) -> None:
+    """A hub worker that starts integrates what is pending: a predecessor killed after its
+    commit but before its wake-up ran (the wake-up it had reserved dies with it) leaves
+    accepted entries that no later acceptance may come to wake (the beat backstop aside)."""
+    integrate_pending.apply_async(queue="hub")

@@ -4,7 +4,8 @@ A hub worker that accepts a node's reply does not append to the log itself: in t
 transaction as the reply it leaves the ``usage`` (and later ``settlement``, ``dp_charge``)
 entry as a :class:`~ledger.models.PendingEntry`. The writer takes the pending entries
 in the order they were accepted, sequences them through the batched sequencer (chain,
-hub signatures across a thread pool, Merkle subtrees, two bulk COPYs) and deletes them,
+hub signatures across a thread pool, Merkle subtrees, two bulk COPYs; the next part
+sequenced while one is written) and deletes them,
 all under the ledger lock and in one transaction, so an entry is pending or on the log,
 never both or neither.
 
@@ -30,6 +31,7 @@ from django.utils import timezone
 from ledger import services
 from ledger.exceptions import LedgerConflict
 from ledger.models import LedgerEntry, PendingEntry
+from protocol import jcs
 from protocol.canonical import canonical
 
 BATCH = services.PENDING_BATCH
@@ -50,19 +52,21 @@ def entry_enqueue(
     right_id: int | None = None,
 ) -> None:
     """Leave an entry for the writer, in the caller's transaction; a repeat with the same body is a no-op."""
+    # The canonical text is made here, in the accepting worker, not under the writer's lock.
+    text = jcs.dumps_checked(payload, exact=canonical).decode()
     row = PendingEntry(
         kind=kind,
         event_id=event_id,
-        payload=payload,
+        payload_json=text,
         producer_time=producer_time or timezone.now(),
         dataset_id=dataset_id,
         consumer_id=consumer_id,
         provider_id=provider_id,
         right_id=right_id,
     )
-    done = LedgerEntry.objects.filter(event_id=event_id).first()
+    done = LedgerEntry.objects.filter(event_id=event_id).values_list("kind", flat=True).first()
     if done is not None:
-        if done.kind != kind:
+        if done != kind:
             raise LedgerConflict(f"event {event_id!r} was recorded with a different body")
         return
     try:
@@ -70,7 +74,7 @@ def entry_enqueue(
             row.save(force_insert=True)
     except IntegrityError:
         waiting = PendingEntry.objects.get(event_id=event_id)
-        if waiting.kind != kind or canonical(waiting.payload) != canonical(payload):
+        if waiting.kind != kind or waiting.payload_json != text:
             raise LedgerConflict(f"event {event_id!r} was recorded with a different body") from None
         return
     transaction.on_commit(_wake)

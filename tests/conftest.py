@@ -25,6 +25,12 @@ NODES = ("acme", "taxco", "bank")
 
 
 @pytest.fixture(autouse=True)
+def _nodes_in_tmp_path(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Each test's demo nodes keep their keys, data and job state in its own folder.
+    settings.USUFRUCT_NODES_DIR = tmp_path / "nodes"
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     # PBKDF2 costs ~0.2 s per demo user; tests check permissions, not hash strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -119,7 +125,7 @@ class Processes:
             self.env,
             **self.env_for.get(name, {}),
             USUFRUCT_NODE_SLUG=name,
-            USUFRUCT_NODE_DIR=str(Path(settings.VAR_DIR) / "nodes" / name),
+            USUFRUCT_NODE_DIR=str(Path(settings.USUFRUCT_NODES_DIR) / name),
         )
         env.pop("DATABASE_URL")  # a node has no business with the hub database
         return [sys.executable, "-m", module, "worker"], env

@@ -32,7 +32,7 @@ Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 def node(slug: str) -> NodeConfig:
     return NodeConfig(
-        slug=slug, directory=Path(settings.VAR_DIR) / "nodes" / slug, broker_url="memory://", broker_dir=None
+        slug=slug, directory=Path(settings.USUFRUCT_NODES_DIR) / slug, broker_url="memory://", broker_dir=None
     )
 
 

@@ -28,11 +28,14 @@ from protocol.canonical import canonical, sha256_hex
 from tests.conftest import api_for, ledger_idle, post_job, right_on_new_offer, run_verifier, wait_for
 
 pytestmark = pytest.mark.e2e
-ACME = Path(settings.VAR_DIR) / "nodes" / "acme"
+
+
+def _acme() -> Path:
+    return Path(settings.USUFRUCT_NODES_DIR) / "acme"
 
 
 def _tamper(rules: dict | None) -> None:  # type: ignore[type-arg]
-    path = ACME / "tamper.json"
+    path = _acme() / "tamper.json"
     if rules is None:
         path.unlink(missing_ok=True)
     else:
@@ -122,19 +125,19 @@ def test_a_provider_node_killed_mid_step_is_restarted_and_the_job_is_charged_onc
     processes.wait_ready()
     bank = api_for("bank")
     right = _right({"kind": "per_job", "amount_minor": 150, "currency": "EUR"}, "per-job")
-    (ACME / "paused").unlink(missing_ok=True)
+    (_acme() / "paused").unlink(missing_ok=True)
     _tamper({"pause": "partial"})
     try:
         job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, [right], "crash").json()["id"]
-        wait_for(lambda: (ACME / "paused").exists(), timeout=60)
+        wait_for(lambda: (_acme() / "paused").exists(), timeout=60)
         # Killed mid-step: the reply is computed, signed and kept, its receipt logged, nothing sent.
         os.kill(processes.procs["acme"].pid, signal.SIGKILL)
         processes.procs["acme"].wait(timeout=15)
         processes.procs.pop("acme")
     finally:
         _tamper(None)
-    nonce = json.loads((ACME / "paused").read_text())["nonce"]
-    kept = json.loads((ACME / "state" / "replies" / f"{nonce}.json").read_text())
+    nonce = json.loads((_acme() / "paused").read_text())["nonce"]
+    kept = json.loads((_acme() / "state" / "replies" / f"{nonce}.json").read_text())
     assert not Message.objects.filter(job_id=job_id, step="partial", direction="in").exists()
     processes.start("acme")  # the node comes back (its plain worker)
     assert _resend_now() == 1  # the unanswered step goes out again
@@ -190,7 +193,7 @@ def test_the_hub_worker_killed_mid_job_resumes_with_nothing_lost_or_doubled(proc
 def test_a_tampering_consumer_node_cannot_turn_psi_into_a_membership_test(processes, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The bank's own node blinds one target ID twenty times; and, honest again, a per-record
     plan is paid for the records the provider counted, and a free preview leaves an audit that verifies."""
-    bank_dir = Path(settings.VAR_DIR) / "nodes" / "bank"
+    bank_dir = Path(settings.USUFRUCT_NODES_DIR) / "bank"
     for name in ("hub", "acme", "taxco"):
         processes.start(name, wait=False)
     processes.start("bank", module="tests.tampering_node", wait=False)

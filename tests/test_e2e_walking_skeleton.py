@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 def _local_column(slug: str, column: str) -> list[float]:
     """Ground truth read straight from the node's CSV (the test may; the hub never does)."""
-    path = next((Path(settings.VAR_DIR) / "nodes" / slug / "data").glob("*.csv"))
+    path = next((Path(settings.USUFRUCT_NODES_DIR) / slug / "data").glob("*.csv"))
     with path.open() as fh:
         return [float(r[column]) for r in csv.DictReader(fh)]
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 def node(slug: str) -> NodeConfig:
     return NodeConfig(
-        slug=slug, directory=Path(settings.VAR_DIR) / "nodes" / slug, broker_url="memory://", broker_dir=None
+        slug=slug, directory=Path(settings.USUFRUCT_NODES_DIR) / slug, broker_url="memory://", broker_dir=None
     )
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _ids(slug: str, column: str) -> set[str]:
-    path = next((Path(settings.VAR_DIR) / "nodes" / slug / "data").glob("*.csv"))
+    path = next((Path(settings.USUFRUCT_NODES_DIR) / slug / "data").glob("*.csv"))
     with path.open() as fh:
         return {r[column] for r in csv.DictReader(fh)}
 

@@ -165,7 +165,7 @@ def test_no_endpoint_returns_rows(world) -> None:  # type: ignore[no-untyped-def
 
     from django.conf import settings
 
-    path = Path(settings.VAR_DIR) / "nodes" / "acme" / "data" / "shoppers.csv"
+    path = Path(settings.USUFRUCT_NODES_DIR) / "acme" / "data" / "shoppers.csv"
     with path.open() as fh:
         sample_ids = [r["customer_id"] for _, r in zip(range(50), csv.DictReader(fh), strict=False)]
     bank = api_for("bank")

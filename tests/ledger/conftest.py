@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ ACME_ROWS = _acme_rows()  # how the first ``rows`` field of an honest acme usage
 
 
 def node_key(slug: str):  # type: ignore[no-untyped-def]
-    return keys.load_or_create_private_key(settings.VAR_DIR / "nodes" / slug / "node_ed25519.pem")
+    return keys.load_or_create_private_key(Path(settings.USUFRUCT_NODES_DIR) / slug / "node_ed25519.pem")
 
 
 def buy(consumer: str = "bank", node: str = "acme", key: str | None = None) -> UsageRight:

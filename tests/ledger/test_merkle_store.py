@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import services, tree
-from ledger.models import LedgerEntry, MerkleNode
+from ledger import services, tree, writer
+from ledger.models import LedgerEntry, MerkleNode, PendingEntry
 from protocol import merkle
 
 
@@ -52,42 +52,58 @@ def test_proof_beyond_the_log_is_refused() -> None:
 
 
 @pytest.mark.django_db
-def test_batch_append_continues_the_same_tree_and_chain() -> None:
+def test_the_writer_continues_the_same_tree_and_chain_across_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "PENDING_PART", 4)  # 13 entries: parts of 4, 4, 4, 1, each sequenced ahead
     _append(5)
-    drafts = [services.Draft("refund", f"b:{i}", {"i": i}) for i in range(13)]
-    result = services.entries_append_batch(drafts=drafts)
-    assert result.appended == 13
-    assert result.checkpoint is not None and result.checkpoint.size == 18
+    for i in range(13):
+        writer.entry_enqueue(kind="refund", event_id=f"b:{i}", payload={"i": i})
+    assert writer.integrate() == 13
+    cp = services.checkpoint_create()
+    assert cp is not None and cp.size == 18
     _append(2, start=100)
     mem = _memory()
     assert tree.root(20) == mem.root()
-    assert bytes(result.checkpoint.root) == mem.root(18)
+    assert bytes(cp.root) == mem.root(18)
     entries = list(LedgerEntry.objects.order_by("seq"))
     assert [e.seq for e in entries] == list(range(20))
+    assert [e.event_id for e in entries[5:18]] == [f"b:{i}" for i in range(13)]
     assert all(b.prev_hash == a.entry_hash for a, b in zip(entries, entries[1:], strict=False))
 
 
 @pytest.mark.django_db
-def test_batch_repeating_known_event_returns_original() -> None:
-    first = services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 1})])
-    again = services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 1})])
-    assert again.appended == 0 and again.seqs == first.seqs
-    with pytest.raises(services.LedgerConflict):
-        services.entries_append_batch(drafts=[services.Draft("refund", "x", {"a": 2})])
+def test_a_part_that_fails_to_write_leaves_everything_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "PENDING_PART", 3)
+    for i in range(8):
+        writer.entry_enqueue(kind="refund", event_id=f"f:{i}", payload={"i": i})
+    real, calls = services._write, []
+
+    def failing(p, make_checkpoint):  # type: ignore[no-untyped-def]
+        calls.append(len(p.bodies))
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(p, make_checkpoint)
+
+    monkeypatch.setattr(services, "_write", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        writer.integrate()
+    assert LedgerEntry.objects.count() == 0 and PendingEntry.objects.count() == 8
+    assert not MerkleNode.objects.exists()
+    monkeypatch.setattr(services, "_write", real)
+    assert writer.integrate() == 8 and tree.root(8) == _memory().root()
 
 
 @pytest.mark.django_db
-def test_batch_bodies_are_exactly_rfc8785_and_match_single_appends() -> None:
+def test_writer_bodies_are_exactly_rfc8785() -> None:
     import json
 
     import rfc8785
 
     awkward = {"f": 1.5, "big": 2**60 // 2**10, "s": "tab\\t é \U0001f600", "k": {"\U0001f600": 1, "\ufb01": 2}}
-    drafts = [
-        services.Draft("refund", f"j:{i}", {"i": i, "nested": awkward if i % 2 else {"x": [1, None, True]}})
-        for i in range(6)
-    ]
-    services.entries_append_batch(drafts=drafts)
+    for i in range(6):
+        payload = {"i": i, "nested": awkward if i % 2 else {"x": [1, None, True]}}
+        writer.entry_enqueue(kind="refund", event_id=f"j:{i}", payload=payload)
+    writer.integrate()
+    assert LedgerEntry.objects.count() == 6
     for e in LedgerEntry.objects.order_by("seq"):
         assert e.body.encode() == rfc8785.dumps(json.loads(e.body))
         assert e.payload == json.loads(e.body)["payload"]

@@ -67,7 +67,7 @@ OFFERS = {
 
 
 def node_dir(slug: str) -> Path:
-    return Path(settings.VAR_DIR) / "nodes" / slug
+    return Path(settings.USUFRUCT_NODES_DIR) / slug
 
 
 class Command(BaseCommand):

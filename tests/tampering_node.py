@@ -15,6 +15,7 @@ Every rewritten message is signed with the node's own key, as a provider control
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -47,7 +48,8 @@ def _seal_reply(config: NodeConfig, payload: dict[str, Any], body: dict[str, Any
     if "result" in rules and body.get("status") == "ok" and payload["step"] != "attest":
         body["result"] = rules["result"]
     if rules.get("repeat_first") == payload["step"] and body.get("status") == "ok":
-        body["result"]["elements"] = [body["result"]["elements"][0]] * 20  # one target ID, twenty times
+        first = base64.b64decode(body["result"]["elements"])[:32]  # the packed list's first element
+        body["result"]["elements"] = base64.b64encode(first * 20).decode()  # one target ID, twenty times
     return honest_seal(config, payload, body)
 
 

@@ -8,6 +8,7 @@ quota back, the bill and revenue still answering, and the offline verifier still
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -220,7 +221,8 @@ def test_psi_refuses_one_id_blinded_twenty_times(demo) -> None:  # type: ignore[
         body = payload["body"]
         if payload["step"] == "psi_blind":  # a tampering consumer node: one target, 20 copies
             assert body["status"] == "ok", body
-            body["result"]["elements"] = [body["result"]["elements"][0]] * 20
+            first = base64.b64decode(body["result"]["elements"])[:32]  # the packed list's first element
+            body["result"]["elements"] = base64.b64encode(first * 20).decode()
         return payload
 
     params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import base64
 import copy
-import hashlib
 import json
 import math
 import random
@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import gmpy2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,45 +20,25 @@ from compute.algorithms import get_algorithm, psi
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
 from compute.node.config import NodeConfig
 from compute.node.runtime import handle_step
-from protocol import dh_group, envelope, keys
+from protocol import envelope, keys, ristretto
 from protocol.canonical import canonical
 from tests.federation import body_of
 
-# --- independent references ----------------------------------------------------------
+# --- an independent reference ---------------------------------------------------------
 
 
-def _arctan_inv(x: int, one: int) -> int:
-    total = term = one // x
-    n, sign = 1, -1
-    while term:
-        term //= x * x
-        n += 2
-        total += sign * (term // n)
-        sign = -sign
-    return total
+def reference(identifier: str, scalar: bytes) -> bytes:
+    """scalar · hash_to_ristretto255(identifier), composed from RFC 9380's expander and RFC 9496's map."""
+    uniform = ristretto.expand_message_xmd(identifier.encode("utf-8"), ristretto.DST, 64)
+    return ristretto.blind(ristretto.from_uniform(uniform), scalar)
 
 
-def rfc3526_prime() -> int:
-    """RFC 3526 §3: p = 2^2048 - 2^1984 - 1 + 2^64 * ([2^1918 pi] + 124476), π by Machin's formula."""
-    one = 1 << (1918 + 64)  # 64 guard bits
-    pi = 4 * (4 * _arctan_inv(5, one) - _arctan_inv(239, one))
-    return 2**2048 - 2**1984 - 1 + 2**64 * ((pi >> 64) + 124476)
+def pack(values: list[bytes]) -> str:
+    return ristretto.pack(values)
 
 
-P = rfc3526_prime()
-
-
-def reference_hash(identifier: str) -> int:
-    """expand_message_xmd written as the chain b_i = H((b_0 xor b_{i-1}) || i || DST'), b_{0}' = 0."""
-    dst = b"USUFRUCT-PSI-V1-MODP2048_XMD:SHA-256"
-    dst_prime = dst + bytes([len(dst)])
-    length = 272  # (2048 + 128) / 8
-    b0 = hashlib.sha256(bytes(64) + identifier.encode("utf-8") + length.to_bytes(2, "big") + b"\0" + dst_prime)
-    prev, out = bytes(32), b""
-    for i in range(1, 10):
-        prev = hashlib.sha256(bytes(x ^ y for x, y in zip(b0.digest(), prev)) + bytes([i]) + dst_prime).digest()
-        out += prev
-    return pow(int.from_bytes(out[:length], "big") % P, 2, P)
+def unpack(text: str) -> list[bytes]:
+    return ristretto.unpack_elements(text, 10**6)
 
 
 # --- fakes ---------------------------------------------------------------------------
@@ -140,78 +119,7 @@ PROVIDER = [*reversed(ids(35, 115)), " cust-00040 "]
 OVERLAP = 25
 
 
-# --- the group -----------------------------------------------------------------------
-
-
-def test_the_group_is_the_rfc3526_2048_bit_safe_prime() -> None:
-    assert dh_group.P == P
-    assert dh_group.Q == (P - 1) // 2
-    assert gmpy2.is_prime(P, 40) and gmpy2.is_prime(dh_group.Q, 40)
-    assert 1 << dh_group.EXPONENT_BITS < dh_group.Q
-
-
-@pytest.mark.parametrize(
-    ("msg", "length", "expected"),
-    [  # RFC 9380 Appendix K.1, expand_message_xmd(SHA-256), DST QUUX-V01-CS02-with-expander-SHA256-128
-        (b"", 32, "68a985b87eb6b46952128911f2a4412bbc302a9d759667f87f7a21d803f07235"),
-        (b"abc", 32, "d8ccab23b5985ccea865c6c97b6e5b8350e794e603b4b97902f53a8a0d605615"),
-        (
-            b"",
-            128,
-            "af84c27ccfd45d41914fdff5df25293e221afc53d8ad2ac06d5e3e29485dadbee0d121587713a3e0dd4d5e69e93eb7cd"
-            "4f5df4cd103e188cf60cb02edc3edf18eda8576c412b18ffb658e3dd6ec849469b979d444cf7b26911a08e63cf31f9dc"
-            "c541708d3491184472c2c29bb749d4286b004ceb5ee6b9a7fa5b646c993f0ced",
-        ),
-        (
-            b"abc",
-            128,
-            "abba86a6129e366fc877aab32fc4ffc70120d8996c88aee2fe4b32d6c7b6437a647e6c3163d40b76a73cf6a5674ef1d8"
-            "90f95b664ee0afa5359a5c4e07985635bbecbac65d747d3d2da7ec2b8221b17b0ca9dc8a1ac1c07ea6a1e60583e2cb00"
-            "058e77b7b72a298425cd1b941ad4ec65e8afc50303a22c0f99b0509b4c895f40",
-        ),
-    ],
-)
-def test_expand_message_xmd_matches_rfc9380_vectors(msg: bytes, length: int, expected: str) -> None:
-    assert dh_group.expand_message_xmd(msg, b"QUUX-V01-CS02-with-expander-SHA256-128", length).hex() == expected
-
-
-@pytest.mark.parametrize("identifier", ["cust-00042", "", "Zoë Ω 李"])
-def test_hash_to_group_known_answer(identifier: str) -> None:
-    h = dh_group.hash_to_group(identifier)
-    assert h == reference_hash(identifier)
-    assert pow(h, (P - 1) // 2, P) == 1  # in the prime-order subgroup (Euler's criterion)
-
-
-def test_blinding_commutes_and_matches_plain_modular_exponentiation() -> None:
-    rng = random.Random(11)
-    a, b = dh_group.random_exponent(rng), dh_group.random_exponent(rng)
-    hs = [dh_group.hash_to_group(i) for i in ids(0, 5)]
-    ha = dh_group.power_all(hs, a)
-    assert ha == [pow(h, a, P) for h in hs]
-    assert dh_group.power_all(ha, b) == dh_group.power_all(dh_group.power_all(hs, b), a)  # H^ab == H^ba
-    with pytest.raises(ValueError, match="exponent"):
-        dh_group.power_all(hs, 0)
-
-
-def test_elements_round_trip_and_non_members_are_refused() -> None:
-    h = dh_group.hash_to_group("x")
-    assert dh_group.decode(dh_group.encode(h)) == h
-    assert len(dh_group.encode(h)) == 512
-    non_residue = next(n for n in range(2, 100) if pow(n, (P - 1) // 2, P) == P - 1)
-    for bad in (P - 1, 1, 0, non_residue):  # order 2, identity, zero, outside the subgroup
-        with pytest.raises(ValueError, match="not an element"):
-            dh_group.decode(format(bad, "0512x"))
-    for malformed in (dh_group.encode(h).upper(), dh_group.encode(h)[1:], format(P, "0512x")[:-1] + "g", 5, None):
-        with pytest.raises(ValueError):
-            dh_group.decode(malformed)
-    for out_of_range in (P, P + 1):  # P + 1 ≡ 1: residues are checked only below p
-        with pytest.raises(ValueError, match="not an element"):
-            dh_group.decode(format(out_of_range, "0512x"))
-    with pytest.raises(ValueError, match="more than 1"):
-        dh_group.decode_all([dh_group.encode(h)] * 2, limit=1)
-
-
-# --- the protocol ----------------------------------------------------------------------
+# --- the protocol --------------------------------------------------------------------
 
 
 def test_without_noise_the_estimate_is_the_true_overlap() -> None:
@@ -252,10 +160,9 @@ def test_exponents_stay_in_node_state_and_never_travel() -> None:
     nodes = make_nodes(CONSUMER, PROVIDER)
     outputs, trace = drive(algo, make_job(algo), nodes)
     (stored,) = nodes["consumer"].puts
-    a = int(stored["exponent"], 16)
-    assert 0 < a < 1 << 256
+    a = ristretto.scalar_from_hex(stored["scalar"])
     wire = json.dumps([t[2:4] for t in trace])
-    for form in (str(a), format(a, "x"), format(a, "064x")):
+    for form in (a.hex(), base64.b64encode(a).decode(), str(int.from_bytes(a, "little"))):
         assert form not in wire
     assert nodes["provider:7"].puts == []  # b lives only inside its step
     assert nodes["consumer"].state == {}  # a is dropped after psi_finish
@@ -264,15 +171,16 @@ def test_exponents_stay_in_node_state_and_never_travel() -> None:
 
 
 class Recording(random.Random):
-    """A seeded RNG that remembers the exponents it drew, so a test can recompute the unshuffled lists."""
+    """A seeded RNG that remembers the scalars it drew, so a test can recompute the unshuffled lists."""
 
     def __init__(self, seed: int) -> None:
         super().__init__(seed)
-        self.drawn: list[int] = []
+        self.drawn: list[bytes] = []
 
-    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
-        value = super().randrange(*args, **kwargs)
-        self.drawn.append(value)
+    def getrandbits(self, k: int) -> int:
+        value = super().getrandbits(k)
+        if k == 512:
+            self.drawn.append((value % ristretto.ORDER).to_bytes(32, "little"))
         return value
 
 
@@ -282,21 +190,21 @@ def test_blinded_lists_are_shuffled() -> None:
     algo = psi.Psi(node_rng=rng)
     node = FakeNode("bank", {"mine": [{"customer": i} for i in values]})
     body = algo.node_step(node, "psi_blind", {"dataset": "mine", "id_column": "customer"}).body
-    a = int(node.state["psi"]["exponent"], 16)
+    a = ristretto.scalar_from_hex(node.state["psi"]["scalar"])
     assert rng.drawn == [a]
-    in_order = [format(pow(reference_hash(i), a, P), "0512x") for i in values]
-    assert sorted(body["elements"]) == sorted(in_order)
-    assert body["elements"] != in_order
-    assert sum(x == y for x, y in zip(body["elements"], in_order)) < 10
+    sent, in_order = unpack(body["elements"]), [reference(i, a) for i in values]
+    assert sorted(sent) == sorted(in_order)
+    assert sum(x == y for x, y in zip(sent, in_order)) < 10
 
     provider = FakeNode("acme", {"customers": [{"cid": i} for i in values]})
     args = {"dataset": "customers", "id_column": "cid", "elements": body["elements"]}
     out = algo.node_step(provider, "psi_exchange", args).body
     b = rng.drawn[-1]
-    own_in_order = [format(pow(reference_hash(i), b, P), "0512x") for i in values]
-    assert sorted(out["elements"]) == sorted(own_in_order) and out["elements"] != own_in_order
-    peer_in_order = [dh_group.tag(pow(int(e, 16), b, P)) for e in body["elements"]]
-    assert sorted(out["peer_tags"]) == sorted(peer_in_order) and out["peer_tags"] != peer_in_order
+    own, own_in_order = unpack(out["elements"]), [reference(i, b) for i in values]
+    assert sorted(own) == sorted(own_in_order) and own != own_in_order
+    tags = ristretto.unpack(out["peer_tags"], ristretto.TAG_BYTES, 1000)
+    peer_in_order = [ristretto.tag(ristretto.blind(e, b)) for e in sent]
+    assert sorted(tags) == sorted(peer_in_order) and tags != peer_in_order
 
 
 def test_with_noise_no_output_carries_the_exact_overlap() -> None:
@@ -418,23 +326,27 @@ def test_nodes_refuse_what_their_policy_or_the_input_does_not_allow(monkeypatch:
     assert refusal(algo, consumer, "psi_blind", blind) == "too_many_ids"
     monkeypatch.undo()
     assert refusal(algo, consumer, "psi_finish", {"elements": []}) == "no_key"
-    elements = algo.node_step(consumer, "psi_blind", blind).body["elements"]
+    packed = algo.node_step(consumer, "psi_blind", blind).body["elements"]
     again = algo.node_step(consumer, "psi_blind", blind).body["elements"]
-    assert sorted(again) == sorted(elements)  # asked again: the same blinded set, the kept exponent
+    assert sorted(unpack(again)) == sorted(unpack(packed))  # asked again: the same blinded set, the kept scalar
+    elements = unpack(packed)
     assert refusal(algo, consumer, "psi_finish", {"elements": ["zz"]}) == "bad_elements"
     assert refusal(algo, consumer, "psi_other", {}) == "unknown_step"
 
     provider = make_nodes([], ids(0, 5), min_group=3)["provider:7"]
-    exchange = {"dataset": "customers", "id_column": "cid", "elements": elements}
+    exchange = {"dataset": "customers", "id_column": "cid", "elements": packed}
     assert refusal(algo, provider, "psi_exchange", {**exchange, "id_column": "nope"}) == "no_column"
-    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": elements[:2]}) == "group_too_small"
+    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": pack(elements[:2])}) == "group_too_small"
     small = FakeNode("acme", provider.rows, min_group=6)
     # One list padded with copies: the group is its distinct IDs, and a repeat is refused outright.
-    assert refusal(algo, small, "psi_exchange", {**exchange, "elements": elements * 2}) == "repeated_ids"
-    target = dh_group.encode(dh_group.hash_to_group("the one person asked about"))
-    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": [target] * 20}) == "repeated_ids"
-    order_two = format(dh_group.P - 1, "0512x")
-    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": [order_two, *elements]}) == "bad_elements"
+    assert refusal(algo, small, "psi_exchange", {**exchange, "elements": pack(elements * 2)}) == "repeated_ids"
+    target = ristretto.hash_to_group("the one person asked about")
+    assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": pack([target] * 20)}) == "repeated_ids"
+    not_an_element = bytes.fromhex("26948d35ca62e643e26a83177332e6b6afeb9d08e4268b650f1f5bbd8d81d371")  # RFC 9496 A.2
+    for bad in (not_an_element, bytes(32)):  # not on the group; the identity
+        assert (
+            refusal(algo, provider, "psi_exchange", {**exchange, "elements": pack([bad, *elements])}) == "bad_elements"
+        )
     assert refusal(algo, provider, "psi_exchange", {**exchange, "elements": "x"}) == "bad_elements"
 
 
@@ -442,21 +354,23 @@ def test_the_hub_rejects_out_of_order_foreign_or_malformed_results() -> None:
     algo = psi.Psi(rng=ZeroNoise())
     job = make_job(algo)
     algo.start(job)
-    element = dh_group.encode(dh_group.hash_to_group("x"))
+    element = ristretto.hash_to_group("x")
     with pytest.raises(ValueError, match="did not expect"):
-        algo.on_result(job, "psi_finish", "consumer", {"tags": []})
+        algo.on_result(job, "psi_finish", "consumer", {"tags": ""})
     with pytest.raises(ValueError, match="did not expect"):
-        algo.on_result(job, "psi_blind", "provider:7", {"elements": [element]})
+        algo.on_result(job, "psi_blind", "provider:7", {"elements": pack([element])})
     with pytest.raises(ValueError, match="malformed"):
-        algo.on_result(job, "psi_blind", "consumer", {"elements": [element[:-1]]})
+        algo.on_result(job, "psi_blind", "consumer", {"elements": base64.b64encode(element[:-1]).decode()})
+    with pytest.raises(ValueError, match="malformed"):
+        algo.on_result(job, "psi_blind", "consumer", {"elements": [element.hex()]})
     with pytest.raises(ValueError, match="repeats an element"):  # the hub counts distinct elements
-        algo.on_result(job, "psi_blind", "consumer", {"elements": [element, element]})
-    other = dh_group.encode(dh_group.hash_to_group("y"))
-    algo.on_result(job, "psi_blind", "consumer", {"elements": [element, other]})
+        algo.on_result(job, "psi_blind", "consumer", {"elements": pack([element, element])})
+    other = ristretto.hash_to_group("y")
+    algo.on_result(job, "psi_blind", "consumer", {"elements": pack([element, other])})
     with pytest.raises(ValueError, match="another length"):
-        algo.on_result(job, "psi_exchange", "provider:7", {"peer_tags": ["0" * 32], "elements": [element]})
+        algo.on_result(job, "psi_exchange", "provider:7", {"peer_tags": pack([bytes(16)]), "elements": pack([element])})
     with pytest.raises(ValueError, match="tags"):
-        algo.on_result(job, "psi_exchange", "provider:7", {"peer_tags": ["0" * 31] * 2, "elements": []})
+        algo.on_result(job, "psi_exchange", "provider:7", {"peer_tags": pack([bytes(15)] * 2), "elements": ""})
 
 
 # --- through the real node runtime ---------------------------------------------------

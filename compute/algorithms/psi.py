@@ -1,16 +1,17 @@
 """``psi``: private set intersection cardinality, released as a noised overlap preview.
 
-Diffie–Hellman (commutative) PSI (Huberman, Franklin & Hogg, EC 1999) in the group of
-``protocol.dh_group``, arranged so that the hub, not a data party, compares:
+Diffie–Hellman (commutative) PSI (Huberman, Franklin & Hogg, EC 1999) in ristretto255
+(RFC 9496, ``protocol.ristretto``), arranged so that the hub, not a data party, compares
+(for the alignment that vertical learning needs, see ``psi_align``):
 
-1. consumer ``psi_blind``: H(x)^a for each of its IDs, shuffled; ``a`` stays in node state.
-2. provider ``psi_exchange``: tags of H(x)^ab for the consumer's list and H(y)^b for its
+1. consumer ``psi_blind``: a·H(x) for each of its IDs, shuffled; ``a`` stays in node state.
+2. provider ``psi_exchange``: tags of b·a·H(x) for the consumer's list and b·H(y) for its
    own IDs, each shuffled; ``b`` lives only for the step.
-3. consumer ``psi_finish``: tags of H(y)^ba, shuffled; then it forgets ``a``.
-4. hub: |tags(H(x)^ab) ∩ tags(H(y)^ba)|, which it releases only with noise.
+3. consumer ``psi_finish``: tags of a·b·H(y), shuffled; then it forgets ``a``.
+4. hub: |tags(b·a·H(x)) ∩ tags(a·b·H(y))|, which it releases only with noise.
 
 No node sees both doubly blinded lists, so neither data party learns the cardinality or
-which IDs match; the hub sees pseudorandom group elements and learns the count (and the
+which IDs match; the hub sees pseudorandom group elements (lists travel packed, base64) and learns the count (and the
 list lengths |X|, |Y|), never an identity. Trust: the hub is honest-but-curious. A hub
 that deviated — sent hashes of guessed IDs instead of a party's list — could test those
 guesses; every such message is signed, logged and, on a provider, receipted in the ledger.
@@ -50,7 +51,7 @@ from compute.algorithms.base import (
     register,
 )
 from compute.algorithms.dp import discrete_laplace
-from protocol import dh_group
+from protocol import ristretto
 
 MAX_IDS = 1_000_000
 MAX_EPSILON = 10.0
@@ -75,6 +76,9 @@ class Psi:
         # exponents and shuffles. Both default to the operating system's CSPRNG.
         self.rng = rng if rng is not None else _SYSTEM_RANDOM
         self.node_rng = node_rng if node_rng is not None else _SYSTEM_RANDOM
+
+    def _scalar(self) -> bytes:
+        return ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
 
     def passes(self, params: dict[str, Any], step: str) -> int:
         return ONE_PASS  # ``psi_exchange`` reads each row once
@@ -140,21 +144,23 @@ class Psi:
                 raise ValueError(f"the consumer's list has fewer distinct IDs than the minimum group size {floor}")
             job.state = {"phase": "exchange", "consumer_count": len(elements)}
             args = {"dataset": provider.dataset_local, "id_column": job.params["provider_id_column"]}
-            return Progress(sends=[Send(provider.key, "psi_exchange", {**args, "elements": elements})], percent=30)
+            return Progress(
+                sends=[Send(provider.key, "psi_exchange", {**args, "elements": body["elements"]})], percent=30
+            )
         if step == "psi_exchange" and phase == "exchange" and party == job.providers[0].key:
             peer_tags = _tags(body["peer_tags"])
             if len(peer_tags) != job.state["consumer_count"]:
                 raise ValueError("the provider re-blinded a list of another length")
             own = _relayed_elements(body["elements"])
             _distinct(own, "the provider's blinded list")
-            job.state = {**job.state, "phase": "finish", "provider_count": len(own), "peer_tags": peer_tags}
-            return Progress(sends=[Send(job.consumer.key, "psi_finish", {"elements": own})], percent=65)
+            job.state = {**job.state, "phase": "finish", "provider_count": len(own), "peer_tags": body["peer_tags"]}
+            return Progress(sends=[Send(job.consumer.key, "psi_finish", {"elements": body["elements"]})], percent=65)
         if step == "psi_finish" and phase == "finish" and party == job.consumer.key:
             tags = _tags(body["tags"])
             if len(tags) != job.state["provider_count"]:
                 raise ValueError("the consumer finished a list of another length")
             n_consumer, n_provider = job.state["consumer_count"], job.state["provider_count"]
-            exact = len(set(job.state["peer_tags"]).intersection(tags))
+            exact = len(set(_tags(job.state["peer_tags"])).intersection(tags))
             outputs = release(exact, n_consumer, n_provider, job.params["epsilon"], self.rng)
             job.state = {"phase": "done"}  # the tag sets (and with them the exact count) go
             return Progress(outputs=outputs, percent=100, privacy_spent=float(job.params["epsilon"]))
@@ -167,12 +173,12 @@ class Psi:
             # with the exponent it kept: the same set again, nothing new to compare.
             stored = ctx.state_get(STATE)
             ids, _ = _local_ids(ctx, body["dataset"], body["id_column"])
-            a = int(stored["exponent"], 16) if stored else dh_group.random_exponent(self.node_rng)
-            blinded = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), a)
+            a = ristretto.scalar_from_hex(stored["scalar"]) if stored else self._scalar()
+            blinded = ristretto.hash_and_blind(ids, a)
             self.node_rng.shuffle(blinded)
             if not stored:
-                ctx.state_put(STATE, {"exponent": format(a, "x")})
-            return StepResult({"elements": [dh_group.encode(x) for x in blinded]})
+                ctx.state_put(STATE, {"scalar": ristretto.scalar_to_hex(a)})
+            return StepResult({"elements": ristretto.pack(blinded)})
         if step == "psi_exchange":
             peer = _received(body["elements"])
             # Distinct elements, not list entries: one target ID blinded twenty times is a
@@ -185,13 +191,13 @@ class Psi:
                     f"the other list has fewer IDs than the minimum group size {ctx.min_group_size}",
                 )
             ids, rows_read = _local_ids(ctx, body["dataset"], body["id_column"])
-            b = dh_group.random_exponent(self.node_rng)
-            peer_tags = [dh_group.tag(x) for x in dh_group.power_all(peer, b)]
-            own = dh_group.power_all((dh_group.hash_to_group(i) for i in ids), b)
+            b = self._scalar()
+            peer_tags = [ristretto.tag(x) for x in ristretto.blind_all(peer, b)]
+            own = ristretto.hash_and_blind(ids, b)
             self.node_rng.shuffle(peer_tags)
             self.node_rng.shuffle(own)
             return StepResult(
-                {"peer_tags": peer_tags, "elements": [dh_group.encode(x) for x in own]},
+                {"peer_tags": ristretto.pack(peer_tags), "elements": ristretto.pack(own)},
                 rows=rows_read,
                 records=len(ids),
             )
@@ -200,10 +206,12 @@ class Psi:
             if not stored:
                 raise StepRefused("no_key", "this node holds no blinding exponent for the job")
             provider = _received(body["elements"])
-            tags = [dh_group.tag(x) for x in dh_group.power_all(provider, int(stored["exponent"], 16))]
+            tags = [
+                ristretto.tag(x) for x in ristretto.blind_all(provider, ristretto.scalar_from_hex(stored["scalar"]))
+            ]
             self.node_rng.shuffle(tags)
             ctx.state_drop(STATE)  # one finish per job: a second list cannot be re-blinded with a
-            return StepResult({"tags": tags})
+            return StepResult({"tags": ristretto.pack(tags)})
         raise StepRefused("unknown_step", f"psi has no step {step!r}")
 
 
@@ -224,31 +232,31 @@ def _local_ids(ctx: NodeContext, dataset: str, column: str) -> tuple[list[str], 
     return list(seen), len(rows)
 
 
-def _received(values: Any) -> list[int]:
+def _received(values: Any) -> list[bytes]:
     try:
-        return dh_group.decode_all(values, MAX_IDS)
-    except ValueError as exc:
+        return ristretto.unpack_elements(values, MAX_IDS)
+    except ristretto.GroupError as exc:
         raise StepRefused("bad_elements", str(exc)) from None
 
 
-def _relayed_elements(values: Any) -> list[str]:
-    if not isinstance(values, list) or len(values) > MAX_IDS:
-        raise ValueError(f"expected a list of at most {MAX_IDS} group elements")
-    if not all(dh_group.is_encoded_element(v) for v in values):
-        raise ValueError("malformed group element")
-    return values
+def _relayed_elements(values: Any) -> list[bytes]:
+    try:
+        return ristretto.unpack_elements(values, MAX_IDS)
+    except ristretto.GroupError as exc:
+        raise ValueError(f"malformed group elements: {exc}") from None
 
 
-def _distinct(elements: list[str], what: str) -> None:
+def _distinct(elements: list[bytes], what: str) -> None:
     """The hub counts distinct blinded elements: an honest node blinds each distinct ID once."""
     if len(set(elements)) != len(elements):
         raise ValueError(f"{what} repeats an element")
 
 
-def _tags(values: Any) -> list[str]:
-    if not isinstance(values, list) or len(values) > MAX_IDS or not all(dh_group.is_tag(v) for v in values):
-        raise ValueError("expected a list of tags")
-    return values
+def _tags(values: Any) -> list[bytes]:
+    try:
+        return ristretto.unpack(values, ristretto.TAG_BYTES, MAX_IDS)
+    except ristretto.GroupError as exc:
+        raise ValueError(f"expected a list of tags: {exc}") from None
 
 
 def bucket(n: int) -> str:

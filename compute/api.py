@@ -50,6 +50,17 @@ class JobDetail(generics.RetrieveAPIView):
         return Job.objects.filter(consumer=org_of(self.request)).prefetch_related("parties__node", "parties__dataset")
 
 
+class JobCancel(APIView):
+    """Stop one of your running jobs at its next step; a cancelled job charges nothing."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        job = services.job_cancel(consumer=org_of(request), job_id=pk)
+        return Response(JobSerializer(job).data)
+
+
 class PreviewSerializer(serializers.Serializer):
     consumer_dataset = serializers.IntegerField(help_text="One of your own datasets with an ID column.")
 

@@ -4,7 +4,7 @@ import uuid
 
 from django import forms
 
-from marketplace.models import UsageRight
+from marketplace.models import Dataset, UsageRight
 
 
 class StatsJobForm(forms.Form):
@@ -41,3 +41,101 @@ class StatsJobForm(forms.Form):
         )
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+
+
+class HeteroLRJobForm(forms.Form):
+    """The joint credit model: your labelled dataset (on your node) with providers' features."""
+
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    rights = forms.ModelMultipleChoiceField(
+        queryset=UsageRight.objects.none(), widget=forms.CheckboxSelectMultiple, label="Providers (usage rights)"
+    )
+    consumer_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(), label="Your labelled dataset", help_text="On your own node; never leaves it"
+    )
+    label_column = forms.CharField(max_length=200, help_text="0/1 outcome, e.g. default")
+    consumer_features = forms.CharField(
+        max_length=5000, required=False, help_text="Your feature columns, comma-separated (empty: labels only)"
+    )
+    epochs = forms.IntegerField(initial=10)
+    learning_rate = forms.FloatField(initial=0.15)
+    l2 = forms.FloatField(initial=0.01, label="L2 regularisation")
+    batch_size = forms.IntegerField(initial=0, help_text="0: the whole training set per step")
+    key_bits = forms.TypedChoiceField(
+        choices=[(1024, "1024"), (2048, "2048"), (3072, "3072")], coerce=int, initial=2048, label="Paillier key bits"
+    )
+    tolerance = forms.FloatField(initial=0.0001, help_text="Early stopping on the validation loss; 0 turns it off")
+    validation_fraction = forms.FloatField(initial=0.2)
+
+    def params(self) -> dict[str, object]:
+        d = self.cleaned_data
+        ds: Dataset = d["consumer_dataset"]
+        id_column = next((c["name"] for c in ds.columns if c["role"] == "id"), "")
+        features = [f.strip() for f in (d.get("consumer_features") or "").split(",") if f.strip()]
+        return {
+            "consumer_dataset": ds.local_name, "consumer_id_column": id_column, "label_column": d["label_column"],
+            "consumer_features": features, "epochs": d["epochs"], "learning_rate": d["learning_rate"], "l2": d["l2"],
+            "batch_size": d["batch_size"], "key_bits": d["key_bits"], "tolerance": d["tolerance"],
+            "validation_fraction": d["validation_fraction"],
+        }  # fmt: skip
+
+    def __init__(self, *args, consumer=None, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        active = UsageRight.objects.filter(consumer=consumer, status=UsageRight.Status.ACTIVE)
+        usable = [r.id for r in active if "hetero_lr" in r.operations]  # JSON lists: filtered here, for SQLite too
+        self.fields["rights"].queryset = UsageRight.objects.filter(id__in=usable).select_related("dataset")
+        self.fields["rights"].label_from_instance = lambda r: f"{r.dataset.name} — right #{r.id}"
+        own = Dataset.objects.filter(organization=consumer, node__status="active")
+        self.fields["consumer_dataset"].queryset = own
+        self.fields["consumer_dataset"].label_from_instance = lambda d: f"{d.name} ({d.local_name} on {d.node.slug})"
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+            first = own.first()
+            if first is not None:
+                self.initial.setdefault("consumer_dataset", first.id)
+                label = next((c["name"] for c in first.columns if c["role"] == "label"), "")
+                numeric = [
+                    c["name"] for c in first.columns if c["role"] == "feature" and c["type"] in ("number", "integer")
+                ]  # noqa: E501
+                self.initial.setdefault("label_column", label)
+                self.initial.setdefault("consumer_features", ", ".join(numeric))
+
+
+class ScoreForm(forms.Form):
+    """Score records with a trained model: a dataset on your node, or some of its IDs."""
+
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    consumer_dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), label="Records to score")
+    ids = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Only these IDs (optional)",
+        help_text="One per line or comma-separated; they pass through the hub. Empty: every record of the dataset.",
+    )
+    key_bits = forms.TypedChoiceField(
+        choices=[(1024, "1024"), (2048, "2048"), (3072, "3072")], coerce=int, initial=2048, label="Paillier key bits"
+    )
+
+    def params(self, model: str) -> dict[str, object]:
+        d = self.cleaned_data
+        ds: Dataset = d["consumer_dataset"]
+        params: dict[str, object] = {
+            "model": model,
+            "consumer_dataset": ds.local_name,
+            "consumer_id_column": next((c["name"] for c in ds.columns if c["role"] == "id"), ""),
+            "key_bits": d["key_bits"],
+        }
+        ids = [i.strip() for i in (d.get("ids") or "").replace(",", "\n").splitlines() if i.strip()]
+        if ids:
+            params["ids"] = ids
+        return params
+
+    def __init__(self, *args, consumer=None, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        own = Dataset.objects.filter(organization=consumer, node__status="active")
+        self.fields["consumer_dataset"].queryset = own
+        self.fields["consumer_dataset"].label_from_instance = lambda d: f"{d.name} ({d.local_name} on {d.node.slug})"
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+            if own.exists():
+                self.initial.setdefault("consumer_dataset", own.first().id)

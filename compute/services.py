@@ -25,10 +25,11 @@ from ledger import services as ledger
 from ledger import writer as ledger_writer
 from ledger.exceptions import LedgerConflict
 from ledger.hubkey import hub_kid, hub_private_key
+from ledger.models import LedgerEntry
 from marketplace import idempotency
 from marketplace import rights as right_svc
 from marketplace import services as market
-from marketplace.exceptions import Forbidden, Invalid, ServiceError, invalid
+from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, invalid
 from marketplace.models import Dataset, Node, Organization, UsageRight
 from protocol import attest, envelope, keys, sealed
 from protocol.canonical import canonical, sha256_hex
@@ -81,6 +82,8 @@ def job_submit(
         clean = algo.validate(params, [_dataset_info(d) for d in datasets])
     except ParamError as exc:
         raise Invalid("invalid parameters", fields=exc.errors) from None
+    if algorithm == "hetero_lr_score":
+        _check_model(consumer, clean["model"], rights)
     consumer_node = consumer.nodes.filter(status=Node.Status.ACTIVE).order_by("id").first()
     if consumer_node is None:
         raise invalid("node", "Your organisation needs an enrolled node to hold the job's keys.")
@@ -117,6 +120,34 @@ def job_submit(
             raise
         return winner, False
     return job, True
+
+
+def _check_model(consumer: Organization, model_id: str, rights: list[int]) -> Job:
+    """A model is the consumer's succeeded ``hetero_lr`` job; it scores under exactly the rights it was
+    trained under, each still active (``right_reserve`` checks that), whatever the form sends."""
+    model = Job.objects.filter(
+        id=model_id, consumer=consumer, algorithm="hetero_lr", status=Job.Status.SUCCEEDED
+    ).first()  # noqa: E501
+    if model is None:
+        raise invalid("model", "Choose one of your trained models.")
+    trained = set(model.parties.filter(role="provider").values_list("right_id", flat=True))
+    if set(rights) != trained:
+        raise invalid(
+            "rights",
+            f"This model scores under the rights it was trained under: {', '.join(map(str, sorted(trained)))}.",
+        )  # noqa: E501
+    return model
+
+
+def models_of(consumer: Organization) -> list[dict[str, Any]]:
+    """The consumer's trained models: each with its rights, their expiry and whether it can score now."""
+    out = []
+    trainings = Job.objects.filter(consumer=consumer, algorithm="hetero_lr", status=Job.Status.SUCCEEDED)
+    for job in trainings.order_by("-finished_at").prefetch_related("parties__right__dataset"):
+        rights = [p.right for p in job.parties.all() if p.role == "provider" and p.right is not None]
+        usable = all(r.status == UsageRight.Status.ACTIVE and r.expires_at > timezone.now() for r in rights)
+        out.append({"job": job, "rights": rights, "usable": usable})
+    return out
 
 
 PREVIEWS_PER_DATASET_PER_DAY = 3
@@ -395,6 +426,25 @@ def jobs_cancel_for_right(*, right_id: int, reason: str) -> list[str]:
         _fail(job, reason, status=Job.Status.CANCELLED)
         cancelled.append(str(job.id))
     return cancelled
+
+
+def job_cancel(*, consumer: Organization, job_id: Any) -> Job:
+    """The consumer stops its own job: replies that arrive later are ignored, and nothing is
+    charged (each right's settlement says ``cancelled``, its quota unit is given back).
+
+    A job that has already delivered its output (settled ``delivered``) keeps its charge; a
+    finished job cannot be cancelled. Repeating a cancel is harmless.
+    """
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        if job is None or job.consumer_id != consumer.id:
+            raise NotFound("no such job")
+        if job.status == Job.Status.CANCELLED:
+            return job
+        if job.status not in (Job.Status.QUEUED, Job.Status.RUNNING):
+            raise Conflict(f"the job has already {job.status}")
+        _fail(job, "cancelled by the consumer", status=Job.Status.CANCELLED)
+        return job
 
 
 def jobs_fail_stale(*, older_than: timedelta) -> int:
@@ -775,3 +825,18 @@ def _settle(job: Job, party: JobParty, outcome: str) -> None:
         provider_id=right.dataset.organization_id,
         right_id=party.right_id,
     )
+
+
+def job_charges(job: Job) -> list[dict[str, Any]]:
+    """What each right's settlement of ``job`` says (on the log): outcome, uses charged, records."""
+    entries = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.SETTLEMENT, payload__job=str(job.id)).order_by("seq")
+    return [
+        {
+            "seq": e.seq,
+            "right": e.payload["right"],
+            "outcome": e.payload["outcome"],
+            "units": e.payload["units"],
+            "records": e.payload["records"],
+        }
+        for e in entries
+    ]

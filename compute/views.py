@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from compute import services
-from compute.forms import StatsJobForm
+from compute import charts, services
+from compute.forms import HeteroLRJobForm, ScoreForm, StatsJobForm
 from compute.models import Job, JobParty
 from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
@@ -21,23 +24,32 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "compute/jobs.html", {"jobs": jobs})
 
 
+FORMS = {"stats": StatsJobForm, "hetero_lr": HeteroLRJobForm}
+TITLES = {"stats": "a statistics job", "hetero_lr": "the joint credit model (vertical logistic regression)"}
+
+
 @login_required
 def job_new(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
-    form = StatsJobForm(request.POST or None, consumer=org)
+    algorithm = request.POST.get("algorithm") or request.GET.get("algorithm") or "stats"
+    if algorithm not in FORMS:
+        algorithm = "stats"
+    form = FORMS[algorithm](request.POST or None, consumer=org)
     if request.method == "POST" and form.is_valid():
         try:
             job, _ = services.job_submit(
                 consumer=org,
                 user=request.user,
-                algorithm="stats",
+                algorithm=algorithm,
                 params=form.params(),
                 rights=[r.id for r in form.cleaned_data["rights"]],
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except ServiceError as exc:
             for field, msgs in exc.fields.items():
-                field = "bound_low" if field == "bounds" else field
+                field = {"bounds": "bound_low", "datasets": "rights", "consumer_id_column": "consumer_dataset"}.get(
+                    field, field
+                )  # noqa: E501
                 for msg in msgs:
                     form.add_error(field if field in form.fields else None, msg)
             if not exc.fields:
@@ -49,7 +61,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
         for c in right.dataset.columns:
             if c["type"] in ("number", "integer") and c["role"] != "id":
                 numeric.setdefault(c["name"], set()).add(right.dataset.name)
-    return render(request, "compute/job_new.html", {"form": form, "numeric": sorted(numeric.items())})
+    context = {"form": form, "numeric": sorted(numeric.items()), "algorithm": algorithm, "title": TITLES[algorithm]}
+    return render(request, f"compute/job_new_{algorithm}.html", context)
 
 
 @login_required
@@ -58,11 +71,64 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     job = get_object_or_404(Job.objects.filter(consumer=org), pk=pk)
     parties = job.parties.select_related("node", "dataset", "right")
     msgs = job.messages.order_by("created_at", "id")
-    return render(
-        request,
-        "compute/job.html",
-        {"job": job, "parties": parties, "msgs": msgs, "live": job.status in ("queued", "running")},
-    )
+    context = {"job": job, "parties": parties, "msgs": msgs, "live": job.status in ("queued", "running")}
+    if job.algorithm == "hetero_lr":
+        context.update(_model_charts(job))
+    return render(request, "compute/job.html", context)
+
+
+def _svg(markup: str) -> SafeString:
+    return mark_safe(markup)  # noqa: S308 - compute.charts escapes every label it draws
+
+
+def _model_charts(job: Job) -> dict[str, object]:
+    """Progress and, once trained, the loss curve, the ROC curves and the lift, as inline SVG."""
+    history = (job.outputs or {}).get("history") or job.state.get("history") or []
+    out: dict[str, object] = {"epochs_done": len(history), "epochs_total": job.params.get("epochs")}
+    if history:
+        loss = {
+            "train": [h["train"]["log_loss"] for h in history],
+            "validation": [h["validation"]["log_loss"] for h in history],
+        }
+        out["loss_chart"] = _svg(
+            charts.lines(loss, title="Log-loss per epoch", x_label="epoch", y_label="log-loss", ident="chart-loss")
+        )
+        out["last_loss"] = history[-1]["validation"]["log_loss"]
+    o = job.outputs or {}
+    if "roc" in o:
+        curves = {"joint model": o["roc"], "your data only": o["own_data_only"]["roc"]}
+        out["roc_chart"] = _svg(charts.roc(curves, title="ROC on the validation rows", ident="chart-roc"))
+        names = dict(job.parties.filter(role="provider").values_list("key", "dataset__name"))
+        lift = {"your data only": o["own_data_only"]["validation"]["auc"], "joint model": o["validation"]["auc"]}
+        out["lift_chart"] = _svg(
+            charts.bars(lift, title="Validation AUC", y_label="AUC", ident="chart-lift", y_min=0.5)
+        )
+        added = {names.get(k, k): v["auc_added"] for k, v in o.get("contributions", {}).items()}
+        out["contributions"] = [(names.get(k, k), v) for k, v in o.get("contributions", {}).items()]
+        if added:
+            out["contrib_chart"] = _svg(
+                charts.bars(
+                    added,
+                    title="AUC each provider adds",
+                    y_label="AUC added",
+                    ident="chart-contrib",
+                    y_min=min(0.0, *added.values()),
+                )
+            )
+    return out
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    try:
+        services.job_cancel(consumer=org, job_id=pk)
+    except ServiceError as exc:
+        messages.error(request, f"Not cancelled: {exc.message}")
+    else:
+        messages.success(request, "Job cancelled: nothing is charged.")
+    return redirect("job", pk=pk)
 
 
 @login_required
@@ -95,3 +161,60 @@ def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     parties = JobParty.objects.filter(right=right).select_related("job").order_by("-job__created_at")
     return render(request, "marketplace/right.html", {"right": right, "parties": parties})
+
+
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    org = selectors.current_org(request.user)
+    return render(request, "compute/models.html", {"models": services.models_of(org)})
+
+
+@login_required
+def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    """A trained model: its metrics, the rights it lives under, a score form and its scoring history."""
+    org = selectors.current_org(request.user)
+    entry = next((m for m in services.models_of(org) if str(m["job"].id) == str(pk)), None)
+    if entry is None:
+        raise Http404("no such model")
+    job = entry["job"]
+    form = ScoreForm(request.POST or None, consumer=org)
+    if request.method == "POST" and form.is_valid():
+        try:
+            scoring, _ = services.job_submit(
+                consumer=org,
+                user=request.user,
+                algorithm="hetero_lr_score",
+                params=form.params(str(job.id)),
+                rights=[r.id for r in entry["rights"]],
+                idempotency_key=form.cleaned_data["idempotency_key"],
+            )
+        except ServiceError as exc:
+            for field, msgs in exc.fields.items():
+                for msg in msgs:
+                    form.add_error(field if field in form.fields else None, msg)
+            if not exc.fields:
+                form.add_error(None, exc.message)
+        else:
+            return redirect("job", pk=scoring.id)
+    history = [
+        {"job": s, "charges": services.job_charges(s)}
+        for s in Job.objects.filter(consumer=org, algorithm="hetero_lr_score", params__model=str(job.id)).order_by(
+            "-created_at"
+        )  # noqa: E501
+    ]
+    context = {"model": job, "rights": entry["rights"], "usable": entry["usable"], "form": form, "history": history}
+    context.update(_model_charts(job))
+    return render(request, "compute/model.html", context)
+
+
+@login_required
+def job_scores_csv(request: HttpRequest, pk: str) -> HttpResponse:
+    """The scores of a scoring job, as CSV (id, probability)."""
+    org = selectors.current_org(request.user)
+    job = get_object_or_404(Job.objects.filter(consumer=org, algorithm="hetero_lr_score", status="succeeded"), pk=pk)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="scores-{job.id}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["id", "probability"])
+    writer.writerows(job.outputs.get("scores", []))
+    return response

@@ -24,7 +24,8 @@ class FakeNode:
         self.job = "job-1"
         self.rows = rows
         self.min_group_size = min_group
-        self.state: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, dict[str, dict[str, Any]]] = {}  # job → name → value, as on disk
+        self.grant: dict[str, Any] | None = None
         self.key = Ed25519PrivateKey.generate()
         self.kid = keys.key_id(self.key)
         self.consumer: FakeNode | None = None  # whose statements this node accepts
@@ -35,6 +36,14 @@ class FakeNode:
         if local_name not in self.rows:
             raise StepRefused("no_dataset", f"no dataset {local_name!r}")
         return self.rows[local_name]
+
+    @property
+    def state(self) -> dict[str, dict[str, Any]]:
+        """The current job's state."""
+        return self.states.setdefault(self.job, {})
+
+    def model_get(self, job: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.states.get(job, {}).get(name, {}))
 
     def state_get(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.state.get(name, {}))

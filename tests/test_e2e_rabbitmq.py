@@ -35,7 +35,8 @@ def _url(user: str, password: str, vhost: str) -> str:
 def federation_vhost() -> Iterator[dict[str, str]]:
     """A fresh vhost with a hub user and one user per demo node; deleted afterwards."""
     vhost = f"usufruct-test-{os.getpid()}-{secrets.token_hex(3)}"
-    passwords = {name: secrets.token_urlsafe(12) for name in ("hub", *NODES)}
+    # Hex: a password with a leading '-' would read as an option to rabbitmqctl.
+    passwords = {name: secrets.token_hex(12) for name in ("hub", *NODES)}
     pairs = [f"{slug}={passwords[slug]}" for slug in NODES]
     setup = subprocess.run(
         [str(ROOT / "scripts" / "rabbitmq-federation"), vhost, passwords["hub"], *pairs],

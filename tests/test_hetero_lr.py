@@ -155,7 +155,7 @@ def _score_test(nodes: dict[str, FakeNode], host_features: dict[str, list[str]])
     u += zg @ np.array(guest["w"])
     ht = {r["id"]: r for r in _csv("host_test.csv")}
     for key, cols in host_features.items():
-        part = nodes[key].state[hetero_lr.STATE]
+        part = nodes[key].state[hetero_lr.MODEL]
         zh = (np.array([[float(ht[r["id"]][c]) for c in cols] for r in gt]) - part["mean"]) / np.array(part["std"])
         u += zh @ np.array(part["w"])
     return float(roc_auc_score([int(r["y"]) for r in gt], u))
@@ -203,7 +203,7 @@ def _check_privacy(job: JobView, nodes: dict[str, FakeNode], trace: list[Any]) -
     host_keys = [p.key for p in job.providers]
     to_guest = repr([t[2] for t in trace if t[1] == "consumer"])
     for key in host_keys:
-        weights = nodes[key].state[hetero_lr.STATE]["w"]
+        weights = nodes[key].state[hetero_lr.MODEL]["w"]
         assert all(repr(round(w, 6))[:8] not in to_guest for w in weights if abs(w) > 1e-3)
 
 
@@ -294,3 +294,90 @@ def test_a_host_refuses_a_key_the_consumer_did_not_sign_and_a_guest_a_label_that
             random.Random(1),
         )  # noqa: E501
     assert refused.value.code == "bad_label"
+
+
+# --- scoring with the parts the nodes kept -------------------------------------------------
+
+
+MODEL_ID = "00000000-0000-0000-0000-000000000001"  # the training job's id names the model
+
+
+def _train_as_model(nodes: dict[str, FakeNode], datasets: list[DatasetInfo], epochs: int) -> None:
+    for node in nodes.values():
+        node.job = MODEL_ID
+    algo = get_algorithm("hetero_lr")
+    drive(algo, _job(algo, _lr_params(epochs=epochs), datasets), nodes)
+    for node in nodes.values():
+        node.job = "job-2"
+
+
+def _score_job(model: str, datasets: list[DatasetInfo], **extra: Any) -> JobView:
+    algo = get_algorithm("hetero_lr_score")
+    params = {"model": model, "consumer_dataset": "score", "consumer_id_column": "id", "key_bits": 1024, **extra}
+    job = _job(algo, params, datasets, grants=10)
+    job.id = "job-2"
+    return job
+
+
+def test_a_trained_model_scores_new_records_and_each_host_counts_them() -> None:
+    rows = _csv("host_train.csv") + _csv("host_test.csv")
+    part_a = [{"id": r["id"], **{c: r[c] for c in HOST_FEATURES[:10]}} for r in rows]
+    part_b = [{"id": r["id"], **{c: r[c] for c in HOST_FEATURES[10:]}} for r in rows]
+    datasets = [_info(1, "A", HOST_FEATURES[:10]), _info(2, "B", HOST_FEATURES[10:])]
+    nodes = _nodes(_csv("guest_train.csv"), {1: part_a, 2: part_b})
+    nodes["consumer"].rows["score"] = _csv("guest_test.csv")
+    for i, key in enumerate(("provider:1", "provider:2")):
+        nodes[key].grant = {"right": 100 + i, "expires_at": "2999-01-01T00:00:00+00:00"}
+    _train_as_model(nodes, datasets, epochs=4)
+    trace: list[Any] = []
+    out = drive(
+        get_algorithm("hetero_lr_score"),
+        _score_job(MODEL_ID, datasets),
+        nodes,
+        trace=trace,
+    )  # noqa: E501
+    assert out["scored"] == 143 and len(out["scores"]) == 143
+    # The scores are the model's: the guest's part plus both hosts' parts, through the sigmoid.
+    gt = {r["id"]: r for r in _csv("guest_test.csv")}
+    parts = {**{"guest": nodes["consumer"].model_get(MODEL_ID, hetero_lr.MODEL)}}
+    hosts = {"provider:1": HOST_FEATURES[:10], "provider:2": HOST_FEATURES[10:]}
+    ht = {r["id"]: r for r in _csv("host_test.csv")}
+    for ident, p in out["scores"][:20]:
+        g = parts["guest"]
+        u = float(
+            ((np.array([float(gt[ident][c]) for c in g["features"]]) - g["mean"]) / np.array(g["std"]))
+            @ np.array(g["w"])
+        )  # noqa: E501
+        for key, cols in hosts.items():
+            h = nodes[key].model_get(MODEL_ID, hetero_lr.MODEL)
+            u += float(
+                ((np.array([float(ht[ident][c]) for c in cols]) - h["mean"]) / np.array(h["std"])) @ np.array(h["w"])
+            )  # noqa: E501
+        assert p == pytest.approx(1 / (1 + math.exp(-u)), abs=1e-5)
+    auc = roc_auc_score([int(gt[i]["y"]) for i, _ in out["scores"]], [p for _, p in out["scores"]])
+    assert abs(auc - _reference_auc(0.01)) <= 0.005
+    partials = [t for t in trace if t[0] == "sc_partial"]
+    assert sorted(t[5] for t in partials) == [143, 143]  # billed per scored record, by each host
+    assert all(t[5] == 0 for t in trace if t[0] == "psi_keep")  # counted once, not again at alignment
+    combine = next(t for t in trace if t[0] == "sc_combine")
+    assert set(combine[2]) == {"host_sum", "model", "dataset", "id_column"}  # one summed vector, not per host
+
+
+def test_a_host_scores_only_under_the_right_its_part_was_trained_for() -> None:
+    rows = _csv("host_train.csv") + _csv("host_test.csv")
+    datasets = [_info(7, "host", HOST_FEATURES)]
+    nodes = _nodes(_csv("guest_train.csv"), {7: rows})
+    nodes["consumer"].rows["score"] = _csv("guest_test.csv")
+    nodes["provider:7"].grant = {"right": 5, "expires_at": "2999-01-01T00:00:00+00:00"}
+    _train_as_model(nodes, datasets, epochs=1)
+    nodes["provider:7"].grant = {"right": 6, "expires_at": "2999-01-01T00:00:00+00:00"}  # another right
+    with pytest.raises(StepRefused) as refused:
+        drive(get_algorithm("hetero_lr_score"), _score_job(MODEL_ID, datasets), nodes)
+    assert refused.value.code == "not_permitted"
+    nodes["provider:7"].states.pop(MODEL_ID)  # the part is gone (deleted when the right ended)
+    nodes["provider:7"].grant = {"right": 5, "expires_at": "2999-01-01T00:00:00+00:00"}
+    for node in nodes.values():
+        node.states.pop("job-2", None)
+    with pytest.raises(StepRefused) as refused:
+        drive(get_algorithm("hetero_lr_score"), _score_job(MODEL_ID, datasets), nodes)
+    assert refused.value.code == "no_model"

@@ -135,6 +135,15 @@ class NodeContext(Protocol):
 
     def state_drop(self, job: str) -> None: ...
 
+    def model_get(self, job: str, name: str) -> dict[str, Any]:
+        """What this node kept under ``name`` at the end of an earlier job ``job`` (a model part), or {}."""
+        ...
+
+    @property
+    def grant(self) -> dict[str, Any] | None:
+        """The usage right the hub presented for this step (None on the consumer's own steps)."""
+        ...
+
     @property
     def min_group_size(self) -> int: ...
 

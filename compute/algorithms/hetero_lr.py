@@ -233,12 +233,21 @@ class HeteroLR:
         if st["phase"] == "train":
             return self._train(job, step, party, body)
         if step == "lr_finish" and st["phase"] == "finish" and party == guest:
-            st["phase"] = "done"
             st.pop("forward", None)
             outputs = dict(body)
             outputs["history"] = st["history"]
             outputs["rows"] = {"aligned": st["rows"], "train": st["n_train"], "validation": st["rows"] - st["n_train"]}
-            return Progress(outputs=outputs, percent=100, delivers=True)
+            st.update(phase="seal", outputs=outputs, sealed=[])
+            # Each host keeps its part of the model, for the right it was trained under.
+            return Progress(sends=[_to_host(job, h, "lr_seal", {}) for h in hosts], percent=98)
+        if step == "lr_seal" and st["phase"] == "seal" and party in hosts and party not in st["sealed"]:
+            if body.get("sealed") is not True:
+                raise ValueError("a host did not keep its part of the model")
+            st["sealed"].append(party)
+            if len(st["sealed"]) < len(hosts):
+                return Progress(percent=99)
+            st["phase"] = "done"
+            return Progress(outputs=st.pop("outputs"), percent=100, delivers=True)
         raise ValueError(f"hetero_lr did not expect step {step!r} from {party!r} in phase {st['phase']!r}")
 
     def _train(self, job: JobView, step: str, party: str, body: dict[str, Any]) -> Progress:
@@ -553,7 +562,7 @@ def _guest_finish(
             "validation_auc_without": round(without, 6),
             "auc_added": round(joint["auc"] - without, 6),
         }
-    ctx.state_put(MODEL, {"w": st["w"], "mean": st["mean"], "std": st["std"], "features": st["features"]})
+    ctx.state_put(MODEL, {k: st[k] for k in ("w", "mean", "std", "features", "dataset", "id_column")})
     ctx.state_drop(STATE)
     return {
         "validation": joint,
@@ -580,6 +589,15 @@ def _train_local(z: np.ndarray, y: np.ndarray, st: dict[str, Any], epochs: int) 
 
 
 def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random) -> StepResult:
+    if step == "lr_seal":  # training is over: keep the model part, forget the rest
+        st = ctx.state_get(STATE)
+        if not st:
+            raise StepRefused("not_set_up", "this node has no training state for the job")
+        grant = ctx.grant or {}
+        part = {k: st[k] for k in ("w", "mean", "std", "features", "dataset", "id_column")}
+        ctx.state_put(MODEL, {**part, "right": grant.get("right"), "expires_at": grant.get("expires_at")})
+        ctx.state_drop(STATE)
+        return StepResult({"sealed": True}, rows=0, records=0)
     if step == "lr_host_setup":
         signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
         if signed.get("public_key") != body.get("public_key"):

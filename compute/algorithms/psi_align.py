@@ -220,6 +220,13 @@ def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Ran
             ids, a = stored["ids"], ristretto.scalar_from_hex(stored["scalar"])
         else:
             ids, _ = local_ids(ctx, body["dataset"], body["id_column"])
+            if "only" in body:  # some records of the dataset, named by the consumer (scoring)
+                wanted = set(body["only"]) if isinstance(body["only"], list) else set()
+                ids = [i for i in ids if i in wanted]
+                if len(ids) < ctx.min_group_size:
+                    raise StepRefused(
+                        "group_too_small", f"fewer records than the minimum group size {ctx.min_group_size}"
+                    )
             rng.shuffle(ids)
             a = ristretto.random_scalar(None if rng is _SYSTEM_RANDOM else rng)
             ctx.state_put(SECRET, {"scalar": ristretto.scalar_to_hex(a), "ids": ids})

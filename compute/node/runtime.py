@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from compute.node.config import NodeConfig
 from protocol import attest, envelope, keys
 
 log = logging.getLogger(__name__)
+_SAFE_JOB = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")  # job ids and state names: never a path
 
 
 @dataclass
@@ -70,6 +72,12 @@ class LocalContext:
 
     def _state_path(self, name: str) -> Path:
         return self.config.state_dir / self.job / f"{name}.json"
+
+    def model_get(self, job: str, name: str) -> dict[str, Any]:
+        if not _SAFE_JOB.fullmatch(job) or not _SAFE_JOB.fullmatch(name):
+            raise StepRefused("bad_model", "not a model of this node")
+        path = self.config.state_dir / job / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def state_get(self, name: str) -> dict[str, Any]:
         path = self._state_path(name)

@@ -66,6 +66,10 @@ OFFERS = {
 }
 
 
+# What the demo providers sell: statistics and the joint credit model (alignment, training).
+DEMO_OPERATIONS = ["stats", "psi_align", "hetero_lr"]
+
+
 def node_dir(slug: str) -> Path:
     return Path(settings.USUFRUCT_NODES_DIR) / slug
 
@@ -103,7 +107,7 @@ class Command(BaseCommand):
             dataset = Dataset.objects.filter(node__slug=slug).first()
             if dataset and not Offer.objects.filter(dataset=dataset).exists():
                 services.offer_publish(
-                    organization=dataset.organization, dataset=dataset, operations=["stats"], **offer
+                    organization=dataset.organization, dataset=dataset, operations=DEMO_OPERATIONS, **offer
                 )
         self._make_witness(Organization.objects.get(slug="dpa"), User.objects.get(username="regulator"))
         if not opts["quiet"]:
@@ -139,7 +143,7 @@ class Command(BaseCommand):
         spec = demo_data.DATASET_SPECS[slug]
         demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
         (directory / "datasets.json").write_text(json.dumps(spec, indent=2))
-        policy: dict[str, object] = {"operations": ["stats", "psi"], "min_group_size": 20}
+        policy: dict[str, object] = {"operations": ["stats", "psi", "psi_align", "hetero_lr"], "min_group_size": 20}
         if slug == "bank":
             policy["consumer_datasets"] = ["applicants"]  # the bank's own IDs and labels, for its jobs
         else:

@@ -1,0 +1,182 @@
+"""The joint credit model on the seeded demo: the bank (guest) with Acme and TaxCo (hosts).
+
+In process through the hub's real services and the real node runtime (``tests.federation``),
+then once with real worker processes on PostgreSQL and the broker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.models import Job, Message
+from ledger.models import LedgerEntry
+from marketplace.models import Offer
+from tests import federation
+from tests.conftest import api_for, ledger_idle, post_job, wait_for
+
+PARAMS = {
+    "consumer_dataset": "applicants", "consumer_id_column": "applicant_id", "label_column": "default",
+    "consumer_features": ["age", "income", "existing_debt"], "key_bits": 1024, "epochs": 4, "batch_size": 0,
+    "learning_rate": 0.5, "l2": 0.001, "validation_fraction": 0.25, "tolerance": 0,
+}  # fmt: skip
+
+
+def _rights() -> list[int]:
+    bank = api_for("bank")
+    rights = []
+    for slug in ("acme", "taxco"):
+        offer = Offer.objects.get(dataset__node__slug=slug)
+        r = bank.post(
+            "/api/orders/",
+            {"offer": offer.id, "purpose": "Joint credit model", "accept_terms": True},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"buy-{slug}",
+        )
+        assert r.status_code == 201, r.content
+        rights.append(r.json()["right"]["id"])
+    return rights
+
+
+def test_the_bank_trains_with_acme_and_taxco_and_sees_the_lift(demo) -> None:  # type: ignore[no-untyped-def]
+    rights = _rights()
+    r = post_job(api_for("bank"), "hetero_lr", PARAMS, rights, "joint-1")
+    assert r.status_code == 201, r.content
+    job = federation.run(Job.objects.get(id=r.json()["id"]), max_rounds=400)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    out = job.outputs
+    # The demo is built so that the providers' data carries signal the bank's own lacks.
+    assert out["validation"]["auc"] > out["own_data_only"]["validation"]["auc"] + 0.05
+    assert out["rows"]["aligned"] == 1120  # applicants both hold: Acme the first 1,600, TaxCo 7 in 10
+    assert len(out["history"]) == 4 and set(out["contributions"]) == {f"provider:{d}" for d in _datasets(job)}
+    # Every host step is receipted; the job is charged once per right, on delivery.
+    uses = LedgerEntry.objects.filter(kind="usage", payload__job=str(job.id))
+    assert {e.payload["right"] for e in uses} == set(rights)
+    steps = {e.payload["step"] for e in uses}
+    assert {"psi_exchange", "psi_keep", "lr_host_setup", "lr_forward", "lr_gradient", "lr_update"} <= steps
+    settlements = LedgerEntry.objects.filter(kind="settlement", payload__job=str(job.id))
+    assert {(s.payload["right"], s.payload["outcome"], s.payload["units"]) for s in settlements} == {
+        (rights[0], "delivered", 1), (rights[1], "delivered", 1)
+    }  # fmt: skip
+    keep = [e for e in uses if e.payload["step"] == "psi_keep"]
+    assert sorted(e.payload["records"] for e in keep) == [1120, 1120]
+    # The hub relayed no identifier and no plaintext feature.
+    relayed = repr(list(Message.objects.filter(job=job).values_list("body", flat=True)))
+    assert "A000123" not in relayed and 'existing_debt": 1' not in relayed
+    api = api_for("bank").get(f"/api/jobs/{job.id}/").json()
+    assert api["outputs"]["lift"] == out["lift"]
+
+
+def _datasets(job: Job) -> list[int]:
+    return list(job.parties.filter(role="provider").values_list("dataset_id", flat=True))
+
+
+def test_a_cancelled_training_stops_and_charges_nothing(demo) -> None:  # type: ignore[no-untyped-def]
+    rights = _rights()
+    job = Job.objects.get(id=post_job(api_for("bank"), "hetero_lr", PARAMS, rights, "joint-2").json()["id"])
+    from compute import services
+
+    services.job_start(job_id=str(job.id))
+    r = api_for("bank").post(f"/api/jobs/{job.id}/cancel/")
+    assert r.status_code == 200, r.content
+    job = federation.run(job, max_rounds=5)
+    assert job.status == Job.Status.CANCELLED
+    settlements = LedgerEntry.objects.filter(kind="settlement", payload__job=str(job.id))
+    assert all(s.payload["units"] == 0 for s in settlements)
+
+
+@pytest.mark.e2e
+def test_the_joint_model_trains_with_real_worker_processes(workers) -> None:  # type: ignore[no-untyped-def]
+    rights = _rights()
+    bank = api_for("bank")
+    job_id = post_job(bank, "hetero_lr", {**PARAMS, "epochs": 2}, rights, "joint-e2e").json()["id"]
+
+    def finished():  # type: ignore[no-untyped-def]
+        body = bank.get(f"/api/jobs/{job_id}/").json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    body = wait_for(finished, timeout=240)
+    assert body["status"] == "succeeded", body["error"]
+    assert body["outputs"]["lift"]["auc"] > 0.05 and len(body["outputs"]["history"]) == 2
+    ledger_idle()
+    assert LedgerEntry.objects.filter(kind="settlement", payload__job=job_id, payload__units=1).count() == 2
+
+
+def test_the_pages_show_the_form_its_errors_and_the_trained_model(demo, client) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    rights = _rights()
+    client.force_login(get_user_model().objects.get(username="bank"))
+    page = client.get("/jobs/new/?algorithm=hetero_lr")
+    assert page.status_code == 200 and b"Train the joint credit model" in page.content
+    assert b'value="default"' in page.content and b"age, income, existing_debt" in page.content
+    own = page.context["form"].fields["consumer_dataset"].queryset.get()
+    form = {
+        "algorithm": "hetero_lr", "idempotency_key": "page-1", "rights": rights, "consumer_dataset": own.id,
+        "label_column": "default", "consumer_features": "age, income, existing_debt", "epochs": 0,
+        "learning_rate": 0.5, "l2": 0.001, "batch_size": 0, "key_bits": 1024, "tolerance": 0,
+        "validation_fraction": 0.25,
+    }  # fmt: skip
+    bad = client.post("/jobs/new/", form)
+    assert bad.status_code == 200 and bad.context["form"].errors == {"epochs": ["Between 1 and 200."]}
+    assert not Job.objects.exists()  # nothing submitted
+    done = client.post("/jobs/new/", {**form, "epochs": 2})
+    assert done.status_code == 302
+    job = federation.run(Job.objects.get(), max_rounds=400)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    page = client.get(f"/jobs/{job.id}/").content.decode()
+    for ident in ("chart-loss", "chart-roc", "chart-lift", "chart-contrib", "r-lift", "contributions"):
+        assert f'id="{ident}"' in page
+    assert "Epoch 2 of 2" in page
+
+
+def test_a_model_scores_under_its_rights_billed_per_scored_record(demo, client) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import right_on_new_offer
+
+    plans = [{"kind": "per_record", "amount_minor": 2, "currency": "EUR"}]
+    right = right_on_new_offer(title="Scoring", operations=["psi_align", "hetero_lr"], key="rec", plans=plans)
+    bank = api_for("bank")
+    training = post_job(bank, "hetero_lr", {**PARAMS, "epochs": 2}, [right], "train-rec").json()
+    job = federation.run(Job.objects.get(id=training["id"]), max_rounds=400)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    client.force_login(get_user_model().objects.get(username="bank"))
+    assert str(job.id) in client.get("/models/").content.decode()
+    page = client.get(f"/models/{job.id}/")
+    assert page.status_code == 200 and b'id="score-form"' in page.content
+    own = page.context["form"].fields["consumer_dataset"].queryset.get()
+    ids = [f"A{i:06d}" for i in range(100, 160)]  # 60 applicants Acme knows (it holds the first 1,600)
+    r = client.post(
+        f"/models/{job.id}/",
+        {"idempotency_key": "s1", "consumer_dataset": own.id, "ids": "\n".join(ids), "key_bits": 1024},
+    )  # noqa: E501
+    assert r.status_code == 302, r.context["form"].errors if r.context else r
+    scoring = federation.run(Job.objects.get(algorithm="hetero_lr_score"), max_rounds=50)
+    assert scoring.status == Job.Status.SUCCEEDED, scoring.error
+    assert sorted(i for i, _ in scoring.outputs["scores"]) == ids
+    csv_text = client.get(f"/jobs/{scoring.id}/scores.csv").content.decode()
+    assert csv_text.splitlines()[0] == "id,probability" and len(csv_text.splitlines()) == 61
+    ledger_idle_inline()
+    (settled,) = LedgerEntry.objects.filter(kind="settlement", payload__job=str(scoring.id))
+    assert (settled.payload["outcome"], settled.payload["records"]) == ("delivered", 60)
+    bill = bank.get("/api/billing/bill/").json()
+    assert any((line["amount"] or {}).get("amount_minor") == 120 for line in bill["lines"]), bill[
+        "lines"
+    ]  # 60 × 0.02 EUR
+    history = client.get(f"/models/{job.id}/").content.decode()
+    assert "60 records" in history and f"/jobs/{scoring.id}/scores.csv" in history
+    # Scoring under other rights than the model's is refused, with a field error.
+    other = post_job(
+        bank,
+        "hetero_lr_score",
+        {"model": str(job.id), "consumer_dataset": "applicants", "consumer_id_column": "applicant_id"},
+        [],
+        "s2",
+    )  # noqa: E501
+    assert other.status_code == 400
+
+
+def ledger_idle_inline() -> None:
+    from ledger import writer
+
+    writer.integrate_all()

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compute.algorithms import get_algorithm
-from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress
+from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress, Send
 from compute.models import Job, JobParty, Message
 from ledger import services as ledger
 from ledger import writer as ledger_writer
@@ -293,13 +293,11 @@ def _view(job: Job) -> JobView:
     return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
 
 
-def _apply(job: Job, view: JobView, progress: Progress) -> None:
-    """Persist the algorithm's new state and queue its outgoing steps after commit."""
-    job.state = view.state
-    job.progress = max(job.progress, progress.percent)
+def _steps(job: Job, view: JobView, sends: list[Send]) -> list[tuple[str, dict[str, Any]]]:
+    """Seal and keep each outgoing step; the caller publishes them once its transaction commits."""
     wires = []
     node_keys = {p.node.slug: keys.public_from_b64(p.node.public_key) for p in job.parties.select_related("node")}
-    for send in progress.sends:
+    for send in sends:
         party = view.party(send.party)
         body = {"algorithm": job.algorithm, "party": party.key, "args": send.body, "grant": party.grant}
         wire = envelope.seal(
@@ -317,6 +315,14 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
         digest = sha256_hex(canonical(wire["payload"]))
         _record(job=job, wire=wire, body=body, direction=Message.Direction.OUT, digest=digest)
         wires.append((party.node, wire))
+    return wires
+
+
+def _apply(job: Job, view: JobView, progress: Progress) -> None:
+    """Persist the algorithm's new state and queue its outgoing steps after commit."""
+    job.state = view.state
+    job.progress = max(job.progress, progress.percent)
+    wires = _steps(job, view, progress.sends)
     if progress.privacy_spent:
         for party in job.parties.filter(role="provider", right__isnull=False).select_related("right__dataset"):
             ledger_writer.entry_enqueue(
@@ -656,6 +662,8 @@ def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -
             digest=opened.digest,
             in_reply_to=body["in_reply_to"],
         )
+        if payload["step"] == "lr_retire" and party.role == "provider":
+            return _model_retired(job=job, party=party, node=node, body=body, message=message)
         if job.status != Job.Status.RUNNING:
             return "ignored"
         if body.get("status") != "ok":
@@ -825,6 +833,50 @@ def _settle(job: Job, party: JobParty, outcome: str) -> None:
         provider_id=right.dataset.organization_id,
         right_id=party.right_id,
     )
+
+
+def models_retire_for_right(*, right_id: int, reason: str) -> int:
+    """A right ended (revoked or expired): every model trained under it is retired. Each host that
+    holds a part for this right is told to delete it; its signed answer goes on the ledger
+    (``model_retired``). Runs in the caller's transaction; the steps leave after it commits."""
+    parties = JobParty.objects.filter(
+        right_id=right_id, role="provider", job__algorithm="hetero_lr", job__status=Job.Status.SUCCEEDED
+    ).select_related("job", "dataset")
+    count = 0
+    for party in parties:
+        job = party.job
+        view = _view(job)
+        wires = _steps(
+            job, view, [Send(party.key, "lr_retire", {"dataset": party.dataset.local_name, "reason": reason})]
+        )
+        for node_slug, wire in wires:
+            transaction.on_commit(lambda n=node_slug, w=wire: _send(n, w))
+        count += 1
+    return count
+
+
+def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any], message: Message) -> str:
+    """A host's signed answer to ``lr_retire``: its part of the model is gone; the ledger says so."""
+    if body.get("status") != "ok" or body.get("result", {}).get("deleted") is not True:
+        return "retire refused"
+    ledger_writer.entry_enqueue(
+        kind="model_retired",
+        event_id=f"model_retired:{job.id}:{party.right_id}",
+        payload={
+            "model": str(job.id),
+            "right": party.right_id,
+            "dataset": party.dataset_id,
+            "node": node.slug,
+            "consumer": job.consumer_id,
+            "reason": str(body.get("result", {}).get("reason", "")),
+            "reply": message.digest,
+        },
+        dataset_id=party.dataset_id,
+        consumer_id=job.consumer_id,
+        provider_id=node.organization_id,
+        right_id=party.right_id,
+    )
+    return "retired"
 
 
 def job_charges(job: Job) -> list[dict[str, Any]]:

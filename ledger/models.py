@@ -25,6 +25,7 @@ class LedgerEntry(models.Model):
         RECEIPT_BATCH = "receipt_batch", "Receipt batch attested"
         NODE_ENROLLED = "node_enrolled", "Node enrolled"
         SETTLEMENT = "settlement", "Job settled"
+        MODEL_RETIRED = "model_retired", "Model part deleted"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

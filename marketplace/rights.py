@@ -62,6 +62,7 @@ def right_expire_if_due(right: UsageRight) -> bool:
             payload={"right": locked.id, "expired_at": locked.expires_at.isoformat(), "quota_used": locked.quota_used},
             **_ids(locked),
         )
+        right_revoking.send(sender=UsageRight, right_id=locked.id, phase="expire", reason="right expired: term ended")
     right.refresh_from_db()
     return True
 

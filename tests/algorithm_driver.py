@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compute.algorithms.base import Algorithm, JobView, StepRefused
@@ -44,6 +45,23 @@ class FakeNode:
 
     def model_get(self, job: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.states.get(job, {}).get(name, {}))
+
+    def load_columns(self, local_name: str, columns: list[str]) -> dict[str, Any]:
+        rows = self.load_rows(local_name)
+        for c in columns:
+            if rows and c not in rows[0]:
+                raise StepRefused("no_column", f"no column {c!r} in the local dataset")
+        return {c: np.array([(r.get(c) or "") for r in rows], dtype=object) for c in columns}
+
+    def load_numeric(self, local_name: str, id_column: str, columns: list[str]) -> tuple[list[str], Any]:
+        data = self.load_columns(local_name, [id_column, *columns])
+        out = np.empty((len(data[id_column]), len(columns)))
+        for j, c in enumerate(columns):
+            try:
+                out[:, j] = [float(v) if str(v).strip() else np.nan for v in data[c]]
+            except ValueError:
+                raise StepRefused("not_numeric", f"column {c!r} is not numeric") from None
+        return [str(v).strip() for v in data[id_column]], out
 
     def state_get(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.state.get(name, {}))

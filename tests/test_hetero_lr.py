@@ -381,3 +381,29 @@ def test_a_host_scores_only_under_the_right_its_part_was_trained_for() -> None:
     with pytest.raises(StepRefused) as refused:
         drive(get_algorithm("hetero_lr_score"), _score_job(MODEL_ID, datasets), nodes)
     assert refused.value.code == "no_model"
+
+
+def test_a_step_asked_again_after_its_update_was_kept_is_not_applied_twice() -> None:
+    algo = get_algorithm("hetero_lr")
+    nodes = _nodes(_csv("guest_train.csv"), {7: _csv("host_train.csv")})
+    trace: list[Any] = []
+    job = _job(algo, _lr_params(epochs=1), [_info(7, "host", HOST_FEATURES)], grants=20)
+    drive(algo, job, nodes, trace=trace)
+    host, guest = nodes["provider:7"], nodes["consumer"]
+    update = next(t for t in reversed(trace) if t[0] == "lr_update")
+    residual = next(t for t in reversed(trace) if t[0] == "lr_residual")
+    # Put back the training state as it was after the last update (seal dropped it), then redeliver.
+    host.state[hetero_lr.STATE] = {
+        **host.state[hetero_lr.MODEL],
+        "masks": {},
+        "updated": f"{update[2]['epoch']}:{update[2]['batch']}",
+        "validation": [],
+        "batch_size": 64,
+        "learning_rate": 0.3,
+        "l2": 0.01,
+        "public_key": job.state["public_key"],
+    }  # noqa: E501
+    w = list(host.state[hetero_lr.STATE]["w"])
+    hetero_lr._host(host, "lr_update", update[2], random.Random(1))
+    assert host.state[hetero_lr.STATE]["w"] == w  # the same weights: the update is not applied twice
+    assert residual[0] == "lr_residual" and guest.state[hetero_lr.MODEL]["w"]  # the guest kept its part

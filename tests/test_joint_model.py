@@ -6,6 +6,8 @@ then once with real worker processes on PostgreSQL and the broker.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from compute.models import Job, Message
@@ -180,3 +182,158 @@ def ledger_idle_inline() -> None:
     from ledger import writer
 
     writer.integrate_all()
+
+
+def _carry_retirements() -> int:
+    """Deliver each lr_retire step to its node (the real runtime) and its answer to the hub."""
+    from compute import services
+    from compute.node.runtime import handle_step
+
+    carried = 0
+    for m in Message.objects.filter(step="lr_retire", direction="out"):
+        if Message.objects.filter(in_reply_to=m.digest).exists():
+            continue
+        for reply in handle_step(federation.node(m.recipient), m.envelope):
+            services.message_receive(wire=reply)
+        carried += 1
+    from ledger import writer
+
+    writer.integrate_all()
+    return carried
+
+
+def test_a_model_dies_with_its_rights_each_host_deletes_its_part_on_the_ledger(demo, client) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from marketplace.models import Organization, UsageRight
+    from marketplace.rights import right_revoke, rights_expire_due
+
+    rights = _rights()
+    job = federation.run(
+        Job.objects.get(id=post_job(api_for("bank"), "hetero_lr", {**PARAMS, "epochs": 1}, rights, "die").json()["id"]),
+        max_rounds=400,
+    )  # noqa: E501
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    parts = {slug: federation.node(slug).state_dir / str(job.id) / "hetero_lr.model.json" for slug in ("acme", "taxco")}
+    assert all(p.exists() for p in parts.values())  # each host kept its part
+
+    right_revoke(provider=Organization.objects.get(slug="acme"), right_id=rights[0], reason="contract ended")
+    assert _carry_retirements() == 1
+    assert not parts["acme"].exists() and parts["taxco"].exists()
+    (retired,) = LedgerEntry.objects.filter(kind="model_retired")
+    assert (retired.payload["model"], retired.payload["right"], retired.payload["node"]) == (
+        str(job.id),
+        rights[0],
+        "acme",
+    )  # noqa: E501
+    client.force_login(get_user_model().objects.get(username="bank"))
+    assert b'id="model-unusable"' in client.get(f"/models/{job.id}/").content
+    score = {
+        "model": str(job.id),
+        "consumer_dataset": "applicants",
+        "consumer_id_column": "applicant_id",
+        "key_bits": 1024,
+    }  # noqa: E501
+    r = post_job(api_for("bank"), "hetero_lr_score", score, rights, "after-revoke")
+    assert r.status_code in (400, 409) and Job.objects.filter(algorithm="hetero_lr_score").count() == 0
+
+    UsageRight.objects.filter(id=rights[1]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert rights_expire_due() == 1
+    assert _carry_retirements() == 1
+    assert not parts["taxco"].exists()
+    assert LedgerEntry.objects.filter(kind="model_retired").count() == 2
+
+
+def test_a_replayed_gradient_fails_the_job_and_a_forged_one_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
+    from compute import services
+    from protocol.envelope import EnvelopeError
+
+    rights = _rights()
+    seen: dict[str, Any] = {}
+
+    def replay(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A dishonest host that answers a later gradient step with its first masked gradient."""
+        if payload["step"] == "lr_gradient" and slug == "acme":
+            if "first" not in seen:
+                seen["first"] = dict(payload["body"]["result"])
+            else:
+                payload["body"]["result"] = seen["first"]
+        return payload
+
+    job = Job.objects.get(
+        id=post_job(api_for("bank"), "hetero_lr", {**PARAMS, "batch_size": 400}, rights, "replay").json()["id"]
+    )  # noqa: E501
+    job = federation.run(job, tamper=replay, max_rounds=400)
+    assert job.status == Job.Status.FAILED and "another epoch or batch" in job.error
+    settled = LedgerEntry.objects.filter(kind="settlement", payload__job=str(job.id))
+    assert settled.count() == 2 and all(s.payload["units"] == 0 for s in settled)  # nothing charged
+
+    # A gradient signed by another provider's key for acme's step is refused at the door.
+    job2 = Job.objects.get(
+        id=post_job(api_for("bank"), "hetero_lr", {**PARAMS, "epochs": 1}, rights, "forge").json()["id"]
+    )  # noqa: E501
+    services.job_start(job_id=str(job2.id))
+    from compute.node.runtime import handle_step
+
+    for _ in range(200):  # carry steps until acme is asked for a gradient
+        out = [
+            m
+            for m in Message.objects.filter(job=job2, direction="out").order_by("id")
+            if not Message.objects.filter(in_reply_to=m.digest).exists()
+        ]  # noqa: E501
+        ask = next((m for m in out if m.step == "lr_gradient" and m.recipient == "acme"), None)
+        if ask is not None:
+            break
+        for m in out:
+            for reply in handle_step(federation.node(m.recipient), m.envelope):
+                services.message_receive(wire=reply)
+    assert ask is not None
+    (honest,) = handle_step(federation.node("acme"), ask.envelope)
+    taxco = federation.node("taxco")
+    from protocol import envelope
+
+    forged = envelope.sign_payload(honest["payload"], key=taxco.private_key, kid=taxco.kid)
+    with pytest.raises(EnvelopeError):
+        services.message_receive(wire=forged)
+    assert not Message.objects.filter(in_reply_to=ask.digest).exists()  # nothing recorded from the forgery
+    assert services.message_receive(wire=honest) == "advanced"  # the real answer still counts
+
+
+@pytest.mark.e2e
+def test_a_host_killed_mid_training_restarts_and_the_job_resumes_charged_once(processes) -> None:  # type: ignore[no-untyped-def]
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compute import services
+
+    for name in ("hub", "bank", "acme", "taxco"):
+        processes.start(name, wait=False)
+    processes.wait_ready()
+    rights = _rights()
+    bank = api_for("bank")
+    job_id = post_job(bank, "hetero_lr", {**PARAMS, "epochs": 3, "batch_size": 300}, rights, "kill-host").json()["id"]
+    wait_for(lambda: len(Job.objects.get(id=job_id).state.get("history", [])) >= 1, timeout=180)
+    processes.kill("acme")  # SIGKILL, mid-training: its step in flight dies with it
+    time.sleep(1)
+    processes.start("acme")
+
+    def finished():  # type: ignore[no-untyped-def]
+        job = Job.objects.get(id=job_id)
+        if job.status == Job.Status.RUNNING:  # the beat's resend of unanswered steps, run now
+            Message.objects.filter(job_id=job_id, direction="out").update(
+                created_at=timezone.now() - timedelta(minutes=2)
+            )  # noqa: E501
+            services.messages_resend_unanswered(older_than=timedelta(seconds=60))
+        return job if job.status != Job.Status.RUNNING else None
+
+    job = wait_for(finished, timeout=240, interval=2)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert [h["epoch"] for h in job.outputs["history"]] == [1, 2, 3]  # resumed where it was, no epoch twice
+    ledger_idle()
+    settled = LedgerEntry.objects.filter(kind="settlement", payload__job=job_id)
+    assert sorted((s.payload["right"], s.payload["units"]) for s in settled) == [(rights[0], 1), (rights[1], 1)]

@@ -97,3 +97,14 @@ def test_packing_round_trips_and_refuses_what_is_not_a_whole_list() -> None:
     with pytest.raises(ristretto.GroupError, match="string"):
         ristretto.unpack(["a"], 32, 10)
     assert len(ristretto.tag(elements[0])) == ristretto.TAG_BYTES
+
+
+def test_long_lists_are_blinded_across_threads_in_order_and_a_bad_element_is_still_refused() -> None:
+    ids = [f"id-{i}" for i in range(ristretto._PARALLEL_MIN + 100)]
+    a = ristretto.random_scalar()
+    spread = ristretto.hash_and_blind(ids, a)
+    assert spread == [ristretto.blind(ristretto.hash_to_group(i), a) for i in ids]
+    again = ristretto.blind_all(spread, a)
+    assert again[-1] == ristretto.blind(spread[-1], a)
+    with pytest.raises(ristretto.GroupError):
+        ristretto.blind_all([*spread[:-1], bytes.fromhex(VECTORS["bad_encodings"][0])], a)

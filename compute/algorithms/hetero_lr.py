@@ -373,28 +373,22 @@ class HeteroLR:
 
 
 def _matrix(ctx: NodeContext, dataset: str, id_column: str, columns: list[str]) -> tuple[np.ndarray, int]:
-    """The aligned rows' ``columns`` as floats, in the job's common order; blanks become NaN."""
+    """The aligned rows' ``columns`` as floats, in the job's common order; blanks become NaN.
+
+    Reads only the columns it needs, converted to floats batch by batch
+    (``NodeContext.load_numeric``), never the dataset as a list of rows.
+    """
     ids = psi_align.aligned_ids(ctx)
-    rows = ctx.load_rows(dataset)
-    by_id: dict[str, dict[str, str]] = {}
-    for row in rows:
-        key = (row.get(id_column) or "").strip()
+    keys, matrix = ctx.load_numeric(dataset, id_column, columns)
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
         if key:
-            by_id.setdefault(key, row)
-    out = np.empty((len(ids), len(columns)), dtype=float)
-    for i, key in enumerate(ids):
-        found = by_id.get(key)
-        if found is None:
-            raise StepRefused("alignment_changed", "the local dataset changed since the rows were aligned")
-        for j, col in enumerate(columns):
-            if col not in found:
-                raise StepRefused("no_column", f"no column {col!r} in the local dataset")
-            raw = (found[col] or "").strip()
-            try:
-                out[i, j] = float(raw) if raw else math.nan
-            except ValueError:
-                raise StepRefused("not_numeric", f"column {col!r} is not numeric") from None
-    return out, len(rows)
+            first.setdefault(key, i)
+    try:
+        index = np.array([first[k] for k in ids], dtype=np.int64)
+    except KeyError:
+        raise StepRefused("alignment_changed", "the local dataset changed since the rows were aligned") from None
+    return matrix[index] if len(index) else np.empty((0, len(columns))), len(keys)
 
 
 def _standardise(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, list[float], list[float]]:
@@ -462,12 +456,16 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
         host = public.unpack(body["host_sum"], MAX_ROWS)
         if len(host) != len(rows):
             raise StepRefused("bad_vector", "the hosts' sum does not match the batch")
+        tag = f"{body.get('epoch')}:{body.get('batch')}"
+        again = st.get("updated") == tag  # redelivered after a crash that came after the update was kept
+        if again:
+            w = np.array(st["w_prev"], dtype=float)
         own = 0.25 * (z[rows] @ w) + 0.5 - y[rows]
         d = public.rerandomize(public.add_plain(host, he.to_fixed(own.tolist())))
-        if len(w):
+        if len(w) and not again:
             grad_fixed = key.decrypt(public.matvec_t(_gradient_rows(z[rows]), d))
             grad = np.array(grad_fixed, dtype=float) / float(1 << (he.FRAC_BITS + X_BITS)) / len(rows) + st["l2"] * w
-            st["w"] = (w - st["learning_rate"] * grad).tolist()
+            st.update(w_prev=w.tolist(), w=(w - st["learning_rate"] * grad).tolist(), updated=tag)
             ctx.state_put(STATE, st)
         return StepResult({**at, "residual": public.pack(d)})
     if step == "lr_decrypt":
@@ -589,6 +587,12 @@ def _train_local(z: np.ndarray, y: np.ndarray, st: dict[str, Any], epochs: int) 
 
 
 def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random) -> StepResult:
+    if step == "lr_retire":  # the right this part lives under has ended: the part goes
+        had = bool(ctx.model_get(ctx.job, MODEL))
+        ctx.state_drop(MODEL)
+        return StepResult(
+            {"deleted": True, "had_part": had, "reason": str(body.get("reason", ""))[:200]}, rows=0, records=0
+        )  # noqa: E501
     if step == "lr_seal":  # training is over: keep the model part, forget the rest
         st = ctx.state_get(STATE)
         if not st:
@@ -658,16 +662,16 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
         ctx.state_put(STATE, st)
         return StepResult({**at, "masked": public.pack(enc)}, rows=rows_read, records=0)
     if step == "lr_update":
-        masks = st["masks"].get(tag)
-        values = body.get("values")
-        if masks is None or not isinstance(values, list) or len(values) != len(masks):
-            raise StepRefused("bad_update", "no masked gradient of this node to update with")
-        grad_fixed = np.array([int(v) - int(m) for v, m in zip(values, masks, strict=True)], dtype=float)
-        grad = grad_fixed / float(1 << (he.FRAC_BITS + X_BITS)) / len(rows) + st["l2"] * w
-        w = w - st["learning_rate"] * grad
-        st["w"] = w.tolist()
-        st["masks"] = {}
-        ctx.state_put(STATE, st)
+        if st.get("updated") != tag:  # asked again after the update was kept: it is not applied twice
+            masks = st["masks"].get(tag)
+            values = body.get("values")
+            if masks is None or not isinstance(values, list) or len(values) != len(masks):
+                raise StepRefused("bad_update", "no masked gradient of this node to update with")
+            grad_fixed = np.array([int(v) - int(m) for v, m in zip(values, masks, strict=True)], dtype=float)
+            grad = grad_fixed / float(1 << (he.FRAC_BITS + X_BITS)) / len(rows) + st["l2"] * w
+            w = w - st["learning_rate"] * grad
+            st.update(w=w.tolist(), updated=tag)
+            ctx.state_put(STATE, st)
         if body.get("then") == "scores":  # the epoch is over: partial scores on every aligned row
             return StepResult(
                 {**at, "scores": public.pack(public.encrypt(he.to_fixed((z @ w).tolist())))}, rows=rows_read, records=0

@@ -185,20 +185,18 @@ def _relayed(value: Any, width: int, distinct: bool = True) -> list[bytes]:
 
 
 def local_ids(ctx: NodeContext, dataset: str, column: str) -> tuple[list[str], int]:
-    """The distinct, non-blank IDs of a local dataset, in file order, and the rows read."""
+    """The distinct, non-blank IDs of a local dataset, in file order, and the rows read (one column only)."""
+    values = ctx.load_columns(dataset, [column])[column]
     seen: dict[str, None] = {}
-    rows = ctx.load_rows(dataset)
-    for row in rows:
-        if column not in row:
-            raise StepRefused("no_column", f"no column {column!r} in the local dataset")
-        value = (row[column] or "").strip()
+    for raw in values.tolist():
+        value = (raw or "").strip()
         if value:
             seen[value] = None
             if len(seen) > MAX_IDS:
                 raise StepRefused("too_many_ids", f"more than {MAX_IDS:,} IDs; split the list")
     if len(seen) < ctx.min_group_size:
         raise StepRefused("group_too_small", f"fewer IDs than the minimum group size {ctx.min_group_size}")
-    return list(seen), len(rows)
+    return list(seen), len(values)
 
 
 def _received(value: Any, width: int = ristretto.ELEMENT_BYTES) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Local datasets: read CSV files, infer a schema, build the signed manifest.
+"""Local datasets: infer a schema and build the signed manifest, whatever the source (``sources``).
 
 The manifest describes a dataset (columns, types, roles, row count, content digest)
 and is what the hub lists. No row ever leaves this module's caller.
@@ -6,10 +6,10 @@ and is what the hub lists. No row ever leaves this module's caller.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from pathlib import Path
 from typing import Any
+
+from compute.node import sources
 
 ROLES = {"id", "feature", "label"}
 
@@ -26,11 +26,6 @@ def safe_path(data_dir: Path, local_name: str) -> Path:
     if path.parent != data_dir.resolve() or not path.exists():
         raise DatasetError(f"no local dataset {local_name!r}")
     return path
-
-
-def read_rows(data_dir: Path, local_name: str) -> list[dict[str, str]]:
-    with safe_path(data_dir, local_name).open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def infer_type(values: list[str]) -> str:
@@ -90,14 +85,16 @@ def column_summary(values: list[str], column_type: str, role: str, min_group: in
 
 
 def manifest(data_dir: Path, spec: dict[str, Any], min_group: int = 10) -> dict[str, Any]:
-    """Schema, row count and digest of one local dataset, described by ``spec``."""
+    """Schema, row count and digest of one local dataset, described by ``spec`` (any source)."""
     local = spec["local"]
-    path = safe_path(data_dir, local)
-    raw = path.read_bytes()
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
+    if not local or not str(local).replace("_", "").replace("-", "").isalnum():
+        raise DatasetError(f"invalid dataset name {local!r}")
+    try:
+        header = sources.header(data_dir, spec)
+        by_column = sources.read_columns(data_dir, spec, header)
+    except sources.SourceError as exc:
+        raise DatasetError(f"{local}: {exc}") from None
+    n_rows = len(next(iter(by_column.values()))) if by_column else 0
     roles = spec.get("roles", {})
     for name, role in roles.items():
         if name not in header:
@@ -106,9 +103,9 @@ def manifest(data_dir: Path, spec: dict[str, Any], min_group: int = 10) -> dict[
             raise DatasetError(f"{local}: role {role!r} is not one of {sorted(ROLES)}")
     columns = []
     for name in header:
-        column_type = infer_type([r[name] for r in rows])
+        values = list(by_column[name])
+        column_type = infer_type(values)
         role = roles.get(name, "feature")
-        values = [r[name] for r in rows]
         columns.append(
             {
                 "name": name,
@@ -123,6 +120,6 @@ def manifest(data_dir: Path, spec: dict[str, Any], min_group: int = 10) -> dict[
         "description": spec.get("description", ""),
         "tags": list(spec.get("tags", [])),
         "columns": columns,
-        "row_count": len(rows),
-        "sha256": hashlib.sha256(raw).hexdigest(),
+        "row_count": n_rows,
+        "sha256": sources.digest(data_dir, spec),
     }

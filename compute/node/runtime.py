@@ -19,7 +19,7 @@ from typing import Any
 
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import StepRefused
-from compute.node import datasets
+from compute.node import datasets, sources
 from compute.node.config import NodeConfig
 from protocol import attest, envelope, keys
 
@@ -64,11 +64,34 @@ class LocalContext:
             raise StepRefused("unsigned_key", "the key statement is for another job or purpose")
         return opened.payload
 
+    def _spec(self, local_name: str) -> dict[str, Any]:
+        if not local_name or not local_name.replace("_", "").replace("-", "").isalnum():
+            raise StepRefused("no_dataset", f"invalid dataset name {local_name!r}")
+        spec = next((s for s in self.config.dataset_specs() if s.get("local") == local_name), None)
+        return spec if spec is not None else {"local": local_name}
+
     def load_rows(self, local_name: str) -> list[dict[str, str]]:
         try:
-            return datasets.read_rows(self.config.data_dir, local_name)
-        except datasets.DatasetError as exc:
+            return sources.read_rows(self.config.data_dir, self._spec(local_name))
+        except sources.SourceError as exc:
             raise StepRefused("no_dataset", str(exc)) from None
+
+    def load_numeric(self, local_name: str, id_column: str, columns: list[str]) -> tuple[list[str], Any]:
+        """The IDs and ``columns`` as a float matrix, converted batch by batch (bounded memory)."""
+        try:
+            return sources.read_numeric(self.config.data_dir, self._spec(local_name), id_column, columns)
+        except sources.SourceError as exc:
+            msg = str(exc)
+            code = "no_column" if "no column" in msg else "not_numeric" if "not numeric" in msg else "no_dataset"
+            raise StepRefused(code, msg) from None
+
+    def load_columns(self, local_name: str, columns: list[str]) -> dict[str, Any]:
+        """Only ``columns`` of a local dataset, as arrays of text, read batch by batch."""
+        try:
+            return sources.read_columns(self.config.data_dir, self._spec(local_name), columns)
+        except sources.SourceError as exc:
+            code = "no_column" if "no column" in str(exc) else "no_dataset"
+            raise StepRefused(code, str(exc)) from None
 
     def _state_path(self, name: str) -> Path:
         return self.config.state_dir / self.job / f"{name}.json"
@@ -148,7 +171,8 @@ def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) ->
         raise StepRefused("no_right", "the right is for another node")
     if operation not in grant.get("operations", []):
         raise StepRefused("not_permitted", f"the right does not permit {operation!r}")
-    if envelope.parse_time(grant["expires_at"]) <= envelope.utcnow():
+    # An ended right stops every use; its model parts are deleted on the hub's word (lr_retire).
+    if envelope.parse_time(grant["expires_at"]) <= envelope.utcnow() and payload["step"] != "lr_retire":
         raise StepRefused("right_expired", "the usage right has expired")
     if grant.get("dataset_local") != payload["body"]["args"].get("dataset"):
         raise StepRefused("no_right", "the right covers another dataset")

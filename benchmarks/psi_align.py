@@ -12,7 +12,7 @@ apart on the largest message (they are the same for any algorithm).
 Figure: IDs per second per party = 100,000 / (the seconds that party's steps took).
 Baseline, same run: the insecure join a naive integration would do (SHA-256 of each ID,
 a set intersection) on the same IDs. Anchor (not run here): FATE's ECDH PSI, about
-1,400 rows/s per core (../shared/benchmarks, FATE's own figures).
+1,400 rows/s per core (FATE's own published figures, quoted in issue 10).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,6 +23,16 @@ def job_list(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     jobs = Job.objects.filter(consumer=org).prefetch_related("parties__dataset")
     return render(request, "compute/jobs.html", {"jobs": jobs})
+
+
+def _form_errors(form: Any, exc: ServiceError, rename: dict[str, str] | None = None) -> None:
+    """A service's field errors on the form's own fields (renamed where the form calls them otherwise)."""
+    for field, msgs in exc.fields.items():
+        field = (rename or {}).get(field, field)
+        for msg in msgs:
+            form.add_error(field if field in form.fields else None, msg)
+    if not exc.fields:
+        form.add_error(None, exc.message)
 
 
 FORMS = {"stats": StatsJobForm, "hetero_lr": HeteroLRJobForm}
@@ -46,14 +57,9 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except ServiceError as exc:
-            for field, msgs in exc.fields.items():
-                field = {"bounds": "bound_low", "datasets": "rights", "consumer_id_column": "consumer_dataset"}.get(
-                    field, field
-                )  # noqa: E501
-                for msg in msgs:
-                    form.add_error(field if field in form.fields else None, msg)
-            if not exc.fields:
-                form.add_error(None, exc.message)
+            _form_errors(
+                form, exc, {"bounds": "bound_low", "datasets": "rights", "consumer_id_column": "consumer_dataset"}
+            )
         else:
             return redirect("job", pk=job.id)
     numeric: dict[str, set[str]] = {}
@@ -189,11 +195,7 @@ def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
                 idempotency_key=form.cleaned_data["idempotency_key"],
             )
         except ServiceError as exc:
-            for field, msgs in exc.fields.items():
-                for msg in msgs:
-                    form.add_error(field if field in form.fields else None, msg)
-            if not exc.fields:
-                form.add_error(None, exc.message)
+            _form_errors(form, exc)
         else:
             return redirect("job", pk=scoring.id)
     history = [

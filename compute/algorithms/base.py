@@ -21,6 +21,24 @@ class ParamError(ValueError):
         self.errors = errors
 
 
+KEY_BITS = (1024, 2048, 3072)
+
+
+def key_bits_param(params: dict[str, Any], errors: dict[str, list[str]], default: int = 2048) -> Any:
+    """The Paillier key size a job asks for, with a field error if it is not one of :data:`KEY_BITS`."""
+    bits = params.get("key_bits", default)
+    if isinstance(bits, bool) or bits not in KEY_BITS:
+        errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
+    return bits
+
+
+def refuse_unknown(params: dict[str, Any], allowed: set[str], errors: dict[str, list[str]]) -> None:
+    """A field error naming every parameter the algorithm does not take (nothing is silently ignored)."""
+    unknown = set(params) - allowed
+    if unknown:
+        errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
+
+
 class StepRefused(Exception):
     """The node will not run this step (policy, right, group size); ``code`` names why."""
 

@@ -58,6 +58,8 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    key_bits_param,
+    refuse_unknown,
     register,
 )
 from protocol import he
@@ -141,10 +143,7 @@ class HeteroLR:
         clean["batch_size"] = _number(params, "batch_size", errors, 0, MAX_ROWS, integer=True)
         if isinstance(clean["batch_size"], int) and 0 < clean["batch_size"] < 16:
             errors["batch_size"] = ["0 (the whole training set) or at least 16."]
-        bits = params.get("key_bits", DEFAULTS["key_bits"])
-        if bits not in (1024, 2048, 3072) or isinstance(bits, bool):
-            errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
-        clean["key_bits"] = bits
+        clean["key_bits"] = key_bits_param(params, errors, DEFAULTS["key_bits"])
         clean["tolerance"] = _number(params, "tolerance", errors, 0, 1)
         clean["validation_fraction"] = _number(params, "validation_fraction", errors, 0.05, 0.5)
         host_features: dict[str, list[str]] = {}
@@ -154,9 +153,7 @@ class HeteroLR:
                 errors.setdefault("datasets", []).append(f"dataset {ds.name!r} has no numeric feature column.")
             host_features[str(ds.id)] = cols
         clean["host_features"] = host_features
-        unknown = set(params) - PARAMS
-        if unknown:
-            errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
+        refuse_unknown(params, PARAMS, errors)
         if errors:
             raise ParamError(errors)
         return clean

@@ -41,6 +41,8 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    key_bits_param,
+    refuse_unknown,
     register,
 )
 from protocol import he
@@ -85,13 +87,8 @@ class HeteroLRScore:
                 errors["ids"] = [f"Between 1 and {MAX_LISTED:,} IDs; for more, score a dataset on your node."]
             else:
                 clean["ids"] = sorted({i.strip() for i in ids if i.strip()})
-        bits = params.get("key_bits", 2048)
-        if bits not in (1024, 2048, 3072) or isinstance(bits, bool):
-            errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
-        clean["key_bits"] = bits
-        unknown = set(params) - PARAMS
-        if unknown:
-            errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
+        clean["key_bits"] = key_bits_param(params, errors)
+        refuse_unknown(params, PARAMS, errors)
         if errors:
             raise ParamError(errors)
         return clean

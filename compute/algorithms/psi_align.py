@@ -52,6 +52,7 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    refuse_unknown,
     register,
 )
 from protocol import ristretto
@@ -341,9 +342,7 @@ class PsiAlign:
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
         clean = validate_alignment(params, datasets, errors)
-        unknown = set(params) - PARAMS
-        if unknown:
-            errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
+        refuse_unknown(params, PARAMS, errors)
         if errors:
             raise ParamError(errors)
         return clean

@@ -32,6 +32,21 @@ def key_bits_param(params: dict[str, Any], errors: dict[str, list[str]], default
     return bits
 
 
+def consumer_ids_params(params: dict[str, Any], errors: dict[str, list[str]], noun: str = "dataset") -> tuple[Any, Any]:  # noqa: E501
+    """The consumer's own dataset (its local name on its node) and its ID column, with field errors."""
+    local = params.get("consumer_dataset")
+    if not isinstance(local, str) or not local:
+        errors["consumer_dataset"] = ["This field is required."]
+    elif len(local) > 100 or not local.replace("_", "").replace("-", "").isalnum():
+        errors["consumer_dataset"] = [f"Give the local name of your {noun}: letters, digits, '-' and '_'."]
+    column = params.get("consumer_id_column")
+    if not isinstance(column, str) or not column.strip():
+        errors["consumer_id_column"] = ["This field is required."]
+    elif len(column) > 200:
+        errors["consumer_id_column"] = ["At most 200 characters."]
+    return local, column
+
+
 def refuse_unknown(params: dict[str, Any], allowed: set[str], errors: dict[str, list[str]]) -> None:
     """A field error naming every parameter the algorithm does not take (nothing is silently ignored)."""
     unknown = set(params) - allowed

@@ -48,6 +48,7 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    consumer_ids_params,
     register,
 )
 from compute.algorithms.dp import discrete_laplace
@@ -89,16 +90,7 @@ class Psi:
 
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        local = params.get("consumer_dataset")
-        if not isinstance(local, str) or not local:
-            errors["consumer_dataset"] = ["This field is required."]
-        elif len(local) > 100 or not local.replace("_", "").replace("-", "").isalnum():
-            errors["consumer_dataset"] = ["Give the local name of your ID file: letters, digits, '-' and '_'."]
-        column = params.get("consumer_id_column")
-        if not isinstance(column, str) or not column.strip():
-            errors["consumer_id_column"] = ["This field is required."]
-        elif len(column) > 200:
-            errors["consumer_id_column"] = ["At most 200 characters."]
+        local, column = consumer_ids_params(params, errors, noun="ID file")
         epsilon = params.get("epsilon", 1.0)
         if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon):
             errors["epsilon"] = ["epsilon must be a number."]

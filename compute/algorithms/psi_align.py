@@ -52,6 +52,7 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    consumer_ids_params,
     refuse_unknown,
     register,
 )
@@ -71,16 +72,7 @@ def validate_alignment(
     params: dict[str, Any], datasets: list[DatasetInfo], errors: dict[str, list[str]]
 ) -> dict[str, Any]:
     """The alignment's parameters (shared with algorithms that align first); adds field errors to ``errors``."""
-    local = params.get("consumer_dataset")
-    if not isinstance(local, str) or not local:
-        errors["consumer_dataset"] = ["This field is required."]
-    elif len(local) > 100 or not local.replace("_", "").replace("-", "").isalnum():
-        errors["consumer_dataset"] = ["Give the local name of your dataset: letters, digits, '-' and '_'."]
-    column = params.get("consumer_id_column")
-    if not isinstance(column, str) or not column.strip():
-        errors["consumer_id_column"] = ["This field is required."]
-    elif len(column) > 200:
-        errors["consumer_id_column"] = ["At most 200 characters."]
+    local, column = consumer_ids_params(params, errors)
     id_columns: dict[str, str] = {}
     if not datasets:
         errors["datasets"] = ["Choose at least one provider dataset."]

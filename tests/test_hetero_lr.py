@@ -407,3 +407,10 @@ def test_a_step_asked_again_after_its_update_was_kept_is_not_applied_twice() -> 
     hetero_lr._host(host, "lr_update", update[2], random.Random(1))
     assert host.state[hetero_lr.STATE]["w"] == w  # the same weights: the update is not applied twice
     assert residual[0] == "lr_residual" and guest.state[hetero_lr.MODEL]["w"]  # the guest kept its part
+
+
+def test_metrics_of_a_one_class_split_are_none_not_nan() -> None:
+    from compute.algorithms import metrics
+
+    out = metrics.summary(np.array([1.0, 1.0, 1.0]), np.array([0.2, 0.5, 0.9]))
+    assert out["auc"] is None and out["log_loss"] is not None

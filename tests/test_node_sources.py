@@ -111,6 +111,9 @@ def test_batches_are_bounded_and_a_sql_source_cannot_write(tmp_path: Path, host_
     writing = {**spec, "source": {**spec["source"], "query": f"DELETE FROM {host_table} RETURNING id"}}
     with pytest.raises(Exception, match="syntax error"):  # a server-side cursor takes a query, not a write
         list(sources.iter_batches(config.data_dir, writing))
+    sneaky = f"SELECT id FROM {host_table}; SET default_transaction_read_only = off; COMMIT; DELETE FROM {host_table}"
+    with pytest.raises(Exception, match="syntax error"):  # a second statement cannot ride along
+        list(sources.iter_batches(config.data_dir, {**spec, "source": {**spec["source"], "query": sneaky}}))
     probe = {**spec, "source": {**spec["source"], "query": "SELECT current_setting('transaction_read_only') AS ro"}}
     assert [list(b["ro"]) for b in sources.iter_batches(config.data_dir, probe)] == [
         ["on"]

@@ -30,8 +30,9 @@ under a key it does not hold, the plaintext of its own gradient (after unmasking
 its own gradient, masked host gradients, the hosts' *summed* partial scores on the aligned
 rows at the end of each epoch (what it would learn by scoring those rows), and, for the
 contribution of each host, the sum of the others' partial scores on validation rows once at
-the end (with two or more hosts this lets it tell each host's validation scores apart; it is
-what "what did each right add" costs). Never a host's weights, gradient or features.
+the end (on every aligned row: with two or more hosts this lets it tell each host's scores
+apart; it is what "what did each right add" costs today). Never a host's weights, gradient or
+features.
 
 **Randomness.** Every ciphertext a party sends carries fresh randomness: encryptions, and
 the guest's residual, which is computed from the hosts' sum and re-randomised so that the
@@ -494,7 +495,16 @@ def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> 
     n_val = max(1, round(n * float(body["validation_fraction"])))
     if n - n_val < 2:
         raise StepRefused("too_few_rows", "too few aligned rows to train")
-    validation = sorted(rng.sample(range(n), n_val))
+    # Stratified: each class gets its share of the validation rows, and both classes stay in training.
+    validation = []
+    for label in (0.0, 1.0):
+        rows = [i for i in range(n) if y[i] == label]
+        k = min(len(rows) - 1, max(1, round(len(rows) * float(body["validation_fraction"])))) if len(rows) > 1 else 0
+        validation.extend(rng.sample(rows, k))
+    validation.sort()
+    n_val = len(validation)
+    if n_val == 0 or len({float(y[i]) for i in validation}) < 2:
+        raise StepRefused("too_few_rows", "each class needs at least two aligned rows to train and validate")
     train, _ = _split(n, validation)
     x, _ = _matrix(ctx, dataset, id_column, features) if features else (np.zeros((n, 0)), n)
     _, mean, std = _standardise(x, train)

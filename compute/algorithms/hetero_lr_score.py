@@ -13,6 +13,11 @@ keeps the IDs off the hub). The steps:
    the guest decrypts only the sum Σ_h u_h, never one host's scores;
 5. the guest adds its own part and returns σ(u) per record: the consumer downloads them.
 
+**What the hub sees.** The scores travel to the consumer through the hub, as every job output does:
+the hub learns which of the consumer's records were scored (the joint intersection of the
+scoring set) and their probabilities. The providers learn neither. Keeping scores on the
+consumer's node (or sealing them to a key only the consumer holds) is still to be built.
+
 **Under the right.** A host scores only with the model part it kept for the right the job
 presents, and only while that right is active: the hub checks every right of the model at
 submission, and each host checks the grant it is shown (expiry included) and that it is the

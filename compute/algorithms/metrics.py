@@ -56,4 +56,6 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 def summary(y: np.ndarray, u: np.ndarray) -> dict[str, Any]:
     """AUC, KS and log-loss of the linear scores ``u`` (probabilities σ(u))."""
     p = sigmoid(u)
-    return {"auc": round(auc(y, u), 6), "ks": round(ks(y, u), 6), "log_loss": round(log_loss(y, p), 6)}
+    values = {"auc": auc(y, u), "ks": ks(y, u), "log_loss": log_loss(y, p)}
+    # A split with one class has no AUC: None, not NaN (which no canonical JSON carries).
+    return {k: round(v, 6) if np.isfinite(v) else None for k, v in values.items()}

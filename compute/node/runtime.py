@@ -234,6 +234,8 @@ def _answer(config: NodeConfig, opened: envelope.Opened, after: list[Callable[[]
             local = body["args"].get("dataset")
             if local is not None and local not in config.policy.get("consumer_datasets", []):
                 raise StepRefused("policy", f"dataset {local!r} is not open to this node's own jobs")
+        if not _SAFE_JOB.fullmatch(str(job)):  # the job id names a folder of this node's state: never a path
+            raise StepRefused("bad_job", "not a job id this node keeps state under")
         ctx = LocalContext(config=config, job=job, min_group_size=min_group, grant=grant, after_reply=after)
         result = algorithm.node_step(ctx, step, body["args"])
         reply = {"status": "ok", "result": result.body, "in_reply_to": opened.digest}

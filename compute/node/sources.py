@@ -85,7 +85,9 @@ def iter_batches(data_dir: Path, spec: dict[str, Any], batch: int = BATCH) -> It
         try:
             with conn.cursor(name=f"usufruct_{os.getpid()}") as cur:  # server-side: rows arrive a batch at a time
                 cur.itersize = batch
-                cur.execute(query)
+                # One SELECT, nothing else: as a subquery a second statement (say one that turns the
+                # session's read-only default off and writes) is a syntax error, not a write.
+                cur.execute(f"SELECT * FROM ({query.strip().rstrip(';')}) AS usufruct_source")  # noqa: S608 - the operator's own query
                 columns: list[str] | None = None
                 while True:
                     rows = cur.fetchmany(batch)

@@ -495,16 +495,7 @@ def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> 
     n_val = max(1, round(n * float(body["validation_fraction"])))
     if n - n_val < 2:
         raise StepRefused("too_few_rows", "too few aligned rows to train")
-    # Stratified: each class gets its share of the validation rows, and both classes stay in training.
-    validation = []
-    for label in (0.0, 1.0):
-        rows = [i for i in range(n) if y[i] == label]
-        k = min(len(rows) - 1, max(1, round(len(rows) * float(body["validation_fraction"])))) if len(rows) > 1 else 0
-        validation.extend(rng.sample(rows, k))
-    validation.sort()
-    n_val = len(validation)
-    if n_val == 0 or len({float(y[i]) for i in validation}) < 2:
-        raise StepRefused("too_few_rows", "each class needs at least two aligned rows to train and validate")
+    validation = sorted(rng.sample(range(n), n_val))
     train, _ = _split(n, validation)
     x, _ = _matrix(ctx, dataset, id_column, features) if features else (np.zeros((n, 0)), n)
     _, mean, std = _standardise(x, train)

@@ -104,6 +104,22 @@ def _to_host(job: JobView, key: str, step: str, body: dict[str, Any]) -> Send:
     return Send(key, step, {**body, "dataset": job.party(key).dataset_local})
 
 
+def new_job_key(ctx: NodeContext, bits: int) -> tuple[he.PrivateKey, dict[str, Any]]:
+    """The guest's fresh Paillier key for one job, and its public half signed for the hosts to check."""
+    key = he.PrivateKey.generate(bits)
+    public_json = key.public.to_json()
+    statement = ctx.sign({"type": JOB_KEY, "job": ctx.job, "public_key": public_json})
+    return key, {"public_key": public_json, "key_statement": statement}
+
+
+def signed_job_key(ctx: NodeContext, body: dict[str, Any]) -> he.PublicKey:
+    """The key a host is asked to encrypt under, only if the job's consumer node signed it for this job."""
+    signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
+    if signed.get("public_key") != body.get("public_key"):
+        raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
+    return he.PublicKey.from_json(body["public_key"])
+
+
 def batches(n_train: int, batch_size: int) -> list[range]:
     size = batch_size or n_train
     return [range(i, min(i + size, n_train)) for i in range(0, n_train, size)]
@@ -499,12 +515,9 @@ def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> 
     train, _ = _split(n, validation)
     x, _ = _matrix(ctx, dataset, id_column, features) if features else (np.zeros((n, 0)), n)
     _, mean, std = _standardise(x, train)
-    key = he.PrivateKey.generate(int(body["key_bits"]))
-    public_json = key.public.to_json()
-    statement = ctx.sign({"type": JOB_KEY, "job": ctx.job, "public_key": public_json})
+    key, signed = new_job_key(ctx, int(body["key_bits"]))
     reply = {
-        "public_key": public_json,
-        "key_statement": statement,
+        **signed,
         "validation": _pack_mask(n, validation),
         "validation_size": n_val,
     }
@@ -601,10 +614,7 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
         ctx.state_drop(STATE)
         return StepResult({"sealed": True}, rows=0, records=0)
     if step == "lr_host_setup":
-        signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
-        if signed.get("public_key") != body.get("public_key"):
-            raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
-        he.PublicKey.from_json(body["public_key"])
+        signed_job_key(ctx, body)
         x, rows_read = _matrix(ctx, body["dataset"], body["id_column"], list(body["features"]))
         validation = _unpack_mask(body.get("validation"), len(x))
         train, _ = _split(len(x), validation)

@@ -159,10 +159,7 @@ class HeteroLRScore:
             stored = ctx.state_get(STATE)
             if stored:
                 return StepResult(stored["reply"])
-            key = he.PrivateKey.generate(int(body["key_bits"]))
-            public_json = key.public.to_json()
-            statement = ctx.sign({"type": hetero_lr.JOB_KEY, "job": ctx.job, "public_key": public_json})
-            reply = {"public_key": public_json, "key_statement": statement}
+            key, reply = hetero_lr.new_job_key(ctx, int(body["key_bits"]))
             ctx.state_put(STATE, {"key": key.to_json(), "reply": reply})
             return StepResult(reply)
         if step == "sc_partial":
@@ -180,14 +177,11 @@ def _model_part(ctx: NodeContext, model: str) -> dict[str, Any]:
 
 
 def _host_partial(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
-    signed = ctx.consumer_statement(body.get("key_statement"), hetero_lr.JOB_KEY)
-    if signed.get("public_key") != body.get("public_key"):
-        raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
+    public = hetero_lr.signed_job_key(ctx, body)
     part = _model_part(ctx, str(body.get("model")))
     grant = ctx.grant or {}
     if part.get("right") != grant.get("right") or part.get("dataset") != body.get("dataset"):
         raise StepRefused("not_permitted", "this model part was trained under another right or dataset")
-    public = he.PublicKey.from_json(body["public_key"])
     x, rows_read = hetero_lr._matrix(ctx, part["dataset"], part["id_column"], part["features"])
     z = np.nan_to_num((x - np.array(part["mean"])) / np.array(part["std"]), nan=0.0)
     u = z @ np.array(part["w"], dtype=float)

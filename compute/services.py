@@ -9,7 +9,9 @@ Lock order: usage rights (ascending id) → job → node → ledger head.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +25,8 @@ from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Pa
 from compute.models import Job, JobParty, Message
 from ledger import services as ledger
 from ledger import writer as ledger_writer
-from ledger.exceptions import LedgerConflict
+from ledger.bulk import Json, insert_rows, update_rows
+from ledger.exceptions import LedgerConflict, UsufructError
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import LedgerEntry
 from marketplace import idempotency
@@ -267,10 +270,31 @@ def _enqueue_start(job_id: Any) -> None:
     start_job.delay(str(job_id))
 
 
-def _view(job: Job) -> JobView:
-    parties = []
-    for p in job.parties.select_related("node", "dataset", "right__dataset__node", "right__consumer"):
-        parties.append(
+_PARTY_RELATED = ("node", "dataset__node", "right__consumer")
+# What the hub never reads of a party's dataset while it runs a job (the catalogue's part).
+_PARTY_DEFERRED = ("dataset__manifest", "dataset__columns", "dataset__description", "dataset__tags")
+
+
+def _party_rows(parties: Any) -> Any:
+    return parties.select_related(*_PARTY_RELATED).defer(*_PARTY_DEFERRED).order_by("id")
+
+
+def _linked(party: JobParty) -> JobParty:
+    """A right's dataset is its party's (one object, not a second copy from the database)."""
+    if party.right is not None and party.right.dataset_id == party.dataset_id:
+        party.right.dataset = party.dataset
+    return party
+
+
+def _parties(job: Job) -> list[JobParty]:
+    """A job's parties with what the hub checks and tells about them, in one query."""
+    return [_linked(p) for p in _party_rows(job.parties.all())]
+
+
+def _view(job: Job, parties: list[JobParty]) -> JobView:
+    views = []
+    for p in parties:
+        views.append(
             Party(
                 key=p.key,
                 node=p.node.slug,
@@ -287,16 +311,63 @@ def _view(job: Job) -> JobView:
         "kid": job.consumer_node.kid,
         "public_key": job.consumer_node.public_key,
     }
-    for i, party in enumerate(parties):
+    for i, party in enumerate(views):
         if party.grant is not None:  # what a provider checks the consumer's signed statements against
-            parties[i] = dataclasses.replace(party, grant={**party.grant, "consumer_node": consumer_node})
-    return JobView(id=str(job.id), params=job.params, parties=parties, state=job.state)
+            views[i] = dataclasses.replace(party, grant={**party.grant, "consumer_node": consumer_node})
+    return JobView(id=str(job.id), params=job.params, parties=views, state=job.state)
 
 
-def _steps(job: Job, view: JobView, sends: list[Send]) -> list[tuple[str, dict[str, Any]]]:
-    """Seal and keep each outgoing step; the caller publishes them once its transaction commits."""
-    wires = []
-    node_keys = {p.node.slug: keys.public_from_b64(p.node.public_key) for p in job.parties.select_related("node")}
+@dataclasses.dataclass
+class _Writes:
+    """What one hub transaction writes, made in memory and flushed in a few statements: the
+    messages in one insert, the jobs and their parties in one update each, and the outgoing
+    steps published once the transaction commits."""
+
+    messages: list[Message] = dataclasses.field(default_factory=list)
+    jobs: dict[Any, Job] = dataclasses.field(default_factory=dict)
+    parties: dict[int, JobParty] = dataclasses.field(default_factory=dict)
+    sends: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    # Rights the transaction holds locked (with their dataset), settled in memory and saved here.
+    rights: dict[int, UsageRight] = dataclasses.field(default_factory=dict)
+    settled: set[int] = dataclasses.field(default_factory=set)
+
+    def touch(self, job: Job, parties: list[JobParty]) -> None:
+        self.jobs[job.pk] = job
+        self.parties.update((p.pk, p) for p in parties)
+
+    def flush(self) -> None:
+        if self.messages:
+            now = timezone.now()
+            insert_rows(Message, _MESSAGE_COLUMNS, [_message_row(m, now) for m in self.messages])
+        if self.jobs:
+            now = timezone.now()
+            for job in self.jobs.values():
+                job.updated_at = now
+            update_rows(Job, list(self.jobs.values()), _JOB_FIELDS)
+        update_rows(JobParty, list(self.parties.values()), ["status", "usage", "quota_settled"])
+        update_rows(UsageRight, [self.rights[i] for i in sorted(self.settled)], right_svc.SETTLE_FIELDS)
+        if self.sends:
+            transaction.on_commit(lambda sends=self.sends: _send_all(sends))
+        self.messages, self.jobs, self.parties, self.sends, self.settled = [], {}, {}, [], set()
+
+
+_JOB_FIELDS = ["status", "progress", "state", "outputs", "error", "finished_at", "updated_at"]
+_MESSAGE_COLUMNS = [
+    "job_id", "direction", "step", "round", "sender", "recipient", "nonce", "digest", "kid", "in_reply_to",
+    "envelope", "body", "refused_code", "refused_reason", "created_at",
+]  # fmt: skip
+
+
+def _message_row(m: Message, now: Any) -> list[Any]:
+    return [
+        m.job_id, m.direction, m.step, m.round, m.sender, m.recipient, m.nonce, m.digest, m.kid, m.in_reply_to,
+        Json(json.dumps(m.envelope)), Json(json.dumps(m.body)), m.refused_code, m.refused_reason, now,
+    ]  # fmt: skip
+
+
+def _steps(job: Job, view: JobView, sends: list[Send], parties: list[JobParty], writes: _Writes) -> None:
+    """Seal and keep each outgoing step; they are published once the transaction commits."""
+    node_keys = {p.node.slug: p.node.public_key for p in parties}
     for send in sends:
         party = view.party(send.party)
         body = {"algorithm": job.algorithm, "party": party.key, "args": send.body, "grant": party.grant}
@@ -310,21 +381,24 @@ def _steps(job: Job, view: JobView, sends: list[Send]) -> list[tuple[str, dict[s
             key=hub_private_key(),
             kid=hub_kid(),
             ttl=timedelta(seconds=settings.USUFRUCT_MESSAGE_TTL_SECONDS),
-            to=node_keys[party.node],  # sealed: neither the broker nor another party reads it
+            to=keys.public_from_b64(node_keys[party.node]),  # sealed: neither the broker nor another party reads it
         )
         digest = sha256_hex(canonical(wire["payload"]))
-        _record(job=job, wire=wire, body=body, direction=Message.Direction.OUT, digest=digest)
-        wires.append((party.node, wire))
-    return wires
+        writes.messages.append(_message(job=job, wire=wire, body=body, direction=Message.Direction.OUT, digest=digest))
+        writes.sends.append((party.node, wire))
 
 
-def _apply(job: Job, view: JobView, progress: Progress) -> None:
-    """Persist the algorithm's new state and queue its outgoing steps after commit."""
+def _apply(job: Job, view: JobView, progress: Progress, parties: list[JobParty], writes: _Writes) -> None:
+    """Take the algorithm's new state and queue its outgoing steps (written by ``writes``)."""
     job.state = view.state
     job.progress = max(job.progress, progress.percent)
-    wires = _steps(job, view, progress.sends)
+    writes.touch(job, parties)
+    _steps(job, view, progress.sends, parties, writes)
+    providers = sorted(
+        (p for p in parties if p.role == "provider" and p.right_id is not None), key=lambda p: p.right_id
+    )
     if progress.privacy_spent:
-        for party in job.parties.filter(role="provider", right__isnull=False).select_related("right__dataset"):
+        for party in providers:
             ledger_writer.entry_enqueue(
                 kind="dp_charge",
                 event_id=f"dp_charge:{job.id}:{party.right_id}",
@@ -341,25 +415,32 @@ def _apply(job: Job, view: JobView, progress: Progress) -> None:
                 right_id=party.right_id,
             )
     if progress.delivers or progress.outputs is not None:
-        for party in job.parties.filter(role="provider", right__isnull=False, quota_settled=False).order_by("right_id"):
-            _settle(job, party, "delivered")
+        for party in providers:
+            if not party.quota_settled:
+                _settle(job, party, "delivered", writes)
     if progress.outputs is not None:
-        job.parties.filter(role="consumer").update(status=JobParty.Status.DONE)
+        for party in parties:
+            if party.role == "consumer":
+                party.status = JobParty.Status.DONE
         job.outputs = progress.outputs
         job.status = Job.Status.SUCCEEDED
         job.finished_at = timezone.now()
-    job.save()
-    for node_slug, wire in wires:
-        transaction.on_commit(lambda n=node_slug, w=wire: _send(n, w))
 
 
 def _send(node_slug: str, wire: dict[str, Any]) -> None:
+    _send_all([(node_slug, wire)])
+
+
+def _send_all(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """Publish hub → node steps over one producer connection."""
     from config.celery import app
 
-    app.send_task(NODE_TASK, args=[wire], queue=f"node.{node_slug}")
+    with app.producer_or_acquire() as producer:
+        for node_slug, wire in sends:
+            app.send_task(NODE_TASK, args=[wire], queue=f"node.{node_slug}", producer=producer)
 
 
-def _record(
+def _message(
     *,
     job: Job | None,
     wire: dict[str, Any],
@@ -368,9 +449,9 @@ def _record(
     digest: str,
     in_reply_to: str | None = None,
 ) -> Message:
-    """Keep a message: the sealed wire as it travelled and the body the hub wrote or opened."""
+    """A message to keep: the sealed wire as it travelled and the body the hub wrote or opened."""
     p = wire["payload"]
-    return Message.objects.create(
+    return Message(
         body=body,
         in_reply_to=in_reply_to,
         job=job,
@@ -391,24 +472,39 @@ def job_start(*, job_id: str) -> None:
         job = _lock_job(job_id)
         if job is None or job.status != Job.Status.QUEUED:
             return  # already started (a redelivered start task) or gone
-        view = _view(job)
+        parties = _parties(job)
+        view = _view(job, parties)
         progress = get_algorithm(job.algorithm).start(view)
         job.status = Job.Status.RUNNING
-        _apply(job, view, progress)
+        writes = _Writes()
+        _apply(job, view, progress, parties, writes)
+        writes.flush()
 
 
-def _fail(job: Job, reason: str, status: str = Job.Status.FAILED) -> None:
-    """End a job without a result and give back every quota unit not yet consumed."""
+def _fail(
+    job: Job,
+    reason: str,
+    status: str = Job.Status.FAILED,
+    parties: list[JobParty] | None = None,
+    writes: _Writes | None = None,
+) -> None:
+    """End a job without a result and give back every quota unit not yet consumed.
+
+    ``parties``: the job's parties as the caller holds them (their usage may not be written
+    yet); ``writes``: the caller's batch, which then writes the parties and the rights.
+    """
     job.status = status
     job.error = reason
     job.finished_at = timezone.now()
     job.save()
     outcome = "cancelled" if status == Job.Status.CANCELLED else "failed"
-    for party in job.parties.filter(role="provider", quota_settled=False, right__isnull=False):
-        _settle(job, party, outcome)
+    providers = [p for p in (_parties(job) if parties is None else parties) if p.role == "provider" and p.right_id]
+    for party in sorted(providers, key=lambda p: p.right_id):
+        if not party.quota_settled:
+            _settle(job, party, outcome, writes)
     eps = get_algorithm(job.algorithm).privacy_epsilon(job.params) if not job.preview else 0.0
     if eps and not job.state.get("dp_released"):
-        for party in job.parties.filter(role="provider", right__isnull=False):
+        for party in providers:
             right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
 
 
@@ -491,9 +587,98 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
 
 
 def message_receive(*, wire: dict[str, Any]) -> str:
-    """Entry point for every node → hub message. Returns what happened (for logs/tests)."""
-    payload = wire.get("payload") if isinstance(wire, dict) else None
-    step = payload.get("step") if isinstance(payload, dict) else None
+    """One node → hub message (see :func:`messages_receive`); a refusal is raised."""
+    (outcome,) = messages_receive(wires=[wire])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+NODE_STEPS = frozenset({"enrol", "announce", "attest"})
+
+
+def messages_receive(*, wires: list[Any]) -> list[str | Exception]:
+    """Entry point for every node → hub message, many at a time (the hub task takes them off the
+    broker in batches). Returns, for each wire in order, what happened or the error that refused it.
+
+    A node's own messages (enrolment, announcements, attestations) are taken one at a time.
+    Job replies are opened and verified first, then checked and applied together in one
+    transaction, each check one query over the batch (:func:`_replies_receive`). A reply that
+    fails a check is refused alone; if the batch itself fails, each reply is taken again alone.
+    """
+    results: list[str | Exception] = ["" for _ in wires]
+    job_replies = []
+    for i, wire in enumerate(wires):
+        payload = wire.get("payload") if isinstance(wire, dict) else None
+        if (payload.get("step") if isinstance(payload, dict) else None) in NODE_STEPS:
+            results[i] = _guarded(lambda w=wire: _node_message(w))
+        else:
+            job_replies.append(i)
+    if not job_replies:
+        return results
+    active = {n.kid: n for n in Node.objects.filter(kid__in=_kids(wires, job_replies), status=Node.Status.ACTIVE)}
+    opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]] = []
+    for i in job_replies:
+        try:
+            o = _open(
+                wires[i], resolve=lambda kid: keys.public_from_b64(active[kid].public_key) if kid in active else None
+            )
+            node = active[o.kid]
+            if node.slug != o.payload["sender"]:
+                raise envelope.EnvelopeError("impersonation", "sender does not own the signing key")
+            _job_id(o)
+            opened.append((i, wires[i], o, node))
+        except envelope.EnvelopeError as exc:
+            results[i] = exc
+    if not opened:
+        return results
+    Node.objects.filter(id__in={node.id for *_, node in opened}).update(last_seen_at=timezone.now())
+    try:
+        _replies_receive(opened, results, active)
+    except Exception as exc:
+        if len(opened) == 1:
+            if not isinstance(exc, UsufructError):
+                raise
+            results[opened[0][0]] = exc
+            return results
+        log.warning("a batch of %d node replies failed (%s): taking each alone", len(opened), exc)
+        for one in opened:
+            try:
+                _replies_receive([one], results, active)
+            except Exception as alone:  # this reply alone is refused; the others go on
+                if not isinstance(alone, UsufructError):
+                    log.exception("a node reply failed")
+                results[one[0]] = alone
+    return results
+
+
+def _key_of(node: Node | None) -> Any:
+    return keys.public_from_b64(node.public_key) if node else None
+
+
+def _guarded(call: Any) -> str | Exception:
+    """A refusal (a bad envelope, a failed service check) is the message's outcome, not the batch's."""
+    try:
+        return str(call())
+    except (envelope.EnvelopeError, UsufructError) as exc:
+        return exc
+
+
+def _kids(wires: list[Any], indices: list[int]) -> list[str]:
+    return [w["kid"] for w in (wires[i] for i in indices) if isinstance(w, dict) and isinstance(w.get("kid"), str)]
+
+
+def _job_id(opened: envelope.Opened) -> str:
+    """The job a reply names, as a UUID's text; any other value names no job."""
+    try:
+        return str(uuid.UUID(str(opened.payload["job"])))
+    except (ValueError, TypeError):
+        raise envelope.EnvelopeError("unknown_job", f"no job {opened.payload['job']}") from None
+
+
+def _node_message(wire: dict[str, Any]) -> str:
+    """A node's own message: its enrolment, a dataset announcement or a receipt attestation."""
+    step = wire["payload"]["step"]
     if step == "enrol":
         opened = _open(wire, resolve=lambda kid: _presented_key(wire, kid))
         market.node_enrol(opened=opened)
@@ -506,9 +691,7 @@ def message_receive(*, wire: dict[str, Any]) -> str:
     if step == "announce":
         market.dataset_register(node=node, opened=opened)
         return "announced"
-    if step == "attest":
-        return _attestation_receive(node=node, opened=opened)
-    return _job_message(node=node, wire=wire, opened=opened)
+    return _attestation_receive(node=node, opened=opened)
 
 
 def attestations_request(*, limit: int = attest.MAX_RECEIPTS) -> int:
@@ -621,75 +804,153 @@ RECEIPT_FIELDS = frozenset(
 CLOCK_SKEW = timedelta(seconds=60)
 
 
-def _job_message(*, node: Node, wire: dict[str, Any], opened: envelope.Opened) -> str:
+@dataclasses.dataclass
+class _Intake:
+    """What the hub knows about one batch of job replies, read in one query per kind of fact,
+    under the locks of the jobs' rights (ascending), the jobs (ascending) and the senders' nodes."""
+
+    jobs: dict[str, Job]
+    parties: dict[str, list[JobParty]]
+    nodes: dict[int, Node]
+    asked: dict[str, Message]
+    digests: set[str]  # messages the hub holds (or takes in this batch)
+    nonces: set[tuple[str, str]]  # (sender, nonce)
+    answered: set[str]  # steps answered
+    active: dict[str, Node]
+    writes: _Writes = dataclasses.field(default_factory=_Writes)
+
+    @classmethod
+    def load(cls, opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]], active: dict[str, Node]) -> _Intake:
+        job_ids = sorted({_job_id(o) for _, _, o, _ in opened})
+        right_ids = sorted(
+            set(JobParty.objects.filter(job_id__in=job_ids, right__isnull=False).values_list("right_id", flat=True))
+        )
+        rights = UsageRight.objects.select_for_update(of=("self",)).select_related("dataset")
+        held = {r.id: r for r in rights.filter(id__in=right_ids).order_by("id")}
+        locked = Job.objects.select_for_update(of=("self",)).select_related("consumer", "consumer_node")
+        jobs = {str(j.id): j for j in locked.filter(id__in=job_ids).order_by("id")}
+        parties: dict[str, list[JobParty]] = {job_id: [] for job_id in jobs}
+        for p in _party_rows(JobParty.objects.filter(job_id__in=list(jobs))):
+            parties[str(p.job_id)].append(_linked(p))
+        node_ids = sorted({node.id for *_, node in opened})
+        nodes = {n.id: n for n in Node.objects.select_for_update().filter(id__in=node_ids).order_by("id")}
+        bodies = [o.payload["body"] for _, _, o, _ in opened]
+        asks = [b["in_reply_to"] for b in bodies if isinstance(b.get("in_reply_to"), str)]
+        nonce_pairs = {(o.payload["sender"], o.payload["nonce"]) for _, _, o, _ in opened}
+        used = Message.objects.filter(nonce__in=[n for _, n in nonce_pairs]).values_list("sender", "nonce")
+        return cls(
+            jobs=jobs,
+            parties=parties,
+            nodes=nodes,
+            asked={
+                m.digest: m
+                for m in Message.objects.filter(direction=Message.Direction.OUT, digest__in=asks).defer("body")
+            },
+            digests=set(
+                Message.objects.filter(digest__in=[o.digest for _, _, o, _ in opened]).values_list("digest", flat=True)
+            ),
+            nonces={pair for pair in used if pair in nonce_pairs},
+            answered=set(Message.objects.filter(in_reply_to__in=asks).values_list("in_reply_to", flat=True)),
+            active=active,
+            writes=_Writes(rights=held),
+        )
+
+    def keep(self, message: Message) -> None:
+        self.writes.messages.append(message)
+        self.digests.add(message.digest)
+        self.nonces.add((message.sender, message.nonce))
+        if message.in_reply_to:
+            self.answered.add(message.in_reply_to)
+
+    def node_key(self, kid: str) -> Any:
+        return _key_of(self.active[kid]) if kid in self.active else market.node_public_key(kid)
+
+
+def _replies_receive(
+    opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]],
+    results: list[str | Exception],
+    active: dict[str, Node],
+) -> None:
+    """Check and apply verified job replies in one transaction; each outcome goes into ``results``."""
+    with transaction.atomic(), ledger_writer.entries_collected():
+        intake = _Intake.load(opened, active)
+        for i, wire, o, node in opened:
+            try:
+                results[i] = _reply(intake, node=node, wire=wire, opened=o)
+            except envelope.EnvelopeError as exc:
+                results[i] = exc
+        intake.writes.flush()
+
+
+def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelope.Opened) -> str:
+    """One verified job reply, held to what the hub asked and knows, then applied."""
     payload = opened.payload
     body = payload["body"]
-    with transaction.atomic():
-        job = _lock_job(payload["job"])
-        if job is None:
-            raise envelope.EnvelopeError("unknown_job", f"no job {payload['job']}")
-        if (
-            Message.objects.filter(digest=opened.digest).exists()
-            or Message.objects.filter(sender=node.slug, nonce=payload["nonce"]).exists()
-        ):
-            return "duplicate"
-        party = job.parties.filter(key=body.get("party")).select_related("node", "dataset", "right").first()
-        if party is None or party.node_id != node.id:
-            raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
-        # The node row, locked after the job (rights → job → node → ledger head, as enrolment
-        # takes node → ledger): a key rotation cannot slip in between the receipt's check and
-        # its entry, and the key the reply was opened with must still be the node's.
-        node = Node.objects.select_for_update().get(id=node.id)
-        if node.kid != opened.kid:
-            raise envelope.EnvelopeError("unknown_key", "the node's key changed while its reply was in flight")
-        asked = Message.objects.filter(
-            job=job,
-            direction=Message.Direction.OUT,
-            digest=body.get("in_reply_to") or "",
-            recipient=node.slug,
-            step=payload["step"],
-            round=payload["round"],
-        ).first()
-        if asked is None:
-            raise envelope.EnvelopeError("unsolicited", "this reply answers no step the hub sent to this node")
-        if Message.objects.filter(in_reply_to=body["in_reply_to"]).exists():
-            raise envelope.EnvelopeError("answered", "this step was already answered")
-        message = _record(
-            job=job,
-            wire=wire,
-            body=body,
-            direction=Message.Direction.IN,
-            digest=opened.digest,
-            in_reply_to=body["in_reply_to"],
-        )
-        if payload["step"] == "lr_retire" and party.role == "provider":
-            return _model_retired(job=job, party=party, node=node, body=body, message=message)
-        if job.status != Job.Status.RUNNING:
-            return "ignored"
-        if body.get("status") != "ok":
-            party.status = JobParty.Status.REFUSED
-            party.save(update_fields=["status"])
-            _fail(job, f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})")
-            return "refused"
-        if party.role == "provider":
-            try:
-                _record_usage(job=job, party=party, node=node, receipt_wire=body.get("receipt"), asked=asked)
-            except ReceiptRejected as exc:
-                # The claim is kept as evidence, the step fails, and nothing is charged.
-                message.refused_code, message.refused_reason = exc.code, str(exc)[:1000]
-                message.save(update_fields=["refused_code", "refused_reason"])
-                party.status = JobParty.Status.REFUSED
-                party.save(update_fields=["status"])
-                _fail(job, f"the hub refused {node.slug}'s receipt for step {payload['step']}: {exc} ({exc.code})")
-                return f"receipt refused: {exc.code}"
-        view = _view(job)
+    job = intake.jobs.get(_job_id(opened))
+    if job is None:
+        raise envelope.EnvelopeError("unknown_job", f"no job {payload['job']}")
+    if opened.digest in intake.digests or (node.slug, payload["nonce"]) in intake.nonces:
+        return "duplicate"
+    parties = intake.parties[str(job.id)]
+    party = next((p for p in parties if p.key == body.get("party")), None)
+    if party is None or party.node_id != node.id:
+        raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
+    # The node row, locked after the jobs (rights → jobs → nodes → ledger head, as enrolment
+    # takes node → ledger): a key rotation cannot slip in between the receipt's check and
+    # its entry, and the key the reply was opened with must still be the node's.
+    node = intake.nodes[node.id]
+    if node.kid != opened.kid:
+        raise envelope.EnvelopeError("unknown_key", "the node's key changed while its reply was in flight")
+    asked = intake.asked.get(body.get("in_reply_to") or "")
+    if asked is None or (asked.job_id, asked.recipient, asked.step, asked.round) != (
+        job.id,
+        node.slug,
+        payload["step"],
+        payload["round"],
+    ):
+        raise envelope.EnvelopeError("unsolicited", "this reply answers no step the hub sent to this node")
+    if body["in_reply_to"] in intake.answered:
+        raise envelope.EnvelopeError("answered", "this step was already answered")
+    message = _message(
+        job=job,
+        wire=wire,
+        body=body,
+        direction=Message.Direction.IN,
+        digest=opened.digest,
+        in_reply_to=body["in_reply_to"],
+    )
+    intake.keep(message)
+    writes = intake.writes
+    if payload["step"] == "lr_retire" and party.role == "provider":
+        return _model_retired(job=job, party=party, node=node, body=body, message=message)
+    if job.status != Job.Status.RUNNING:
+        return "ignored"
+    writes.touch(job, parties)
+    if body.get("status") != "ok":
+        party.status = JobParty.Status.REFUSED
+        reason = f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})"
+        _fail(job, reason, parties=parties, writes=writes)
+        return "refused"
+    if party.role == "provider":
         try:
-            progress = get_algorithm(job.algorithm).on_result(view, payload["step"], party.key, body["result"])
-        except (KeyError, ValueError, TypeError) as exc:
-            _fail(job, f"bad result from {node.slug} at step {payload['step']}: {exc}")
-            return "failed"
-        _apply(job, view, progress)
-        return "advanced"
+            _record_usage(
+                job=job, party=party, node=node, receipt_wire=body.get("receipt"), asked=asked, resolve=intake.node_key
+            )
+        except ReceiptRejected as exc:
+            # The claim is kept as evidence, the step fails, and nothing is charged.
+            message.refused_code, message.refused_reason = exc.code, str(exc)[:1000]
+            party.status = JobParty.Status.REFUSED
+            reason = f"the hub refused {node.slug}'s receipt for step {payload['step']}: {exc} ({exc.code})"
+            _fail(job, reason, parties=parties, writes=writes)
+            return f"receipt refused: {exc.code}"
+    view = _view(job, parties)
+    try:
+        progress = get_algorithm(job.algorithm).on_result(view, payload["step"], party.key, body["result"])
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(job, f"bad result from {node.slug} at step {payload['step']}: {exc}", parties=parties, writes=writes)
+        return "failed"
+    _apply(job, view, progress, parties, writes)
+    return "advanced"
 
 
 def _whole(value: Any) -> bool:
@@ -697,7 +958,7 @@ def _whole(value: Any) -> bool:
 
 
 def _check_receipt(
-    *, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message
+    *, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message, resolve: Any
 ) -> tuple[envelope.Opened, int]:
     """Hold every field of a node's usage receipt to what the hub asked and what it knows.
 
@@ -707,7 +968,7 @@ def _check_receipt(
     if not isinstance(receipt_wire, dict):
         raise ReceiptRejected("no_receipt", "a provider result must carry a usage receipt")
     try:
-        receipt = envelope.verify_signed(receipt_wire, market.node_public_key)
+        receipt = envelope.verify_signed(receipt_wire, resolve)
     except envelope.EnvelopeError as exc:
         raise ReceiptRejected(f"receipt_{exc.code}", f"receipt: {exc}") from None
     r = receipt.payload
@@ -752,14 +1013,16 @@ def _check_receipt(
     return receipt, passes
 
 
-def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message) -> None:
+def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message, resolve: Any) -> None:
     """Check the node's receipt, then append a ``usage`` entry: a use, not yet a charge.
 
     Every use is on the ledger whatever becomes of the job; the job's ``settlement``
     entries say which uses are charged (only those of a job that delivered its output).
     The entry's time is the hub's: when it issued the step (rights are judged by it).
     """
-    receipt, passes = _check_receipt(job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked)
+    receipt, passes = _check_receipt(
+        job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked, resolve=resolve
+    )
     r = receipt.payload
     right = party.right
     issued = envelope.parse_time(asked.envelope["payload"]["issued_at"])
@@ -792,23 +1055,29 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
         right_id=right.id if right else None,
     )
     party.usage = [*party.usage, [event_id, r["rows"], r["records"]]]
-    party.status = JobParty.Status.DONE
-    party.save(update_fields=["usage", "status"])
+    party.status = JobParty.Status.DONE  # written with the batch (``_Writes``)
 
 
-def _settle(job: Job, party: JobParty, outcome: str) -> None:
+def _settle(job: Job, party: JobParty, outcome: str, writes: _Writes | None = None) -> None:
     """Close a provider party's part in a job: on delivery one charged use, otherwise none.
 
     One ``settlement`` entry per (job, right) that recorded usage, naming those usage
     entries; bills, revenue and the offline verifier charge from these alone. Quota is
-    consumed on delivery and released otherwise. The caller holds the right's lock.
+    consumed on delivery and released otherwise. The caller holds the right's lock; with
+    ``writes`` holding the right, it is settled in memory and written with the batch.
     """
     if party.quota_settled or party.right_id is None:
         return
     delivered = outcome == "delivered"
-    right = right_svc.right_settle(right_id=party.right_id, consumed=delivered)
     party.quota_settled = True
-    party.save(update_fields=["quota_settled"])
+    if writes is not None and party.right_id in writes.rights:
+        right = writes.rights[party.right_id]
+        right_svc.right_settle_held(right, consumed=delivered)
+        writes.settled.add(right.id)
+        writes.parties[party.pk] = party
+    else:
+        right = right_svc.right_settle(right_id=party.right_id, consumed=delivered)
+        party.save(update_fields=["quota_settled"])
     if not party.usage:
         return  # the provider's data was never touched: nothing to record or charge
     ledger_writer.entry_enqueue(
@@ -839,19 +1108,18 @@ def models_retire_for_right(*, right_id: int, reason: str) -> int:
     """A right ended (revoked or expired): every model trained under it is retired. Each host that
     holds a part for this right is told to delete it; its signed answer goes on the ledger
     (``model_retired``). Runs in the caller's transaction; the steps leave after it commits."""
-    parties = JobParty.objects.filter(
+    hosts = JobParty.objects.filter(
         right_id=right_id, role="provider", job__algorithm="hetero_lr", job__status=Job.Status.SUCCEEDED
-    ).select_related("job", "dataset")
+    ).select_related("job__consumer_node", "dataset")
+    writes = _Writes()
     count = 0
-    for party in parties:
-        job = party.job
-        view = _view(job)
-        wires = _steps(
-            job, view, [Send(party.key, "lr_retire", {"dataset": party.dataset.local_name, "reason": reason})]
-        )
-        for node_slug, wire in wires:
-            transaction.on_commit(lambda n=node_slug, w=wire: _send(n, w))
+    for host in hosts:
+        job = host.job
+        parties = _parties(job)
+        send = Send(host.key, "lr_retire", {"dataset": host.dataset.local_name, "reason": reason})
+        _steps(job, _view(job, parties), [send], parties, writes)
         count += 1
+    writes.flush()
     return count
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from celery import shared_task
+from celery_batches import Batches, SimpleRequest
+from django.conf import settings
 
 from compute import services
-from marketplace.exceptions import ServiceError
-from protocol.envelope import EnvelopeError
 
 log = logging.getLogger(__name__)
 
@@ -19,16 +18,26 @@ def start_job(job_id: str) -> None:
     services.job_start(job_id=job_id)
 
 
-@shared_task(name="usufruct.hub.receive")
-def receive(wire: dict[str, Any]) -> str:
-    """A node → hub message. Bad messages are logged and dropped, never retried."""
-    try:
-        outcome = services.message_receive(wire=wire)
-    except (EnvelopeError, ServiceError) as exc:
-        log.warning("hub rejected a message: %s", exc)
-        return f"rejected: {exc}"
-    log.info("hub message: %s", outcome)
-    return outcome
+@shared_task(
+    name="usufruct.hub.receive",
+    base=Batches,
+    flush_every=settings.USUFRUCT_INTAKE_BATCH,
+    flush_interval=settings.USUFRUCT_INTAKE_WAIT_SECONDS,
+)
+def receive(requests: list[SimpleRequest]) -> list[str]:
+    """Node → hub messages, taken off the broker in batches (up to ``USUFRUCT_INTAKE_BATCH``
+    messages, or what came within ``USUFRUCT_INTAKE_WAIT_SECONDS``) and received together.
+    Each message is sent as ``args=[wire]``. Bad messages are logged and dropped, never retried."""
+    wires = [r.args[0] if r.args else r.kwargs.get("wire") for r in requests]
+    outcomes = []
+    for outcome in services.messages_receive(wires=wires):
+        if isinstance(outcome, Exception):
+            log.warning("hub rejected a message: %s", outcome)
+            outcomes.append(f"rejected: {outcome}")
+        else:
+            log.info("hub message: %s", outcome)
+            outcomes.append(outcome)
+    return outcomes
 
 
 @shared_task(name="usufruct.hub.fail_stale_jobs")

@@ -218,6 +218,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "hub"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
+# Node replies are taken off the ``hub`` queue in batches (compute.tasks.receive, celery-batches):
+# up to this many in one transaction, or what came within the wait. A worker must be allowed to
+# hold a whole batch unacknowledged, hence the prefetch.
+USUFRUCT_INTAKE_BATCH = env_int("USUFRUCT_INTAKE_BATCH", 50)
+USUFRUCT_INTAKE_WAIT_SECONDS = env_int("USUFRUCT_INTAKE_WAIT_MS", 20) / 1000
+CELERY_WORKER_PREFETCH_MULTIPLIER = 2 * USUFRUCT_INTAKE_BATCH
 
 # --- Usufruct -------------------------------------------------------------------------
 USUFRUCT_HUB_KEY_FILE = Path(env_str("USUFRUCT_HUB_KEY_FILE", str(VAR_DIR / "hub_ed25519.pem")))

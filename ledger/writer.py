@@ -22,6 +22,9 @@ checkpoint lock).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +41,7 @@ BATCH = services.PENDING_BATCH
 _WAKE_EVERY = 0.05  # seconds: at most one wake-up task per hub process this often
 _last_wake = 0.0  # when the last wake-up was (or is) due to run
 _due = 0.0
+_collected: ContextVar[list[PendingEntry] | None] = ContextVar("usufruct_pending_collected", default=None)
 
 
 def entry_enqueue(
@@ -51,7 +55,10 @@ def entry_enqueue(
     provider_id: int | None = None,
     right_id: int | None = None,
 ) -> None:
-    """Leave an entry for the writer, in the caller's transaction; a repeat with the same body is a no-op."""
+    """Leave an entry for the writer, in the caller's transaction; a repeat with the same body is a no-op.
+
+    Inside :func:`entries_collected`, the row is kept and inserted with the others when it ends.
+    """
     # The canonical text is made here, in the accepting worker, not under the writer's lock.
     text = jcs.dumps_checked(payload, exact=canonical).decode()
     row = PendingEntry(
@@ -64,20 +71,57 @@ def entry_enqueue(
         provider_id=provider_id,
         right_id=right_id,
     )
-    done = LedgerEntry.objects.filter(event_id=event_id).values_list("kind", flat=True).first()
-    if done is not None:
-        if done != kind:
+    collecting = _collected.get()
+    if collecting is not None:
+        collecting.append(row)
+        return
+    _insert([row])
+
+
+def _insert(rows: list[PendingEntry], *, retry: bool = True) -> None:
+    """Insert pending rows in one statement, leaving out each one already pending or on the log
+    with the same kind and body; a different body under a known event id is a conflict."""
+    first: dict[str, PendingEntry] = {}
+    for row in rows:
+        seen = first.setdefault(row.event_id, row)
+        if seen is not row and (seen.kind, seen.payload_json) != (row.kind, row.payload_json):
+            raise LedgerConflict(f"event {row.event_id!r} was recorded with a different body")
+    ids = list(first)
+    for event_id, kind in LedgerEntry.objects.filter(event_id__in=ids).values_list("event_id", "kind"):
+        if kind != first.pop(event_id).kind:
             raise LedgerConflict(f"event {event_id!r} was recorded with a different body")
+    waiting = PendingEntry.objects.filter(event_id__in=list(first)).values_list("event_id", "kind", "payload_json")
+    for event_id, kind, text in waiting:
+        row = first.pop(event_id)
+        if (kind, text) != (row.kind, row.payload_json):
+            raise LedgerConflict(f"event {event_id!r} was recorded with a different body")
+    if not first:
         return
     try:
         with transaction.atomic():
-            row.save(force_insert=True)
+            PendingEntry.objects.bulk_create(first.values())
     except IntegrityError:
-        waiting = PendingEntry.objects.get(event_id=event_id)
-        if waiting.kind != kind or waiting.payload_json != text:
-            raise LedgerConflict(f"event {event_id!r} was recorded with a different body") from None
+        # Another transaction left one of these since the read above: read and compare again.
+        if not retry:
+            raise LedgerConflict(f"event {next(iter(first))!r} is being recorded concurrently") from None
+        for row in first.values():
+            _insert([row], retry=False)
         return
     transaction.on_commit(_wake)
+
+
+@contextmanager
+def entries_collected() -> Iterator[None]:
+    """Inside, :func:`entry_enqueue` keeps its rows; they are inserted together, in the order
+    they were enqueued, when the block ends without an error (in the caller's transaction)."""
+    rows: list[PendingEntry] = []
+    token = _collected.set(rows)
+    try:
+        yield
+    finally:
+        _collected.reset(token)
+    if rows:
+        _insert(rows)
 
 
 def _wake() -> None:

@@ -115,17 +115,25 @@ def right_refund_epsilon(*, right_id: int, epsilon: float) -> None:
         right.save(update_fields=["epsilon_spent"])
 
 
+SETTLE_FIELDS = ["quota_reserved", "quota_used", "status", "status_reason", "status_changed_at"]
+
+
 def right_settle(*, right_id: int, consumed: bool) -> UsageRight:
     """Turn one reserved unit into a used one (consumed) or give it back (released)."""
     with transaction.atomic():
         right = UsageRight.objects.select_for_update().get(id=right_id)
-        right.quota_reserved -= 1
-        if consumed:
-            right.quota_used += 1
-            if right.quota_used >= right.quota_total and right.status == Status.ACTIVE:
-                right_set_status(right, Status.EXHAUSTED, "quota used up")
-        right.save(update_fields=["quota_reserved", "quota_used", "status", "status_reason", "status_changed_at"])
+        right_settle_held(right, consumed=consumed)
+        right.save(update_fields=SETTLE_FIELDS)
     return right
+
+
+def right_settle_held(right: UsageRight, *, consumed: bool) -> None:
+    """:func:`right_settle` on a right the caller holds locked and saves (``SETTLE_FIELDS``)."""
+    right.quota_reserved -= 1
+    if consumed:
+        right.quota_used += 1
+        if right.quota_used >= right.quota_total and right.status == Status.ACTIVE:
+            right_set_status(right, Status.EXHAUSTED, "quota used up")
 
 
 def right_revoke(*, provider: Organization, right_id: int, reason: str) -> UsageRight:

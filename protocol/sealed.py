@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from typing import Any
 
@@ -37,7 +38,12 @@ class SealError(ValueError):
 
 
 def x25519_public(key: Ed25519PublicKey | Ed25519PrivateKey) -> PublicKey:
-    return PublicKey(crypto_sign_ed25519_pk_to_curve25519(keys.raw_public(key)))
+    return _x25519_public(keys.raw_public(key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _x25519_public(raw: bytes) -> PublicKey:  # a public map of public bytes: safe to remember
+    return PublicKey(crypto_sign_ed25519_pk_to_curve25519(raw))
 
 
 def x25519_private(key: Ed25519PrivateKey) -> PrivateKey:

@@ -194,7 +194,7 @@ def test_a_node_refuses_a_step_its_right_does_not_cover(bank_api) -> None:  # ty
     from protocol.canonical import canonical, sha256_hex
 
     digest = sha256_hex(canonical(tampered["payload"]))
-    services._record(job=job, wire=tampered, body=body, direction="out", digest=digest)
+    services._message(job=job, wire=tampered, body=body, direction="out", digest=digest).save()
     (reply,) = handle_step(node("acme"), tampered)
     assert (body_of(reply)["status"], body_of(reply)["code"]) == ("refused", "not_permitted")
     assert services.message_receive(wire=reply) == "refused"

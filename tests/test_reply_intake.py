@@ -1,0 +1,171 @@
+"""The hub takes node replies in batches: one transaction, each check one query over the batch.
+
+Every reply here is made by the real node code (``tests.federation``); the tampered ones are
+the real node's reply rewritten and signed again with its own key. A batch must give each
+reply the outcome it would have had alone, in arrival order, whatever else the batch holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from compute import services
+from compute.models import Job, JobParty, Message
+from ledger.exceptions import LedgerConflict
+from ledger.models import PendingEntry
+from marketplace import services as market
+from marketplace.models import Dataset, Organization, UsageRight
+from protocol import envelope
+from protocol.canonical import canonical, sha256_hex
+from tests import federation
+
+pytestmark = pytest.mark.django_db
+
+
+def _right(slug: str, quota: int = 40) -> UsageRight:
+    from django.contrib.auth import get_user_model
+
+    dataset = Dataset.objects.get(node__slug=slug)
+    offer = market.offer_publish(
+        organization=dataset.organization, dataset=dataset, title=f"intake {slug}", operations=["stats"],
+        quota_jobs=quota, duration_days=30, amount_minor=100, currency="EUR", min_group_size=10,
+    )  # fmt: skip
+    order, _ = market.order_place(
+        consumer=Organization.objects.get(slug="northwind"), buyer=get_user_model().objects.get(username="bank"),
+        offer_id=offer.id, plan_id=None, purpose="batched intake", accept_terms=True,
+        idempotency_key=uuid.uuid4().hex,
+    )  # fmt: skip
+    return order.right
+
+
+def _at_partial(rights: list[int]) -> Job:
+    """A started stats job whose consumer node has answered keygen: the providers' partials are asked."""
+    job = federation.submit(rights)
+    services.job_start(job_id=str(job.id))
+    (keygen,) = Message.objects.filter(job=job, direction="out", step="keygen")
+    for reply in federation.handle_step(federation.node("bank"), keygen.envelope):
+        assert services.message_receive(wire=reply) == "advanced"
+    return job
+
+
+def _partials(job: Job, tamper: federation.Tamper | None = None) -> list[dict[str, Any]]:
+    """The providers' replies to ``job``'s partial steps (rewritten by ``tamper``, if given)."""
+    wires = []
+    for m in Message.objects.filter(job=job, direction="out", step="partial").order_by("id"):
+        for reply in federation.handle_step(federation.node(m.recipient), m.envelope):
+            wires.append(federation._tampered(m.recipient, reply, tamper) if tamper else reply)
+    return wires
+
+
+def _usage(job: Job) -> int:
+    return PendingEntry.objects.filter(kind="usage", payload_json__contains=str(job.id)).count()
+
+
+def _refresh(jobs: list[Job]) -> list[Job]:
+    return [Job.objects.get(id=j.id) for j in jobs]
+
+
+def test_a_mixed_batch_gives_each_reply_its_own_outcome(demo) -> None:  # type: ignore[no-untyped-def]
+    right = _right("acme")
+    honest = [_at_partial([right.id]) for _ in range(4)]
+    replayed, tampered, unsolicited = (_at_partial([right.id]) for _ in range(3))
+    wires = [w for job in honest for w in _partials(job)]
+    (early,) = _partials(replayed)
+    assert services.message_receive(wire=early) == "advanced"  # already held when the batch comes
+    (bad_receipt,) = _partials(tampered, federation.rewrite_receipt(rows=10**12))
+
+    def elsewhere(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        payload["body"]["in_reply_to"] = "0" * 64  # answers a step the hub never sent
+        return payload
+
+    (stray,) = _partials(unsolicited, elsewhere)
+    batch = [wires[0], wires[1], wires[0], early, bad_receipt, {"payload": "junk"}, stray, wires[2], wires[3]]
+
+    outcomes = services.messages_receive(wires=batch)
+
+    assert outcomes[:2] == ["advanced", "advanced"]
+    assert outcomes[2] == "duplicate" and outcomes[3] == "duplicate"  # within the batch, and across batches
+    assert outcomes[4] == "receipt refused: receipt_rows"
+    assert isinstance(outcomes[5], envelope.EnvelopeError)
+    assert isinstance(outcomes[6], envelope.EnvelopeError) and outcomes[6].code == "unsolicited"
+    assert outcomes[7:] == ["advanced", "advanced"]
+    for job in _refresh(honest) + _refresh([replayed]):
+        assert job.status == Job.Status.RUNNING and job.state["phase"] == "decrypt"
+        assert Message.objects.filter(job=job, direction="in", step="partial").count() == 1
+        assert Message.objects.filter(job=job, direction="out", step="decrypt").count() == 1
+        assert _usage(job) == 1
+    (failed,) = _refresh([tampered])
+    assert failed.status == Job.Status.FAILED and "receipt_rows" in failed.error
+    kept = Message.objects.get(job=failed, direction="in", step="partial")
+    assert kept.refused_code == "receipt_rows"  # the claim is kept as evidence
+    assert _usage(failed) == 0 and JobParty.objects.get(job=failed, role="provider").status == "refused"
+    right.refresh_from_db()
+    # Seven jobs held a unit: the five whose aggregate went out used theirs, the refused one is back.
+    assert (right.quota_used, right.quota_reserved) == (5, 1)
+    settled = PendingEntry.objects.filter(kind="settlement", right_id=right.id)
+    assert [e.payload_json.count('"outcome":"delivered"') for e in settled] == [1] * 5  # none for the refused use
+    (stalled,) = _refresh([unsolicited])
+    assert stalled.state["phase"] == "partial"
+    assert not Message.objects.filter(job=stalled, direction="in", step="partial").exists()
+
+
+def test_two_providers_of_one_job_in_one_batch_both_count(demo) -> None:  # type: ignore[no-untyped-def]
+    acme, taxco = _right("acme"), _right("taxco")
+    job = _at_partial([acme.id, taxco.id])
+    wires = _partials(job)
+    assert len(wires) == 2
+
+    assert services.messages_receive(wires=wires) == ["advanced", "advanced"]
+
+    job.refresh_from_db()
+    assert job.state["phase"] == "decrypt"
+    assert Message.objects.filter(job=job, direction="out", step="decrypt").count() == 1
+    parties = JobParty.objects.filter(job=job, role="provider")
+    assert {p.status for p in parties} == {"done"} and all(len(p.usage) == 1 for p in parties)
+    assert _usage(job) == 2
+    federation.run(job)  # the bank's node decrypts: delivered, both rights charged once
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert [UsageRight.objects.get(id=r.id).quota_used for r in (acme, taxco)] == [1, 1]
+
+
+def test_a_batch_costs_the_same_statements_for_three_replies_as_for_twelve(demo) -> None:  # type: ignore[no-untyped-def]
+    right = _right("acme")
+    small = [w for _ in range(3) for w in _partials(_at_partial([right.id]))]
+    large = [w for _ in range(12) for w in _partials(_at_partial([right.id]))]
+
+    counts = []
+    for wires in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            assert services.messages_receive(wires=wires) == ["advanced"] * len(wires)
+        counts.append(len(queries.captured_queries))
+
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= 24, counts  # 22 today: one statement per check or write, none per reply
+
+
+def test_a_batch_that_fails_is_taken_again_one_reply_at_a_time(demo) -> None:  # type: ignore[no-untyped-def]
+    right = _right("acme")
+    jobs = [_at_partial([right.id]) for _ in range(3)]
+    wires = [w for job in jobs for w in _partials(job)]
+    # Something the batch cannot know before it writes: an entry already waiting under the
+    # event id the second reply's usage takes, with another body.
+    receipt = federation.body_of(wires[1])["receipt"]
+    PendingEntry.objects.create(
+        kind="usage", event_id=f"usage:{sha256_hex(canonical(receipt['payload']))}", payload_json='{"other":1}',
+        producer_time="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+
+    outcomes = services.messages_receive(wires=wires)
+
+    assert outcomes[0] == "advanced" and outcomes[2] == "advanced"
+    assert isinstance(outcomes[1], LedgerConflict)
+    first, second, third = _refresh(jobs)
+    assert first.state["phase"] == third.state["phase"] == "decrypt"
+    assert second.state["phase"] == "partial"  # nothing of the failed reply was kept: it can come again
+    assert not Message.objects.filter(job=second, direction="in", step="partial").exists()

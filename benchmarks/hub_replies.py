@@ -20,6 +20,8 @@ Timed: from the first publish until every reply's usage entry is pending or on t
 log. Baseline, same run, same broker, same worker processes and the same messages: a
 no-op task (``benchmarks/_noop.py``, which only counts in Redis). Run for 1 and 2 hub
 worker processes. The broker is ``CELERY_BROKER_URL`` (default Redis db 13).
+``BENCH_HUB_LOG_LEVEL=INFO`` keeps the workers' "hub took N node message(s) in T ms" lines
+(one per batch) in the logs the run leaves under ``/tmp/usufruct-bench-replies-*``.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def main() -> None:
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         USUFRUCT_HUB_KEY_FILE=str(settings.USUFRUCT_HUB_KEY_FILE),
         PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)]),
-        USUFRUCT_LOG_LEVEL="WARNING",
+        USUFRUCT_LOG_LEVEL=os.environ.get("BENCH_HUB_LOG_LEVEL", "WARNING"),
     )
     print(f"machine: {machine()}")
     print(f"broker: {BROKER}; {args.jobs} replies per run; hub workers --pool=solo")

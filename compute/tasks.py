@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
@@ -29,8 +30,11 @@ def receive(requests: list[SimpleRequest]) -> list[str]:
     messages, or what came within ``USUFRUCT_INTAKE_WAIT_SECONDS``) and received together.
     Each message is sent as ``args=[wire]``. Bad messages are logged and dropped, never retried."""
     wires = [r.args[0] if r.args else r.kwargs.get("wire") for r in requests]
+    started = time.perf_counter()
+    received = services.messages_receive(wires=wires)
+    log.info("hub took %d node message(s) in %.1f ms", len(wires), (time.perf_counter() - started) * 1000)
     outcomes = []
-    for outcome in services.messages_receive(wires=wires):
+    for outcome in received:
         if isinstance(outcome, Exception):
             log.warning("hub rejected a message: %s", outcome)
             outcomes.append(f"rejected: {outcome}")

@@ -50,6 +50,12 @@ def x25519_private(key: Ed25519PrivateKey) -> PrivateKey:
     return PrivateKey(crypto_sign_ed25519_sk_to_curve25519(key.private_bytes_raw() + keys.raw_public(key)))
 
 
+@functools.lru_cache(maxsize=16)
+def _opener(key: Ed25519PrivateKey) -> SealedBox:  # type: ignore[type-arg]
+    """The box that opens bodies sealed to ``key`` (the same key object: the hub's, a node's)."""
+    return SealedBox(x25519_private(key))
+
+
 def seal_body(body: Any, to: Ed25519PublicKey | Ed25519PrivateKey) -> dict[str, str]:
     """``body`` (any JSON value) as canonical bytes, sealed to the holder of ``to``."""
     box = SealedBox(x25519_public(to))
@@ -66,7 +72,7 @@ def open_body(body: Any, key: Ed25519PrivateKey) -> Any:
         raise SealError("the body is not sealed to its recipient")
     try:
         data = base64.b64decode(body[SEALED], validate=True)
-        plain = SealedBox(x25519_private(key)).decrypt(data)
+        plain = _opener(key).decrypt(data)
     except (binascii.Error, ValueError, CryptoError):
         raise SealError("the sealed body does not open with the recipient's key") from None
     try:

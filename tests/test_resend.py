@@ -27,7 +27,8 @@ def test_lost_publishes_are_resent_and_the_job_finishes(workers, monkeypatch) ->
         HTTP_IDEMPOTENCY_KEY="o",
     ).json()["right"]["id"]
     lost: list[str] = []
-    monkeypatch.setattr(services, "_send", lambda node, wire: lost.append(node))  # the broker "loses" it
+    # The broker "loses" every step published after the commit.
+    monkeypatch.setattr(services, "_send_all", lambda sends: lost.extend(node for node, _ in sends))
     monkeypatch.setattr(services, "_enqueue_start", lambda job_id: None)
     job_id = post_job(bank, "stats", {"column": "tenure_months", "key_bits": 1024}, [right], "j").json()["id"]
     services.job_start(job_id=job_id)

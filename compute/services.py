@@ -270,7 +270,7 @@ def _enqueue_start(job_id: Any) -> None:
     start_job.delay(str(job_id))
 
 
-_PARTY_RELATED = ("node", "dataset__node", "right__consumer")
+_PARTY_RELATED = ("node", "dataset", "right")
 # What the hub never reads of a party's dataset while it runs a job (the catalogue's part).
 _PARTY_DEFERRED = ("dataset__manifest", "dataset__columns", "dataset__description", "dataset__tags")
 
@@ -279,16 +279,22 @@ def _party_rows(parties: Any) -> Any:
     return parties.select_related(*_PARTY_RELATED).defer(*_PARTY_DEFERRED).order_by("id")
 
 
-def _linked(party: JobParty) -> JobParty:
-    """A right's dataset is its party's (one object, not a second copy from the database)."""
-    if party.right is not None and party.right.dataset_id == party.dataset_id:
-        party.right.dataset = party.dataset
+def _linked(party: JobParty, job: Job) -> JobParty:
+    """One object for one row: a right's dataset is its party's, that dataset's node is the
+    party's node, the right's consumer is the job's (not second copies from the database)."""
+    if party.dataset is not None and party.dataset.node_id == party.node_id:
+        party.dataset.node = party.node
+    if party.right is not None:
+        if party.right.dataset_id == party.dataset_id:
+            party.right.dataset = party.dataset
+        if party.right.consumer_id == job.consumer_id:
+            party.right.consumer = job.consumer
     return party
 
 
 def _parties(job: Job) -> list[JobParty]:
     """A job's parties with what the hub checks and tells about them, in one query."""
-    return [_linked(p) for p in _party_rows(job.parties.all())]
+    return [_linked(p, job) for p in _party_rows(job.parties.all())]
 
 
 def _view(job: Job, parties: list[JobParty]) -> JobView:
@@ -437,7 +443,15 @@ def _send_all(sends: list[tuple[str, dict[str, Any]]]) -> None:
 
     with app.producer_or_acquire() as producer:
         for node_slug, wire in sends:
-            app.send_task(NODE_TASK, args=[wire], queue=f"node.{node_slug}", producer=producer)
+            p = wire["payload"]
+            app.send_task(
+                NODE_TASK,
+                args=[wire],
+                queue=f"node.{node_slug}",
+                producer=producer,
+                argsrepr=f"[{p['job']} {p['step']}#{p['round']}]",  # not a repr of the whole sealed wire
+                kwargsrepr="{}",
+            )
 
 
 def _message(
@@ -831,7 +845,7 @@ class _Intake:
         jobs = {str(j.id): j for j in locked.filter(id__in=job_ids).order_by("id")}
         parties: dict[str, list[JobParty]] = {job_id: [] for job_id in jobs}
         for p in _party_rows(JobParty.objects.filter(job_id__in=list(jobs))):
-            parties[str(p.job_id)].append(_linked(p))
+            parties[str(p.job_id)].append(_linked(p, jobs[str(p.job_id)]))
         node_ids = sorted({node.id for *_, node in opened})
         nodes = {n.id: n for n in Node.objects.select_for_update().filter(id__in=node_ids).order_by("id")}
         bodies = [o.payload["body"] for _, _, o, _ in opened]

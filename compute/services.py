@@ -310,6 +310,7 @@ def _view(job: Job, parties: list[JobParty]) -> JobView:
                 grant=right_svc.grant_for(p.right)
                 if p.right
                 else (_preview_grant(job, p.dataset) if job.preview and p.dataset else None),
+                node_key=p.node.public_key,
             )
         )
     consumer_node = {

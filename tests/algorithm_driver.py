@@ -8,6 +8,7 @@ both ways, as it would on the wire, and the job's state is persisted as JSON bet
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compute.algorithms.base import Algorithm, JobView, StepRefused
-from protocol import envelope, keys
+from protocol import envelope, keys, sealed
 from protocol.canonical import canonical
 
 
@@ -75,6 +76,15 @@ class FakeNode:
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return envelope.sign_payload(payload, key=self.key, kid=self.kid)
 
+    def seal_to(self, node_key: str, value: Any) -> dict[str, str]:
+        return sealed.seal_body(value, keys.public_from_b64(node_key))
+
+    def unseal(self, value: Any) -> Any:
+        try:
+            return sealed.open_body(value, self.key)
+        except sealed.SealError as exc:
+            raise StepRefused("not_sealed", str(exc)) from None
+
     def consumer_statement(self, statement: Any, kind: str) -> dict[str, Any]:
         signer = self.consumer or self
         try:
@@ -97,6 +107,9 @@ def drive(
     algo: Algorithm, job: JobView, nodes: dict[str, FakeNode], *, limit: int = 100_000, trace: list[Any] | None = None
 ) -> dict[str, Any]:
     """Run ``job`` to its end; returns its outputs. ``trace`` collects (step, party, sent, reply)."""
+    job.parties = [  # the hub names each party's node key, as the ledger has it
+        p if p.node_key else dataclasses.replace(p, node_key=keys.public_b64(nodes[p.key].key)) for p in job.parties
+    ]
     outbox = list(algo.start(job).sends)
     job.state = json.loads(canonical(job.state))
     outputs = None

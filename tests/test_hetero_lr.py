@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from compute.algorithms import get_algorithm, hetero_lr, psi_align
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
-from protocol import he
+from protocol import he, keys, sealed
 from tests.algorithm_driver import FakeNode, drive
 
 DATA = Path(__file__).parent / "data" / "breast_cancer"
@@ -197,8 +197,13 @@ def _check_privacy(job: JobView, nodes: dict[str, FakeNode], trace: list[Any]) -
         ratio = c_res * pow(c_sum, -1, nsq) % nsq
         assert (ratio - 1) % n != 0
     # A masked gradient tells the guest nothing of the host's: the values are far beyond any gradient.
+    # The hub relays them sealed to the host: only that host's key opens them.
     decrypted = [t for t in trace if t[0] == "lr_decrypt"]
-    assert decrypted and all(abs(int(v)) > 2**100 for t in decrypted for v in t[3]["values"])
+    assert decrypted and all(sealed.is_sealed(t[3]["values"]) for t in decrypted)
+    opened = [sealed.open_body(t[3]["values"], nodes[t[2]["party"]].key) for t in decrypted]
+    assert all(abs(int(v)) > 2**100 for values in opened for v in values)
+    with pytest.raises(sealed.SealError):
+        sealed.open_body(decrypted[0][3]["values"], nodes["consumer"].key)
     # No host weight, gradient or feature value in anything the guest received.
     host_keys = [p.key for p in job.providers]
     to_guest = repr([t[2] for t in trace if t[1] == "consumer"])
@@ -290,6 +295,7 @@ def test_a_host_refuses_a_key_the_consumer_did_not_sign_and_a_guest_a_label_that
                 "batch_size": 0,
                 "learning_rate": 0.1,
                 "l2": 0.0,
+                "hosts": {"provider:1": {"features": 1, "node_key": keys.public_b64(host.key)}},
             },
             random.Random(1),
         )  # noqa: E501
@@ -414,3 +420,33 @@ def test_metrics_of_a_one_class_split_are_none_not_nan() -> None:
 
     out = metrics.summary(np.array([1.0, 1.0, 1.0]), np.array([0.2, 0.5, 0.9]))
     assert out["auc"] is None and out["log_loss"] is not None
+
+
+def test_the_guest_is_no_decryption_oracle_for_the_hub() -> None:
+    """A deviating hub asks the guest to decrypt what it should not: the residual, a host's
+    forward pass, a second vector for one host and batch, a batch that is not the current one."""
+    algo = hetero_lr.HeteroLR(node_rng=random.Random(11))
+    job = _job(algo, {**_lr_params(), "epochs": 1}, [_info(7, "host", HOST_FEATURES)], grants=20)
+    nodes = _nodes(_csv("guest_train.csv"), {7: _csv("host_train.csv")})
+    guest = nodes["consumer"]
+    guest.state_drop = lambda name: None  # type: ignore[method-assign]  # keep the key after the job, to ask again
+    trace: list[Any] = []
+    drive(algo, job, nodes, trace=trace)
+    state = guest.state[hetero_lr.STATE]
+    last = [t for t in trace if t[0] == "lr_decrypt"][-1][2]  # the honest last request
+    residual = [t for t in trace if t[0] == "lr_residual"][-1][3]["residual"]
+    forward = [t for t in trace if t[0] == "lr_forward"][-1][3]["enc"]
+    state.update(decrypted=[])  # as if the honest request had not come yet: only the checks below stop it
+    asks = {
+        "the residual": {**last, "masked": residual},
+        "a host's forward pass": {**last, "masked": forward},
+        "another batch": {**last, "batch": last["batch"] + 1},
+        "an unknown host": {**last, "party": "provider:99"},
+    }
+    for what, body in asks.items():
+        with pytest.raises(StepRefused) as refused:
+            algo.node_step(guest, "lr_decrypt", body)
+        assert refused.value.code == "bad_decrypt", what
+    algo.node_step(guest, "lr_decrypt", last)  # the one the protocol asks for
+    with pytest.raises(StepRefused, match="already decrypted"):
+        algo.node_step(guest, "lr_decrypt", last)

@@ -89,6 +89,7 @@ class Party:
     dataset_id: int | None = None
     dataset_local: str | None = None
     grant: dict[str, Any] | None = None
+    node_key: str | None = None  # the node's enrolled Ed25519 public key (base64): what a peer seals to
 
 
 @dataclass
@@ -158,6 +159,14 @@ class NodeContext(Protocol):
     def consumer_statement(self, statement: Any, kind: str) -> dict[str, Any]:
         """The payload of ``statement`` if the job's consumer node signed it for this job (``type`` ``kind``),
         verified against the consumer node key the grant names; raises :class:`StepRefused` otherwise."""
+        ...
+
+    def seal_to(self, node_key: str, value: Any) -> dict[str, str]:
+        """``value`` sealed to the holder of ``node_key`` (a peer node): the hub relays it unread."""
+        ...
+
+    def unseal(self, value: Any) -> Any:
+        """What a peer sealed to this node; raises :class:`StepRefused` if it is not that."""
         ...
 
     def load_rows(self, local_name: str) -> list[dict[str, str]]: ...

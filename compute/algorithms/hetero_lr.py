@@ -34,6 +34,12 @@ the end (on every aligned row: with two or more hosts this lets it tell each hos
 apart; it is what "what did each right add" costs today). Never a host's weights, gradient or
 features.
 
+**No decryption oracle.** The guest decrypts for the hub only masked host gradients, and
+only as the protocol asks for them: per batch one vector per host, for the batch whose
+residual it made last, of that host's feature count as named at set-up, and the plaintext
+is sealed to that host's node key (also named at set-up), so the hub relays it unread. A hub
+that sends it a residual, a host's forward pass or a second vector is refused.
+
 **Randomness.** Every ciphertext a party sends carries fresh randomness: encryptions, and
 the guest's residual, which is computed from the hosts' sum and re-randomised so that the
 hub cannot divide the two to read the guest's plaintext ¼·u_g + ½ − y.
@@ -63,7 +69,7 @@ from compute.algorithms.base import (
     refuse_unknown,
     register,
 )
-from protocol import he
+from protocol import he, sealed
 
 JOB_KEY = "usufruct/job-key/v1"
 STATE = "hetero_lr"
@@ -202,6 +208,12 @@ class HeteroLR:
             )
             # "dataset": the node holds a consumer step to the datasets its policy sets aside for its own jobs.
             setup = {"dataset": job.params["consumer_dataset"], **{k: job.params[k] for k in keys}}
+            # What the guest holds each later decryption to: a host's gradient has its feature count,
+            # and the plaintext is sealed to that host's node key.
+            setup["hosts"] = {
+                p.key: {"features": len(job.params["host_features"][str(p.dataset_id)]), "node_key": p.node_key}
+                for p in job.providers
+            }
             return Progress(sends=[Send(guest, "lr_setup", setup)], percent=15)
         if step == "lr_setup" and st["phase"] == "setup" and party == guest:
             public = he.PublicKey.from_json(body["public_key"])
@@ -325,8 +337,8 @@ class HeteroLR:
             )
         if step == "lr_decrypt" and party == guest:
             host = body.get("party")
-            if host not in hosts or host in st["decrypting"] or not isinstance(body.get("values"), list):
-                raise ValueError("a decryption for an unknown host, or twice")
+            if host not in hosts or host in st["decrypting"] or not sealed.is_sealed(body.get("values")):
+                raise ValueError("a decryption for an unknown host, or twice, or not sealed to the host")
             st["decrypting"].append(host)
             last = t + 1 == len(plan)
             if not last:
@@ -471,6 +483,9 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
         if len(host) != len(rows):
             raise StepRefused("bad_vector", "the hosts' sum does not match the batch")
         tag = f"{body.get('epoch')}:{body.get('batch')}"
+        if st.get("residual_tag") != tag:  # this batch's hosts' gradients may now be decrypted, once each
+            st.update(residual_tag=tag, decrypted=[])
+            ctx.state_put(STATE, st)
         again = st.get("updated") == tag  # redelivered after a crash that came after the update was kept
         if again:
             w = np.array(st["w_prev"], dtype=float)
@@ -483,8 +498,7 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
             ctx.state_put(STATE, st)
         return StepResult({**at, "residual": public.pack(d)})
     if step == "lr_decrypt":
-        masked = public.unpack(body["masked"], 10_000)
-        return StepResult({**at, "party": body.get("party"), "values": [str(v) for v in key.decrypt(masked)]})
+        return StepResult(_guest_decrypt(ctx, st, key, body))
     if step in ("lr_evaluate", "lr_finish"):
         summed = np.array(key.decrypt(public.unpack(body["host_sum"], MAX_ROWS)), dtype=float) / he.ONE
         if len(summed) != len(y):
@@ -497,10 +511,54 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
     raise StepRefused("unknown_step", f"hetero_lr has no step {step!r}")
 
 
+def _guest_decrypt(ctx: NodeContext, st: dict[str, Any], key: he.PrivateKey, body: dict[str, Any]) -> dict[str, Any]:
+    """A host's masked gradient, decrypted for that host alone.
+
+    The guest is no decryption oracle for the hub: it decrypts, per batch, one vector per host,
+    only for the batch whose residual it made last, only of the length the host's feature
+    count had at set-up, and seals the plaintext to the host's node key (named at set-up), so
+    the hub relays it unread. Anything else is refused.
+    """
+    host = body.get("party")
+    info = st["hosts"].get(host) if isinstance(host, str) else None
+    tag = f"{body.get('epoch')}:{body.get('batch')}"
+    if info is None:
+        raise StepRefused("bad_decrypt", "no such host in this job")
+    if st.get("residual_tag") != tag:
+        raise StepRefused("bad_decrypt", "a decryption for a batch whose residual this node did not make last")
+    if host in st["decrypted"]:
+        raise StepRefused("bad_decrypt", "this host's gradient for this batch was already decrypted")
+    try:
+        masked = key.public.unpack(body.get("masked"), info["features"])
+    except he.HEError:
+        masked = []
+    if len(masked) != info["features"]:
+        raise StepRefused("bad_decrypt", "a host's gradient has one value per feature of that host")
+    st["decrypted"].append(host)
+    ctx.state_put(STATE, st)
+    values = ctx.seal_to(info["node_key"], [str(v) for v in key.decrypt(masked)])
+    return {"epoch": body.get("epoch"), "batch": body.get("batch"), "party": host, "values": values}
+
+
+def _hosts(value: Any) -> dict[str, dict[str, Any]]:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and type(v.get("features")) is int
+        and v["features"] >= 1
+        and isinstance(v.get("node_key"), str)
+        for k, v in value.items()
+    )
+    if not ok or not value:
+        raise StepRefused("bad_setup", "the set-up names each host's feature count and node key")
+    return value
+
+
 def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> StepResult:
     stored = ctx.state_get(STATE)
     if stored:  # asked again: the same key and split
         return StepResult(stored["setup_reply"])
+    hosts = _hosts(body.get("hosts"))
     label, features = body["label_column"], list(body["consumer_features"])
     dataset, id_column = body["dataset"], body["consumer_id_column"]
     ys, _ = _matrix(ctx, dataset, id_column, [label])
@@ -537,6 +595,9 @@ def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> 
             "l2": float(body["l2"]),
             "batch_size": int(body["batch_size"]),
             "setup_reply": reply,
+            "hosts": hosts,
+            "residual_tag": None,
+            "decrypted": [],
         },
     )
     return StepResult(reply)
@@ -672,7 +733,7 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
     if step == "lr_update":
         if st.get("updated") != tag:  # asked again after the update was kept: it is not applied twice
             masks = st["masks"].get(tag)
-            values = body.get("values")
+            values = ctx.unseal(body.get("values"))  # the guest sealed it to this node
             if masks is None or not isinstance(values, list) or len(values) != len(masks):
                 raise StepRefused("bad_update", "no masked gradient of this node to update with")
             grad_fixed = np.array([int(v) - int(m) for v, m in zip(values, masks, strict=True)], dtype=float)

@@ -21,7 +21,7 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import StepRefused
 from compute.node import datasets, sources
 from compute.node.config import NodeConfig
-from protocol import attest, envelope, keys
+from protocol import attest, envelope, keys, sealed
 
 log = logging.getLogger(__name__)
 _SAFE_JOB = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")  # job ids and state names: never a path
@@ -45,6 +45,18 @@ class LocalContext:
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         return envelope.sign_payload(payload, key=self.config.private_key, kid=self.config.kid)
+
+    def seal_to(self, node_key: str, value: Any) -> dict[str, str]:
+        try:
+            return sealed.seal_body(value, keys.public_from_b64(node_key))
+        except ValueError:
+            raise StepRefused("bad_key", "the peer's node key is not an Ed25519 public key") from None
+
+    def unseal(self, value: Any) -> Any:
+        try:
+            return sealed.open_body(value, self.config.private_key)
+        except sealed.SealError as exc:
+            raise StepRefused("not_sealed", str(exc)) from None
 
     def consumer_statement(self, statement: Any, kind: str) -> dict[str, Any]:
         """Verified against the consumer node's enrolled key, which the hub presents in the grant

@@ -4,7 +4,9 @@ A bank (consumer) holds loan applicants with a default label and a few features;
 e-commerce platform and a tax-invoice bureau (providers) hold features for overlapping
 applicant IDs. One latent "financial health" variable drives both the default label and
 the providers' features, so the providers' data genuinely predicts default beyond the
-bank's own features (later issues train vertical models on it).
+bank's own features. By construction, a model on the bank's own features reaches a validation
+AUC of about 0.70 on the three-way join, one on all features about 0.84 (scikit-learn, five
+random 80/20 splits: 0.696 and 0.845).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ def generate(seed: int = SEED, n: int = N_APPLICANTS) -> dict[str, list[dict[str
         shopping = rng.gauss(0, 1)
         pid = _applicant_id(i)
         if i < n:
-            income = max(12_000, round(42_000 + 9_000 * health + rng.gauss(0, 14_000), -2))
-            debt = max(0, round(15_000 - 3_000 * health + rng.gauss(0, 9_000), -2))
+            income = max(12_000, round(42_000 + 9_000 * health + rng.gauss(0, 20_000), -2))
+            debt = max(0, round(15_000 - 3_000 * health + rng.gauss(0, 11_000), -2))
             age = min(75, max(19, int(rng.gauss(41, 11))))
-            logit = -1.6 - 1.5 * health - 0.35 * shopping + 0.00002 * (debt - 15_000)
+            logit = -1.6 - 1.7 * health - 0.35 * shopping + 0.00002 * (debt - 15_000)
             default = 1 if rng.random() < 1 / (1 + math.exp(-logit)) else 0
             bank.append({"applicant_id": pid, "age": age, "income": income, "existing_debt": debt, "default": default})
         if i < int(n * 0.8) or i >= n + 400:  # 80 % of applicants plus strangers

@@ -49,4 +49,5 @@ def test_provider_features_lift_the_default_model() -> None:
         dtype=float,
     )
     own_auc, joined_auc = _auc(own, y), _auc(joined, y)
-    assert joined_auc > own_auc + 0.05, (own_auc, joined_auc)
+    # As constructed: about 0.70 on the bank's own features, about 0.84 with the providers'.
+    assert 0.65 < own_auc < 0.75 and 0.80 < joined_auc < 0.89, (own_auc, joined_auc)

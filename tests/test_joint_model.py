@@ -46,8 +46,10 @@ def test_the_bank_trains_with_acme_and_taxco_and_sees_the_lift(demo) -> None:  #
     job = federation.run(Job.objects.get(id=r.json()["id"]), max_rounds=400)
     assert job.status == Job.Status.SUCCEEDED, job.error
     out = job.outputs
-    # The demo is built so that the providers' data carries signal the bank's own lacks.
-    assert out["validation"]["auc"] > out["own_data_only"]["validation"]["auc"] + 0.05
+    # The demo is built so that the providers' data carries signal the bank's own lacks: about
+    # 0.70 → 0.84 (measured through this protocol: 0.654 → 0.836; the validation split is random).
+    assert out["validation"]["auc"] > 0.76
+    assert out["validation"]["auc"] > out["own_data_only"]["validation"]["auc"] + 0.06
     assert out["rows"]["aligned"] == 1120  # applicants both hold: Acme the first 1,600, TaxCo 7 in 10
     assert len(out["history"]) == 4 and set(out["contributions"]) == {f"provider:{d}" for d in _datasets(job)}
     # Every host step is receipted; the job is charged once per right, on delivery.

@@ -4,6 +4,7 @@ import uuid
 
 from django import forms
 
+from compute.models import Job
 from marketplace.models import Dataset, UsageRight
 
 
@@ -66,21 +67,34 @@ class HeteroLRJobForm(forms.Form):
     )
     tolerance = forms.FloatField(initial=0.0001, help_text="Early stopping on the validation loss; 0 turns it off")
     validation_fraction = forms.FloatField(initial=0.2)
+    alignment_job = forms.ModelChoiceField(
+        queryset=Job.objects.none(),
+        required=False,
+        label="Rows aligned in an earlier job",
+        empty_label="Align them in this job (PSI first)",
+        help_text="The same dataset and the same rights as that job",
+    )
 
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         ds: Dataset = d["consumer_dataset"]
+        earlier = {"alignment_job": str(d["alignment_job"].id)} if d.get("alignment_job") else {}
         id_column = next((c["name"] for c in ds.columns if c["role"] == "id"), "")
         features = [f.strip() for f in (d.get("consumer_features") or "").split(",") if f.strip()]
         return {
             "consumer_dataset": ds.local_name, "consumer_id_column": id_column, "label_column": d["label_column"],
             "consumer_features": features, "epochs": d["epochs"], "learning_rate": d["learning_rate"], "l2": d["l2"],
             "batch_size": d["batch_size"], "key_bits": d["key_bits"], "tolerance": d["tolerance"],
-            "validation_fraction": d["validation_fraction"],
+            "validation_fraction": d["validation_fraction"], **earlier,
         }  # fmt: skip
 
     def __init__(self, *args, consumer=None, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        aligned = Job.objects.filter(consumer=consumer, algorithm__in=["psi_align", "hetero_lr"], status="succeeded")
+        self.fields["alignment_job"].queryset = aligned.order_by("-finished_at")
+        self.fields["alignment_job"].label_from_instance = lambda j: (
+            f"{j.algorithm} {str(j.id)[:8]}, finished {j.finished_at:%Y-%m-%d %H:%M} UTC"
+        )
         active = UsageRight.objects.filter(consumer=consumer, status=UsageRight.Status.ACTIVE)
         usable = [r.id for r in active if "hetero_lr" in r.operations]  # JSON lists: filtered here, for SQLite too
         self.fields["rights"].queryset = UsageRight.objects.filter(id__in=usable).select_related("dataset")

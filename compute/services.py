@@ -87,6 +87,8 @@ def job_submit(
         raise Invalid("invalid parameters", fields=exc.errors) from None
     if algorithm == "hetero_lr_score":
         _check_model(consumer, clean["model"], rights)
+    if algorithm == "hetero_lr" and clean.get("alignment_job"):
+        clean["aligned_rows"] = _check_alignment(consumer, clean, rights)
     consumer_node = consumer.nodes.filter(status=Node.Status.ACTIVE).order_by("id").first()
     if consumer_node is None:
         raise invalid("node", "Your organisation needs an enrolled node to hold the job's keys.")
@@ -140,6 +142,31 @@ def _check_model(consumer: Organization, model_id: str, rights: list[int]) -> Jo
             f"This model scores under the rights it was trained under: {', '.join(map(str, sorted(trained)))}.",
         )  # noqa: E501
     return model
+
+
+def _check_alignment(consumer: Organization, params: dict[str, Any], rights: list[int]) -> int:
+    """An earlier alignment is the consumer's finished ``psi_align`` (or ``hetero_lr``) job over the
+    same consumer dataset and ID column, under exactly these rights; returns its aligned row count.
+    Each node checks again that it kept that alignment, for that dataset and right."""
+    earlier = Job.objects.filter(
+        id=params["alignment_job"], consumer=consumer, algorithm__in=["psi_align", "hetero_lr"],
+        status=Job.Status.SUCCEEDED,
+    ).first()  # fmt: skip
+    if earlier is None:
+        raise invalid("alignment_job", "Choose one of your finished alignments (a psi_align or hetero_lr job).")
+    same = all(earlier.params.get(k) == params[k] for k in ("consumer_dataset", "consumer_id_column"))
+    if not same:
+        raise invalid("alignment_job", "That job aligned another dataset or ID column of yours.")
+    used = set(earlier.parties.filter(role="provider").values_list("right_id", flat=True))
+    if used != set(rights):
+        rights_text = ", ".join(map(str, sorted(r for r in used if r is not None)))
+        raise invalid("alignment_job", f"That alignment was made under the rights {rights_text}; use the same.")
+    outputs = earlier.outputs or {}
+    psi = earlier.algorithm == "psi_align"
+    count = outputs.get("aligned_records") if psi else outputs.get("rows", {}).get("aligned")
+    if type(count) is not int or count < 2:
+        raise invalid("alignment_job", "That job left no usable alignment.")
+    return count
 
 
 def models_of(consumer: Organization) -> list[dict[str, Any]]:

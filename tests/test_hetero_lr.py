@@ -450,3 +450,32 @@ def test_the_guest_is_no_decryption_oracle_for_the_hub() -> None:
     algo.node_step(guest, "lr_decrypt", last)  # the one the protocol asks for
     with pytest.raises(StepRefused, match="already decrypted"):
         algo.node_step(guest, "lr_decrypt", last)
+
+
+def test_rows_aligned_in_an_earlier_job_train_a_later_one_under_the_same_right_only() -> None:
+    """A ``psi_align`` job leaves each node its alignment; a later ``hetero_lr`` names that job and
+    trains on those rows without a new PSI. A node refuses it under another right or dataset."""
+    first, second = "3f1c0d5e-0000-4000-8000-000000000001", "3f1c0d5e-0000-4000-8000-000000000002"
+    nodes = _nodes(_csv("guest_train.csv"), {7: _csv("host_train.csv")})
+    for node in nodes.values():
+        node.job = first
+    align = get_algorithm("psi_align")
+    job = _job(align, {"consumer_dataset": "mine", "consumer_id_column": "id"}, [_info(7, "host", HOST_FEATURES)], 20)
+    job.id = first
+    aligned = drive(align, job, nodes)["aligned_records"]
+    algo = hetero_lr.HeteroLR(node_rng=random.Random(11))
+    later = _job(algo, _lr_params(alignment_job=first), [_info(7, "host", HOST_FEATURES)], grants=20)
+    later.id, later.params["aligned_rows"] = second, aligned  # what the hub adds after its own checks
+    for node in nodes.values():
+        node.job = second
+    trace: list[Any] = []
+    out = drive(algo, later, nodes, trace=trace)
+    assert not [t for t in trace if t[0].startswith("psi_")]  # no second PSI
+    assert out["rows"]["aligned"] == aligned == 426 and out["validation"]["auc"] > 0.98
+    # Under another right, a provider does not lend an alignment made under the first.
+    host = nodes["provider:7"]
+    host.job, host.grant = "3f1c0d5e-0000-4000-8000-000000000003", {"right": 99}
+    with pytest.raises(StepRefused, match="another right"):
+        psi_align.reuse_alignment(host, first, "local7", "id")
+    with pytest.raises(StepRefused, match="no alignment of this dataset"):
+        psi_align.reuse_alignment(nodes["consumer"], first, "mine", "other_id")

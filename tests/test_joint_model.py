@@ -6,6 +6,7 @@ then once with real worker processes on PostgreSQL and the broker.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -349,3 +350,41 @@ def test_a_host_killed_mid_training_restarts_and_the_job_resumes_charged_once(pr
     ledger_idle()
     settled = LedgerEntry.objects.filter(kind="settlement", payload__job=job_id)
     assert sorted((s.payload["right"], s.payload["units"]) for s in settled) == [(rights[0], 1), (rights[1], 1)]
+
+
+def test_a_model_trains_on_rows_aligned_in_an_earlier_job(demo, client) -> None:  # type: ignore[no-untyped-def]
+    """The bank aligns once (``psi_align``), then trains on that alignment from the page; the hub
+    refuses an alignment that is not the consumer's, or that was made under other rights."""
+    from django.contrib.auth import get_user_model
+
+    rights = _rights()
+    bank = api_for("bank")
+    ids = {k: PARAMS[k] for k in ("consumer_dataset", "consumer_id_column")}
+    r = post_job(bank, "psi_align", ids, rights, "align-1")
+    assert r.status_code == 201, r.content
+    aligned = federation.run(Job.objects.get(id=r.json()["id"]))
+    assert aligned.status == Job.Status.SUCCEEDED and aligned.outputs["aligned_records"] == 1120
+
+    unknown = post_job(bank, "hetero_lr", {**PARAMS, "alignment_job": str(uuid.uuid4())}, rights, "bad-1")
+    assert unknown.status_code == 400 and "alignment_job" in unknown.json()["error"]["fields"], unknown.content
+    fewer = post_job(bank, "hetero_lr", {**PARAMS, "alignment_job": str(aligned.id)}, rights[:1], "bad-2")
+    assert fewer.status_code == 400 and "same" in fewer.json()["error"]["fields"]["alignment_job"][0], fewer.content
+
+    client.force_login(get_user_model().objects.get(username="bank"))
+    page = client.get("/jobs/new/?algorithm=hetero_lr")
+    assert str(aligned.id)[:8].encode() in page.content  # the earlier alignment is offered
+    own = page.context["form"].fields["consumer_dataset"].queryset.get()
+    form = {
+        "algorithm": "hetero_lr", "idempotency_key": "page-aligned", "rights": rights, "consumer_dataset": own.id,
+        "label_column": "default", "consumer_features": "age, income, existing_debt", "epochs": 2,
+        "learning_rate": 0.5, "l2": 0.001, "batch_size": 0, "key_bits": 1024, "tolerance": 0,
+        "validation_fraction": 0.25, "alignment_job": str(aligned.id),
+    }  # fmt: skip
+    posted = client.post("/jobs/new/", form)
+    assert posted.status_code == 302, posted.content
+    job = Job.objects.exclude(id=aligned.id).get(algorithm="hetero_lr")
+    assert job.params["alignment_job"] == str(aligned.id) and job.params["aligned_rows"] == 1120
+    job = federation.run(job, max_rounds=400)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.outputs["rows"]["aligned"] == 1120
+    assert not Message.objects.filter(job=job, step__startswith="psi_").exists()  # no second PSI

@@ -1,7 +1,10 @@
 """``hetero_lr``: vertical logistic regression, the consumer's node as guest, providers as hosts.
 
 The rows are the joint intersection, aligned in the same job by ``psi_align`` (its steps run
-first; see that module for who learns membership). Then, without an arbiter: the guest
+first; see that module for who learns membership), or in an earlier job of the consumer's
+(``alignment_job``: a finished ``psi_align`` or ``hetero_lr`` job over the same consumer
+dataset, under exactly the same rights; the hub checks that, and each node takes the
+alignment it kept in that job only for the same dataset, ID column and right). Then, without an arbiter: the guest
 (the consumer's node, which holds the labels) makes the Paillier key pair; hosts encrypt
 under its public key; the hub relays, sums ciphertexts and never holds a key.
 
@@ -50,6 +53,7 @@ from __future__ import annotations
 import math
 import random
 import secrets
+import uuid
 from typing import Any
 
 import numpy as np
@@ -87,7 +91,9 @@ DEFAULTS: dict[str, Any] = {
     "tolerance": 1e-4,  # early stopping: the validation log-loss must improve by this much; 0 turns it off
     "validation_fraction": 0.2,
 }
-PARAMS = {"consumer_dataset", "consumer_id_column", "label_column", "consumer_features", *DEFAULTS}
+# ``alignment_job``: an earlier job of the consumer that aligned the same datasets under the same
+# rights (its nodes kept the alignment); the hub checks it and adds ``aligned_rows``.
+PARAMS = {"consumer_dataset", "consumer_id_column", "label_column", "consumer_features", "alignment_job", *DEFAULTS}
 GUEST_STEPS = frozenset({"lr_setup", "lr_residual", "lr_decrypt", "lr_evaluate", "lr_finish"})
 
 _SYSTEM_RANDOM = secrets.SystemRandom()
@@ -169,6 +175,12 @@ class HeteroLR:
         clean["key_bits"] = key_bits_param(params, errors, DEFAULTS["key_bits"])
         clean["tolerance"] = _number(params, "tolerance", errors, 0, 1)
         clean["validation_fraction"] = _number(params, "validation_fraction", errors, 0.05, 0.5)
+        earlier = params.get("alignment_job")
+        if earlier not in (None, ""):
+            if not isinstance(earlier, str) or not _is_uuid(earlier):
+                errors["alignment_job"] = ["The id of one of your jobs that aligned these datasets."]
+            else:
+                clean["alignment_job"] = earlier.lower()
         host_features: dict[str, list[str]] = {}
         for ds in datasets:
             cols = [c.name for c in ds.columns if c.role == "feature" and c.type in NUMERIC]
@@ -183,6 +195,9 @@ class HeteroLR:
 
     # --- hub side -------------------------------------------------------------------
     def start(self, job: JobView) -> Progress:
+        if job.params.get("alignment_job"):  # aligned in an earlier job: straight to the set-up
+            job.state = {"phase": "setup", "rows": int(job.params["aligned_rows"])}
+            return Progress(sends=[Send(job.consumer.key, "lr_setup", _setup(job))], percent=15)
         job.state = {"phase": "align"}
         return psi_align.start(job)
 
@@ -195,26 +210,7 @@ class HeteroLR:
             if isinstance(out, Progress):
                 return out
             st.update(phase="setup", rows=out)
-            keys = (
-                "consumer_dataset",
-                "consumer_id_column",
-                "label_column",
-                "consumer_features",
-                "key_bits",
-                "validation_fraction",
-                "batch_size",
-                "learning_rate",
-                "l2",
-            )
-            # "dataset": the node holds a consumer step to the datasets its policy sets aside for its own jobs.
-            setup = {"dataset": job.params["consumer_dataset"], **{k: job.params[k] for k in keys}}
-            # What the guest holds each later decryption to: a host's gradient has its feature count,
-            # and the plaintext is sealed to that host's node key.
-            setup["hosts"] = {
-                p.key: {"features": len(job.params["host_features"][str(p.dataset_id)]), "node_key": p.node_key}
-                for p in job.providers
-            }
-            return Progress(sends=[Send(guest, "lr_setup", setup)], percent=15)
+            return Progress(sends=[Send(guest, "lr_setup", _setup(job))], percent=15)
         if step == "lr_setup" and st["phase"] == "setup" and party == guest:
             public = he.PublicKey.from_json(body["public_key"])
             if public.bits < int(job.params["key_bits"]) - 1:
@@ -245,6 +241,7 @@ class HeteroLR:
                         "dataset": p.dataset_local,
                         "id_column": job.params["provider_id_columns"][str(p.dataset_id)],
                         "features": job.params["host_features"][str(p.dataset_id)],
+                        "alignment_job": job.params.get("alignment_job"),
                     },
                 )
                 for p in job.providers
@@ -393,6 +390,39 @@ class HeteroLR:
         if step in GUEST_STEPS:
             return _guest(ctx, step, body, rng)
         return _host(ctx, step, body, rng)
+
+
+def _setup(job: JobView) -> dict[str, Any]:
+    """The guest's set-up step: what to train on and with what settings."""
+    keys = (
+        "consumer_dataset",
+        "consumer_id_column",
+        "label_column",
+        "consumer_features",
+        "key_bits",
+        "validation_fraction",
+        "batch_size",
+        "learning_rate",
+        "l2",
+    )
+    # "dataset": the node holds a consumer step to the datasets its policy sets aside for its own jobs.
+    setup = {"dataset": job.params["consumer_dataset"], **{k: job.params[k] for k in keys}}
+    setup["alignment_job"] = job.params.get("alignment_job")
+    # What the guest holds each later decryption to: a host's gradient has its feature count,
+    # and the plaintext is sealed to that host's node key.
+    setup["hosts"] = {
+        p.key: {"features": len(job.params["host_features"][str(p.dataset_id)]), "node_key": p.node_key}
+        for p in job.providers
+    }
+    return setup
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # --- the data on a node ------------------------------------------------------------------
@@ -561,6 +591,8 @@ def _guest_setup(ctx: NodeContext, body: dict[str, Any], rng: random.Random) -> 
     hosts = _hosts(body.get("hosts"))
     label, features = body["label_column"], list(body["consumer_features"])
     dataset, id_column = body["dataset"], body["consumer_id_column"]
+    if body.get("alignment_job"):
+        psi_align.reuse_alignment(ctx, body["alignment_job"], dataset, id_column)
     ys, _ = _matrix(ctx, dataset, id_column, [label])
     if np.isnan(ys).any() or not set(np.unique(ys)) <= {0.0, 1.0}:
         raise StepRefused("bad_label", f"the label {label!r} must be 0 or 1 on every aligned row")
@@ -676,6 +708,8 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
         return StepResult({"sealed": True}, rows=0, records=0)
     if step == "lr_host_setup":
         signed_job_key(ctx, body)
+        if body.get("alignment_job"):
+            psi_align.reuse_alignment(ctx, body["alignment_job"], body["dataset"], body["id_column"])
         x, rows_read = _matrix(ctx, body["dataset"], body["id_column"], list(body["features"]))
         validation = _unpack_mask(body.get("validation"), len(x))
         train, _ = _split(len(x), validation)

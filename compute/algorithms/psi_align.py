@@ -220,7 +220,7 @@ def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Ran
                     )
             rng.shuffle(ids)
             a = ristretto.random_scalar(None if rng is _SYSTEM_RANDOM else rng)
-            ctx.state_put(SECRET, {"scalar": ristretto.scalar_to_hex(a), "ids": ids})
+            ctx.state_put(SECRET, {"scalar": ristretto.scalar_to_hex(a), "ids": ids, **_source(body)})
         return StepResult({"elements": ristretto.pack(ristretto.hash_and_blind(ids, a))})
     if step == "psi_exchange":
         peer = _received(body["elements"])
@@ -235,7 +235,7 @@ def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Ran
         b = ristretto.random_scalar(None if rng is _SYSTEM_RANDOM else rng)
         tags = [ristretto.tag(x) for x in ristretto.blind_all(peer, b)]
         own = ristretto.hash_and_blind(ids, b)
-        ctx.state_put(SECRET, {"ids": ids})  # b is not kept: nothing more is blinded with it
+        ctx.state_put(SECRET, {"ids": ids, **_source(body)})  # b is not kept: nothing more is blinded with it
         return StepResult(
             {"peer_tags": ristretto.pack(tags), "elements": ristretto.pack(own)}, rows=rows_read, records=0
         )
@@ -266,7 +266,7 @@ def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Ran
             matches.append({k: j for k, j in m["pairs"]})
         common = [k for k in range(len(stored["ids"])) if all(k in m for m in matches)]
         rng.shuffle(common)  # the common order: random, so positions tell the hub nothing
-        ctx.state_put(ALIGNMENT, {"ids": [stored["ids"][k] for k in common]})
+        ctx.state_put(ALIGNMENT, {"ids": [stored["ids"][k] for k in common], **_bound(ctx, stored)})
         indices = {p: _pack_positions([m[k] for k in common]) for p, m in zip(providers, matches, strict=True)}
         ctx.state_drop(SECRET)
         for p in providers:
@@ -281,10 +281,37 @@ def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Ran
             raise StepRefused(
                 "group_too_small", f"the intersection is smaller than the minimum group size {ctx.min_group_size}"
             )
-        ctx.state_put(ALIGNMENT, {"ids": [stored["ids"][j] for j in positions]})
+        ctx.state_put(ALIGNMENT, {"ids": [stored["ids"][j] for j in positions], **_bound(ctx, stored)})
         ctx.state_drop(SECRET)
         return StepResult({"kept": len(positions)}, rows=0, records=len(positions))
     raise StepRefused("unknown_step", f"psi_align has no step {step!r}")
+
+
+def _source(body: dict[str, Any]) -> dict[str, Any]:
+    return {"dataset": body.get("dataset"), "id_column": body.get("id_column")}
+
+
+def _bound(ctx: NodeContext, stored: dict[str, Any]) -> dict[str, Any]:
+    """What an alignment is kept for: the dataset and ID column it aligned, and on a provider
+    the right it was made under (a later job may use it only under that right)."""
+    grant = ctx.grant or {}
+    return {"dataset": stored.get("dataset"), "id_column": stored.get("id_column"), "right": grant.get("right")}
+
+
+def reuse_alignment(ctx: NodeContext, job: Any, dataset: str, id_column: str) -> int:
+    """Take the alignment this node kept in an earlier job ``job`` into the current one, if it
+    aligned this dataset and ID column and, on a provider, under the right now presented.
+    Returns its size; refuses otherwise."""
+    if not isinstance(job, str):
+        raise StepRefused("no_alignment", "name the earlier job that aligned the rows")
+    earlier = ctx.model_get(job, ALIGNMENT)
+    right = (ctx.grant or {}).get("right")
+    if not earlier or (earlier.get("dataset"), earlier.get("id_column")) != (dataset, id_column):
+        raise StepRefused("no_alignment", "this node kept no alignment of this dataset in that job")
+    if earlier.get("right") != right:
+        raise StepRefused("no_alignment", "that alignment was made under another right")
+    ctx.state_put(ALIGNMENT, earlier)
+    return len(earlier["ids"])
 
 
 def _safe(party: str) -> str:

@@ -51,11 +51,13 @@ class Federation:
         self.spent: dict[str, float] = {key: 0.0 for key in datasets} | {"hub": 0.0}
 
     def parties(self, grant: dict[str, Any]) -> list[Party]:
-        out = [Party("consumer", self.configs["consumer"].slug, "consumer")]
+        guest = self.configs["consumer"]
+        out = [Party("consumer", guest.slug, "consumer", node_key=keys.public_b64(guest.private_key))]
         for i, key in enumerate(k for k in self.configs if k != "consumer"):
             local = next((self.configs[key].data_dir).glob("*.csv")).stem
             g = {**grant, "right": i + 1, "node": self.configs[key].slug, "consumer_node": self.consumer_node}
-            out.append(Party(key, self.configs[key].slug, "provider", i + 1, local, g))
+            node_key = keys.public_b64(self.configs[key].private_key)
+            out.append(Party(key, self.configs[key].slug, "provider", i + 1, local, g, node_key=node_key))
         return out
 
     def context(self, party: Party) -> LocalContext:

@@ -154,7 +154,10 @@ def _train(tmp_path: Path, host_spec: dict[str, Any], rows: list[dict[str, str]]
     job = JobView(
         id="j1",
         params=params,
-        parties=[Party("consumer", "bank", "consumer"), Party("provider:1", "acme", "provider", 1, "host", grant)],
+        parties=[
+            Party("consumer", "bank", "consumer", node_key=keys.public_b64(guest.private_key)),
+            Party("provider:1", "acme", "provider", 1, "host", grant, node_key=keys.public_b64(host.private_key)),
+        ],
     )  # noqa: E501
     configs = {"consumer": guest, "provider:1": host}
     outbox = list(algo.start(job).sends)

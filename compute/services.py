@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compute.algorithms import get_algorithm
@@ -614,12 +615,16 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
     Covers a publish lost between the commit and the broker (the outbox is the message
     table). Safe to repeat: a node that already saw the nonce ignores the step, and the
     hub accepts one answer per step. Expired steps are left to the stale-job sweeper.
+    A finished model's ``lr_retire`` steps are sent again too: a host must delete its part
+    even if the first request was lost.
     """
     cutoff = timezone.now() - older_than
     answered = Message.objects.filter(direction=Message.Direction.IN, in_reply_to__isnull=False).values("in_reply_to")
-    pending = Message.objects.filter(
-        direction=Message.Direction.OUT, job__status=Job.Status.RUNNING, created_at__lt=cutoff
-    ).exclude(digest__in=answered)
+    pending = (
+        Message.objects.filter(direction=Message.Direction.OUT, created_at__lt=cutoff)
+        .filter(Q(job__status=Job.Status.RUNNING) | Q(step="lr_retire"))
+        .exclude(digest__in=answered)
+    )
     count = 0
     for m in pending:
         if envelope.parse_time(m.envelope["payload"]["expires_at"]) > timezone.now():

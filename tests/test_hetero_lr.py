@@ -479,3 +479,24 @@ def test_rows_aligned_in_an_earlier_job_train_a_later_one_under_the_same_right_o
         psi_align.reuse_alignment(host, first, "local7", "id")
     with pytest.raises(StepRefused, match="no alignment of this dataset"):
         psi_align.reuse_alignment(nodes["consumer"], first, "mine", "other_id")
+
+
+def test_a_residual_asked_again_on_the_guest_is_the_same_and_its_update_is_not_applied_twice() -> None:
+    """The guest's step redelivered after it kept its update (a crash before the reply left):
+    the same residual plaintext, in a fresh ciphertext, and the weights moved once."""
+    algo = hetero_lr.HeteroLR(node_rng=random.Random(11))
+    nodes = _nodes(_csv("guest_train.csv"), {7: _csv("host_train.csv")})
+    guest = nodes["consumer"]
+    guest.state_drop = lambda name: None  # type: ignore[method-assign]  # keep the training state after the job
+    trace: list[Any] = []
+    job = _job(algo, _lr_params(epochs=1), [_info(7, "host", HOST_FEATURES)], grants=20)
+    drive(algo, job, nodes, trace=trace)
+    sent, first = next((t[2], t[3]) for t in reversed(trace) if t[0] == "lr_residual")
+    state = guest.state[hetero_lr.STATE]
+    assert state["updated"] == f"{sent['epoch']}:{sent['batch']}"
+    w = list(state["w"])
+    again = algo.node_step(guest, "lr_residual", sent).body
+    key = he.PrivateKey.from_json(state["key"])
+    before, after = (key.public.unpack(r["residual"], 10_000) for r in (first, again))
+    assert before != after and key.decrypt(before) == key.decrypt(after)  # fresh randomness, same values
+    assert guest.state[hetero_lr.STATE]["w"] == w  # not moved a second time

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,6 +14,7 @@ from compute.forms import HeteroLRJobForm, ScoreForm, StatsJobForm
 from compute.models import Job, JobParty
 from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
+from marketplace.forms import form_errors as _form_errors
 from marketplace.models import UsageRight
 
 
@@ -23,16 +23,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     jobs = Job.objects.filter(consumer=org).prefetch_related("parties__dataset")
     return render(request, "compute/jobs.html", {"jobs": jobs})
-
-
-def _form_errors(form: Any, exc: ServiceError, rename: dict[str, str] | None = None) -> None:
-    """A service's field errors on the form's own fields (renamed where the form calls them otherwise)."""
-    for field, msgs in exc.fields.items():
-        field = (rename or {}).get(field, field)
-        for msg in msgs:
-            form.add_error(field if field in form.fields else None, msg)
-    if not exc.fields:
-        form.add_error(None, exc.message)
 
 
 FORMS = {"stats": StatsJobForm, "hetero_lr": HeteroLRJobForm}

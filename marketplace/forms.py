@@ -4,9 +4,20 @@ import uuid
 
 from django import forms
 
+from marketplace.exceptions import ServiceError
 from marketplace.models import Dataset, PricePlan
 from marketplace.money import CURRENCIES
 from protocol.operations import OPERATIONS
+
+
+def form_errors(form: forms.Form, exc: ServiceError, rename: dict[str, str] | None = None) -> None:
+    """A service's field errors on the form's own fields (renamed where the form calls them otherwise)."""
+    for field, msgs in exc.fields.items():
+        field = (rename or {}).get(field, field)
+        for msg in msgs:
+            form.add_error(field if field in form.fields else None, msg)
+    if not exc.fields:
+        form.add_error(None, exc.message)
 
 
 class BuyForm(forms.Form):

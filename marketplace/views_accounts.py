@@ -12,16 +12,8 @@ from rest_framework.authtoken.models import Token
 from marketplace import accounts, rights
 from marketplace.exceptions import ServiceError, invalid
 from marketplace.forms import MemberForm, RevokeForm, SignupForm
+from marketplace.forms import form_errors as _form_errors
 from marketplace.models import Membership, Order
-
-
-def _form_errors(form, exc: ServiceError, rename: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
-    for field, msgs in exc.fields.items():
-        field = (rename or {}).get(field, field)
-        for msg in msgs:
-            form.add_error(field if field in form.fields else None, msg)
-    if not exc.fields:
-        form.add_error(None, exc.message)
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -154,7 +154,7 @@ def test_node_enrols_and_announces_over_the_broker(workers, tmp_path) -> None:
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
     )
     env.pop("DATABASE_URL", None)
-    for args in (["enroll", "--token", token], ["announce"]):
+    for args in (["enroll", f"--token={token}"], ["announce"]):  # as the page shows it: a token may begin with "-"
         out = subprocess.run(
             [sys.executable, "-m", "compute.node", *args], env=env, capture_output=True, text=True, timeout=60
         )
@@ -171,7 +171,7 @@ def test_node_enrols_and_announces_over_the_broker(workers, tmp_path) -> None:
     (intruder_dir / "data").mkdir(parents=True)
     (intruder_dir / "hub.pub").write_text((node_dir / "hub.pub").read_text())
     bad = subprocess.run(
-        [sys.executable, "-m", "compute.node", "enroll", "--token", token],
+        [sys.executable, "-m", "compute.node", "enroll", f"--token={token}"],
         env=dict(env, USUFRUCT_NODE_DIR=str(intruder_dir)),
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Command line of a data node.
 
-    python -m compute.node enroll --token TOKEN   # make the key pair, register it
+    python -m compute.node enroll --token=TOKEN   # make the key pair, register it (a token may begin with "-")
     python -m compute.node announce               # sign and send dataset manifests
     python -m compute.node worker                 # run the node worker
     python -m compute.node info                   # show slug, key id and datasets

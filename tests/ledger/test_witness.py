@@ -147,8 +147,7 @@ def test_witness_command_over_http(live_server, tdemo, tmp_path) -> None:  # typ
         "cosign",
         "--url",
         live_server.url,
-        "--token",
-        token,
+        f"--token={token}",  # an API token may begin with "-"
         "--key",
         str(key_file),
         "--name",

@@ -50,6 +50,11 @@ class Federation:
         self.job = job
         self.spent: dict[str, float] = {key: 0.0 for key in datasets} | {"hub": 0.0}
 
+    def view(self, params: dict[str, Any]) -> JobView:
+        """The hub's view of a benchmark job over these nodes (a grant of ten-row groups, no expiry)."""
+        grant = {"min_group_size": 10, "expires_at": "2999-01-01T00:00:00+00:00"}
+        return JobView(id="bench", params=params, parties=self.parties(grant))
+
     def parties(self, grant: dict[str, Any]) -> list[Party]:
         guest = self.configs["consumer"]
         out = [Party("consumer", guest.slug, "consumer", node_key=keys.public_b64(guest.private_key))]

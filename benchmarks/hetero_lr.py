@@ -45,7 +45,7 @@ def ours(bits: int, epochs: int) -> dict[str, object]:
     from sklearn.metrics import roc_auc_score
 
     from compute.algorithms import get_algorithm, hetero_lr
-    from compute.algorithms.base import Column, DatasetInfo, JobView
+    from compute.algorithms.base import Column, DatasetInfo
 
     guest_rows, host_rows = _rows("guest_train.csv"), _rows("host_train.csv")
     host_features = [c for c in host_rows[0] if c != "id"]
@@ -66,11 +66,7 @@ def ours(bits: int, epochs: int) -> dict[str, object]:
         },
         [info],
     )  # fmt: skip
-    job = JobView(
-        id="bench",
-        params=params,
-        parties=fed.parties({"min_group_size": 10, "expires_at": "2999-01-01T00:00:00+00:00"}),
-    )  # noqa: E501
+    job = fed.view(params)
     marks: list[float] = []
     start = time.perf_counter()
 

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     from compute.algorithms import get_algorithm
-    from compute.algorithms.base import Column, DatasetInfo, JobView
+    from compute.algorithms.base import Column, DatasetInfo
 
     guest, a, b = _data(args.rows)
     fed = Federation(
@@ -70,11 +70,7 @@ def main() -> None:
          "learning_rate": 0.5, "l2": 0.001, "batch_size": 5000, "validation_fraction": 0.1, "tolerance": 0},
         infos,
     )  # fmt: skip
-    job = JobView(
-        id="bench",
-        params=params,
-        parties=fed.parties({"min_group_size": 10, "expires_at": "2999-01-01T00:00:00+00:00"}),
-    )  # noqa: E501
+    job = fed.view(params)
     marks: dict[str, float] = {}
     start = time.perf_counter()
 

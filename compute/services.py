@@ -658,7 +658,7 @@ def messages_receive(*, wires: list[Any]) -> list[str | Exception]:
     for i, wire in enumerate(wires):
         payload = wire.get("payload") if isinstance(wire, dict) else None
         if (payload.get("step") if isinstance(payload, dict) else None) in NODE_STEPS:
-            results[i] = _guarded(lambda w=wire: _node_message(w))
+            results[i] = _guarded(lambda w=wire: _node_message(w), alone=len(wires) == 1)
         else:
             job_replies.append(i)
     if not job_replies:
@@ -703,11 +703,17 @@ def _key_of(node: Node | None) -> Any:
     return keys.public_from_b64(node.public_key) if node else None
 
 
-def _guarded(call: Any) -> str | Exception:
-    """A refusal (a bad envelope, a failed service check) is the message's outcome, not the batch's."""
+def _guarded(call: Any, *, alone: bool) -> str | Exception:
+    """A refusal (a bad envelope, a failed service check) is the message's outcome, not the batch's;
+    so is an unexpected error, logged, unless the message came alone (then it is raised, as before)."""
     try:
         return str(call())
     except (envelope.EnvelopeError, UsufructError) as exc:
+        return exc
+    except Exception as exc:
+        if alone:
+            raise
+        log.exception("a node message failed")
         return exc
 
 

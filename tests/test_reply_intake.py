@@ -169,3 +169,22 @@ def test_a_batch_that_fails_is_taken_again_one_reply_at_a_time(demo) -> None:  #
     assert first.state["phase"] == third.state["phase"] == "decrypt"
     assert second.state["phase"] == "partial"  # nothing of the failed reply was kept: it can come again
     assert not Message.objects.filter(job=second, direction="in", step="partial").exists()
+
+
+def test_a_node_message_that_breaks_does_not_cost_the_job_replies_beside_it(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    right = _right("acme")
+    job = _at_partial([right.id])
+    (reply,) = _partials(job)
+    announce = {"payload": {"step": "announce"}, "kid": "x", "sig": "x"}
+
+    def broken(wire: dict[str, Any]) -> str:
+        raise RuntimeError("a bug in the announcement path")
+
+    monkeypatch.setattr(services, "_node_message", broken)
+    outcomes = services.messages_receive(wires=[announce, reply])
+
+    assert isinstance(outcomes[0], RuntimeError) and outcomes[1] == "advanced"
+    job.refresh_from_db()
+    assert job.state["phase"] == "decrypt"
+    with pytest.raises(RuntimeError):  # alone, it is raised as before
+        services.message_receive(wire=announce)

@@ -40,6 +40,22 @@ class Job(models.Model):
             models.UniqueConstraint(fields=["consumer", "idempotency_key"], name="job_idempotency"),
         ]
 
+    # What names a job for a person, by algorithm: the parameter that says what it computes.
+    _SUBJECT = {"stats": ("of", "column"), "hetero_lr": ("predicting", "label_column"),
+                "hetero_lr_score": ("of", "consumer_dataset"), "psi": ("by", "consumer_id_column"),
+                "psi_align": ("by", "consumer_id_column")}  # fmt: skip
+
+    @property
+    def title(self) -> str:
+        """The job in words, e.g. "stats of tenure_months on Acme shopper behaviour 2026"."""
+        params = self.params or {}
+        word, key = self._SUBJECT.get(self.algorithm, ("", ""))
+        subject = params.get(key) if key else None
+        names = [p.dataset.name for p in self.parties.all() if p.role == "provider" and p.dataset is not None]
+        kind = "overlap preview" if self.preview else self.algorithm
+        what = f"{kind} {word} {subject}" if isinstance(subject, str) and subject else kind
+        return f"{what} on {', '.join(names)}" if names else what
+
 
 class JobParty(models.Model):
     class Status(models.TextChoices):

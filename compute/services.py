@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from compute import params as job_params
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress, Send
 from compute.models import Job, JobParty, Message
@@ -33,7 +34,7 @@ from ledger.models import LedgerEntry
 from marketplace import idempotency
 from marketplace import rights as right_svc
 from marketplace import services as market
-from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, invalid
+from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, invalid, missing
 from marketplace.models import Dataset, Node, Organization, UsageRight
 from protocol import attest, envelope, keys, sealed
 from protocol.canonical import canonical, sha256_hex
@@ -73,12 +74,15 @@ def job_submit(
         raise Invalid(str(exc), fields=exc.errors) from None
     if not rights or len(set(rights)) != len(rights):
         raise invalid("rights", "Choose one or more distinct usage rights.")
+    shape = job_params.schema_errors(algorithm, params)
+    if shape:
+        raise Invalid("invalid parameters", fields=shape)
     held = {
         r.id: r for r in UsageRight.objects.select_related("dataset__node").filter(id__in=rights, consumer=consumer)
     }
-    missing = [r for r in rights if r not in held]
-    if missing:
-        raise invalid("rights", f"You hold no usage right with id {', '.join(map(str, missing))}.")
+    unheld = [r for r in rights if r not in held]
+    if unheld:
+        raise missing("rights", f"You hold no usage right with id {', '.join(map(str, unheld))}.")
     datasets = [held[r].dataset for r in rights]
     if len({d.id for d in datasets}) != len(datasets):
         raise invalid("rights", "Each dataset may take part once.")
@@ -135,7 +139,7 @@ def _check_model(consumer: Organization, model_id: str, rights: list[int]) -> Jo
         id=model_id, consumer=consumer, algorithm="hetero_lr", status=Job.Status.SUCCEEDED
     ).first()  # noqa: E501
     if model is None:
-        raise invalid("model", "Choose one of your trained models.")
+        raise missing("model", "Choose one of your trained models.")
     trained = set(model.parties.filter(role="provider").values_list("right_id", flat=True))
     if set(rights) != trained:
         raise invalid(
@@ -154,7 +158,7 @@ def _check_alignment(consumer: Organization, params: dict[str, Any], rights: lis
         status=Job.Status.SUCCEEDED,
     ).first()  # fmt: skip
     if earlier is None:
-        raise invalid("alignment_job", "Choose one of your finished alignments (a psi_align or hetero_lr job).")
+        raise missing("alignment_job", "Choose one of your finished alignments (a psi_align or hetero_lr job).")
     same = all(earlier.params.get(k) == params[k] for k in ("consumer_dataset", "consumer_id_column"))
     if not same:
         raise invalid("alignment_job", "That job aligned another dataset or ID column of yours.")
@@ -215,11 +219,13 @@ def preview_request(
         .first()
     )
     if target is None:
-        raise invalid("dataset", "No such listed dataset.")
+        raise missing("dataset", "No such listed dataset.")
     if target.organization_id == consumer.id:
         raise invalid("dataset", "This is your own dataset.")
     own = Dataset.objects.select_related("node").filter(id=consumer_dataset_id, organization=consumer).first()
-    if own is None or own.node.status != Node.Status.ACTIVE:
+    if own is None:
+        raise missing("consumer_dataset", "Choose a dataset of yours, hosted on one of your enrolled nodes.")
+    if own.node.status != Node.Status.ACTIVE:
         raise invalid("consumer_dataset", "Choose a dataset of yours, hosted on one of your enrolled nodes.")
     own_ids = [c["name"] for c in own.columns if c["role"] == "id"]
     if len(own_ids) != 1:

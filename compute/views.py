@@ -16,9 +16,11 @@ from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
 from marketplace.forms import form_errors as _form_errors
 from marketplace.models import UsageRight
+from marketplace.permissions import page_for
 
 
 @login_required
+@page_for("consumer")
 def job_list(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     jobs = Job.objects.filter(consumer=org).prefetch_related("parties__dataset")
@@ -30,6 +32,7 @@ TITLES = {"stats": "a statistics job", "hetero_lr": "the joint credit model (ver
 
 
 @login_required
+@page_for("consumer")
 def job_new(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     algorithm = request.POST.get("algorithm") or request.GET.get("algorithm") or "stats"
@@ -62,6 +65,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     org = selectors.current_org(request.user)
     job = get_object_or_404(Job.objects.filter(consumer=org), pk=pk)
@@ -116,6 +120,7 @@ def _model_charts(job: Job) -> dict[str, object]:
 
 @login_required
 @require_POST
+@page_for("consumer")
 def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
     org = selectors.current_org(request.user)
     try:
@@ -129,6 +134,7 @@ def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@page_for("consumer")
 def preview(request: HttpRequest, pk: int) -> HttpResponse:
     org = selectors.current_org(request.user)
     try:
@@ -147,6 +153,7 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
     membership = accounts.membership_of(request.user)
     right = get_object_or_404(
@@ -160,12 +167,14 @@ def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def model_list(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     return render(request, "compute/models.html", {"models": services.models_of(org)})
 
 
 @login_required
+@page_for("consumer")
 def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """A trained model: its metrics, the rights it lives under, a score form and its scoring history."""
     org = selectors.current_org(request.user)
@@ -200,6 +209,7 @@ def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def job_scores_csv(request: HttpRequest, pk: str) -> HttpResponse:
     """The scores of a scoring job, as CSV (id, probability)."""
     org = selectors.current_org(request.user)

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: whatever answers an /api/ request with an error below it answers in JSON.
+    "marketplace.middleware.ApiErrorsAreJson",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -185,10 +187,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # The API speaks JSON only (the pages are Django views with their own forms).
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api_input.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_PAGINATION_CLASS": "marketplace.api_input.StrictPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api_schema.UsufructSchema",
     "EXCEPTION_HANDLER": "marketplace.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -199,9 +204,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api_schema.add_components",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "PlanKindEnum": "marketplace.models.PricePlan.Kind",
         "LedgerKindEnum": "ledger.models.LedgerEntry.Kind",
+        "OrderStatusEnum": "marketplace.models.Order.Status",
+        "RightStatusEnum": "marketplace.models.UsageRight.Status",
+        "JobStatusEnum": "compute.models.Job.Status",
+        "NodeStatusEnum": "marketplace.models.Node.Status",
+        "OfferStatusEnum": "marketplace.models.Offer.Status",
+        "PartyStatusEnum": "compute.models.JobParty.Status",
     },
 }
 

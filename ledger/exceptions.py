@@ -12,10 +12,14 @@ class UsufructError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str = "", *, fields: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, fields: dict[str, list[str]] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        if code is not None:
+            self.code = code
 
 
 class LedgerError(UsufructError):
@@ -32,8 +36,10 @@ class LedgerConflict(LedgerError):
 
 
 class ProofUnavailable(LedgerError):
-    """A proof was asked for sizes or entries the log does not (yet) have."""
+    """A proof was asked for sizes or entries the log does not (yet) have: there is no such
+    signed tree to prove against, so the API answers 404."""
 
+    status = 404
     code = "proof_unavailable"
 
 

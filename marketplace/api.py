@@ -1,23 +1,33 @@
-"""Marketplace REST API: thin views, one per operation; writes go through services."""
+"""Marketplace REST API: thin views, one per operation; writes go through services.
+
+Each method's docstring is its operation's summary (first sentence) and description in the
+schema (``marketplace.api_schema``); ``error_statuses`` adds the conflicts and throttles a
+view can answer besides the errors every operation of its kind has.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django_filters import CharFilter
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger.hubkey import hub_kid, hub_public_b64
-from marketplace import accounts, rights, selectors, services
-from marketplace.exceptions import Forbidden, invalid
+from marketplace import accounts, api_input, rights, selectors, services
+from marketplace.api_schema import IDEMPOTENCY
+from marketplace.exceptions import Forbidden, missing
 from marketplace.filters import DatasetFilter
 from marketplace.models import Dataset, Node, Order, UsageRight
+from marketplace.permissions import IsConsumer, IsProvider, RunsNodes
 from marketplace.serializers import (
     DatasetSerializer,
+    NodeCreatedSerializer,
+    NodeCreateSerializer,
     NodeSerializer,
     OfferCreateSerializer,
     OfferSerializer,
@@ -27,7 +37,7 @@ from marketplace.serializers import (
     UsageRightSerializer,
 )
 
-IDEMPOTENCY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)
+__all__ = ["IDEMPOTENCY", "org_of"]
 
 
 def org_of(request: Request) -> Any:
@@ -38,7 +48,12 @@ def org_of(request: Request) -> Any:
 
 
 class DatasetList(generics.ListAPIView):
-    """The catalog: every listed dataset with its published offers."""
+    """List the catalog: every listed dataset with its published offers and price plans.
+
+    Public. Search with ``q`` (every word must match name or description), filter by
+    provider, tag, operation, plan kind and price (in minor units of the plan's currency),
+    and sort.
+    """
 
     serializer_class = DatasetSerializer
     permission_classes = [permissions.AllowAny]
@@ -47,8 +62,24 @@ class DatasetList(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Dataset]:
         return selectors.catalog()
 
+    def filter_queryset(self, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
+        # The catalog page's form sends "" for a filter left open; the API takes a value or
+        # nothing, each at most once, as its schema says.
+        errors: dict[str, list[str]] = {}
+        for name, f in DatasetFilter.base_filters.items():
+            values = self.request.query_params.getlist(name)
+            if len(values) > 1:
+                errors[name] = ["Give this parameter once."]
+            elif values == [""] and not isinstance(f, CharFilter):
+                errors[name] = ["Give a value, or leave the parameter out."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().filter_queryset(queryset)
+
 
 class DatasetDetail(generics.RetrieveAPIView):
+    """Show one listed dataset: its manifest columns, attestation and published offers. Public."""
+
     serializer_class = DatasetSerializer
     permission_classes = [permissions.AllowAny]
 
@@ -57,16 +88,22 @@ class DatasetDetail(generics.RetrieveAPIView):
 
 
 class OfferCreate(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
+    refers_to_objects = True
 
     @extend_schema(request=OfferCreateSerializer, responses={201: OfferSerializer})
     def post(self, request: Request) -> Response:
+        """Publish an offer on one of your datasets: operations, quota, duration and price plans.
+
+        A new offer on a dataset that already has one is its next version; rights already
+        sold keep the terms they were sold with. Provider admins only.
+        """
         s = OfferCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         data = dict(s.validated_data)
         dataset = Dataset.objects.filter(id=data.pop("dataset")).first()
         if dataset is None:
-            raise invalid("dataset", "No such dataset.")
+            raise missing("dataset", "No such dataset.")
         if "plans" in data:
             data["plans"] = [dict(p) for p in data["plans"]]
         offer = services.offer_publish(
@@ -76,9 +113,10 @@ class OfferCreate(APIView):
 
 
 class OfferRetire(APIView):
-    """The provider withdraws an offer from sale (rights already sold keep their terms)."""
+    """Retire one of your offers: it leaves the catalog; rights already sold keep their terms."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
+    error_statuses = (409,)
 
     @extend_schema(request=None, responses={200: OfferSerializer})
     def post(self, request: Request, pk: int) -> Response:
@@ -87,12 +125,13 @@ class OfferRetire(APIView):
 
 
 class OrderListCreate(APIView):
-    """A consumer's orders; POST buys a usage right (``Idempotency-Key`` required)."""
-
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+    error_statuses = (409,)
+    refers_to_objects = True
 
     @extend_schema(responses=OrderSerializer(many=True))
     def get(self, request: Request) -> Response:
+        """List your organisation's orders, newest first, each with the usage right it created."""
         orders = Order.objects.filter(consumer=org_of(request)).select_related("right__dataset")
         return Response(OrderSerializer(orders, many=True).data)
 
@@ -100,6 +139,12 @@ class OrderListCreate(APIView):
         request=OrderCreateSerializer, responses={201: OrderSerializer, 200: OrderSerializer}, parameters=[IDEMPOTENCY]
     )
     def post(self, request: Request) -> Response:
+        """Buy a usage right on a published offer: compute-only use, for a declared purpose.
+
+        The order copies the offer's plan and terms. Prepaid plans are charged now, postpaid
+        ones as jobs deliver. If you already hold an active right on the dataset, the order
+        is refused with 409 ``already_held`` unless ``again`` is true.
+        """
         s = OrderCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         order, created = services.order_place(
@@ -111,25 +156,43 @@ class OrderListCreate(APIView):
             purpose_category=s.validated_data["purpose_category"],
             accept_terms=s.validated_data["accept_terms"],
             idempotency_key=request.headers.get("Idempotency-Key", ""),
+            again=s.validated_data["again"],
         )
         return Response(OrderSerializer(order).data, status=201 if created else 200)
 
 
+class RightFilter(serializers.Serializer):
+    status = serializers.ChoiceField(choices=UsageRight.Status.choices, required=False)
+    dataset = api_input.Id(required=False, help_text="Only rights on this dataset.")
+
+
 class RightList(generics.ListAPIView):
+    """List the usage rights your organisation holds, with quota, privacy budget and expiry."""
+
     serializer_class = UsageRightSerializer
-    permission_classes = [permissions.IsAuthenticated]
-    filterset_fields = ["status", "dataset"]
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+    filter_backends: list[Any] = []
+
+    @extend_schema(parameters=[RightFilter])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[UsageRight]:
         if getattr(self, "swagger_fake_view", False):
             return UsageRight.objects.none()
-        return UsageRight.objects.filter(consumer=org_of(self.request)).select_related("dataset")
+        rights = UsageRight.objects.filter(consumer=org_of(self.request)).select_related("dataset")
+        return rights.filter(**api_input.query(RightFilter, self.request)).order_by("id")
 
 
 class RightRevoke(APIView):
-    """The provider revokes a right on its dataset: refunds unused prepaid units, cancels its jobs."""
+    """Revoke a right on your dataset: unused prepaid units are refunded, its running jobs cancelled.
 
-    permission_classes = [permissions.IsAuthenticated]
+    The revocation and the reason are on the ledger; the right's model parts are deleted by
+    the nodes that hold them. Provider admins only.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
+    error_statuses = (409,)
 
     @extend_schema(request=RevokeSerializer, responses={200: UsageRightSerializer})
     def post(self, request: Request, pk: int) -> Response:
@@ -142,29 +205,37 @@ class RightRevoke(APIView):
 
 
 class OrdersReceived(generics.ListAPIView):
-    """Orders placed on the provider's offers, with the rights they created."""
+    """List the orders placed on your offers, newest first, with the rights they created."""
 
     serializer_class = OrderSerializer
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
 
     def get_queryset(self) -> QuerySet[Order]:
         if getattr(self, "swagger_fake_view", False):
             return Order.objects.none()
-        return Order.objects.filter(offer__dataset__organization=org_of(self.request)).select_related("right__dataset")
+        orders = Order.objects.filter(offer__dataset__organization=org_of(self.request))
+        return orders.select_related("right__dataset").order_by("-created_at", "-id")
 
 
 class NodeListCreate(APIView):
-    """Your organisation's nodes; POST creates one and returns its one-time enrolment token."""
-
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, RunsNodes]
+    error_statuses = (409,)
 
     @extend_schema(responses=NodeSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(NodeSerializer(Node.objects.filter(organization=org_of(request)), many=True).data)
+        """List your organisation's nodes: status, key id, public key and queue."""
+        nodes = Node.objects.filter(organization=org_of(request)).order_by("slug")
+        return Response(NodeSerializer(nodes, many=True).data)
 
-    @extend_schema(request=NodeSerializer, responses={201: NodeSerializer})
+    @extend_schema(request=NodeCreateSerializer, responses={201: NodeCreatedSerializer})
     def post(self, request: Request) -> Response:
-        s = NodeSerializer(data=request.data)
+        """Create a node awaiting enrolment and return its one-time enrolment token.
+
+        The token is shown once; the node enrols its own Ed25519 key with it
+        (``python -m compute.node enrol``). At most five nodes may await enrolment at a
+        time (409 ``too_many_pending_nodes``). Organisation admins only.
+        """
+        s = NodeCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         node, token = services.node_create(
             organization=accounts.require_admin(request.user), slug=s.validated_data["slug"]
@@ -173,29 +244,35 @@ class NodeListCreate(APIView):
 
 
 class NodeRekey(APIView):
-    """A new one-time enrolment token for an existing node: it enrols a fresh key with it."""
+    """Issue a new one-time enrolment token for one of your nodes, to enrol a fresh key with it."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, RunsNodes]
 
-    @extend_schema(request=None, responses={200: NodeSerializer})
+    @extend_schema(request=None, responses={200: NodeCreatedSerializer})
     def post(self, request: Request, slug: str) -> Response:
         node, token = services.node_rekey(organization=accounts.require_admin(request.user), slug=slug)
         return Response({**NodeSerializer(node).data, "enrolment_token": token})
 
 
+class HubKeySerializer(serializers.Serializer):
+    kid = serializers.CharField()
+    public_key = serializers.CharField(help_text="Base64 of the raw 32-byte Ed25519 public key.")
+    algorithm = serializers.ChoiceField(choices=["Ed25519"])
+
+
 class HubKey(APIView):
-    """The hub's Ed25519 public key: nodes pin it to verify the steps they receive."""
+    """Show the hub's Ed25519 public key: nodes pin it to verify the steps they receive. Public."""
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: HubKeySerializer})
     def get(self, request: Request) -> Response:
         return Response({"kid": hub_kid(), "public_key": hub_public_b64(), "algorithm": "Ed25519"})
 
 
 class PeriodSerializer(serializers.Serializer):
-    since = serializers.DateField(required=False, help_text="First UTC day included.")
-    until = serializers.DateField(required=False, help_text="Last UTC day included.")
+    since = api_input.StrictDateField(required=False, help_text="First UTC day included.")
+    until = api_input.StrictDateField(required=False, help_text="Last UTC day included (not before since).")
 
     def validate(self, attrs):  # type: ignore[no-untyped-def]
         if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
@@ -203,28 +280,76 @@ class PeriodSerializer(serializers.Serializer):
         return attrs
 
 
+class MoneySerializer(serializers.Serializer):
+    amount_minor = serializers.IntegerField(help_text="Integer minor units (e.g. cents).")
+    currency = serializers.CharField(help_text="ISO 4217 code.")
+    display = serializers.CharField(help_text="For people, e.g. €12.50.")
+
+
+class StatementLineSerializer(serializers.Serializer):
+    ledger_seq = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["purchase", "usage", "refund"])
+    plan = serializers.CharField()
+    at = serializers.DateTimeField()
+    dataset = serializers.CharField()
+    job = serializers.CharField()
+    right = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    records = serializers.IntegerField()
+    usage_seqs = serializers.ListField(child=serializers.IntegerField())
+    counterparty = serializers.CharField()
+    amount = MoneySerializer(allow_null=True, help_text="Null for a line this statement cannot price.")
+    problem = serializers.CharField(help_text="Why a line is unpriced (empty otherwise).")
+
+
+class BillSerializer(serializers.Serializer):
+    lines = StatementLineSerializer(many=True)
+    totals = MoneySerializer(many=True)
+    by_dataset = serializers.DictField(child=MoneySerializer(many=True))
+    by_counterparty = serializers.DictField(child=MoneySerializer(many=True))
+    by_plan = serializers.DictField(child=MoneySerializer(many=True))
+    by_month = serializers.DictField(child=MoneySerializer(many=True))
+    checkpoint_size = serializers.IntegerField(allow_null=True)
+    ledger_seqs = serializers.ListField(child=serializers.IntegerField())
+
+
+class RevenueSerializer(BillSerializer):
+    platform_fees = MoneySerializer(many=True)
+    nets = MoneySerializer(many=True)
+
+
 def _period(request: Request) -> dict[str, Any]:
-    s = PeriodSerializer(data=request.query_params)
-    s.is_valid(raise_exception=True)
-    return {"since": s.validated_data.get("since"), "until": s.validated_data.get("until")}
+    period = api_input.query(PeriodSerializer, request)
+    return {"since": period.get("since"), "until": period.get("until")}
 
 
 class Bill(APIView):
-    """The consumer's running bill from ledger entries: purchases, settlements of delivered jobs, refunds."""
+    """Show your running bill, read from the ledger: purchases, delivered jobs' settlements, refunds.
 
-    permission_classes = [permissions.IsAuthenticated]
+    Totals per currency, and by dataset, provider, plan and month; every line names the
+    ledger entry it comes from, and the smallest signed checkpoint covering them all.
+    Consumers only.
+    """
 
-    @extend_schema(parameters=[PeriodSerializer], responses={200: dict})
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+
+    @extend_schema(parameters=[PeriodSerializer], responses={200: BillSerializer})
     def get(self, request: Request) -> Response:
-        return Response(_statement_json(selectors.consumer_bill(org_of(request), **_period(request))))
+        statement = _statement_json(selectors.consumer_bill(org_of(request), **_period(request)))
+        for provider_side in ("platform_fees", "nets"):  # what the providers keep is theirs to see
+            statement.pop(provider_side)
+        return Response(statement)
 
 
 class Revenue(APIView):
-    """The provider's revenue from ledger settlements, purchases and refunds: gross, platform fee, net."""
+    """Show your revenue, read from the ledger: gross, the platform's fee and your net, per currency.
 
-    permission_classes = [permissions.IsAuthenticated]
+    By dataset, consumer, plan and month; every line names its ledger entry. Providers only.
+    """
 
-    @extend_schema(parameters=[PeriodSerializer], responses={200: dict})
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
+
+    @extend_schema(parameters=[PeriodSerializer], responses={200: RevenueSerializer})
     def get(self, request: Request) -> Response:
         return Response(_statement_json(selectors.provider_revenue(org_of(request), **_period(request))))
 

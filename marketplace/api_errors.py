@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -25,6 +25,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, UsufructError):  # every app's errors, ledger's included: one mapping
         body = {"code": exc.code, "message": exc.message or str(exc), "fields": exc.fields}
         return Response({"error": body}, status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        body = {"code": "too_large", "message": "The request body is larger than the API accepts.", "fields": {}}
+        return Response({"error": body}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

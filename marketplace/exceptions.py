@@ -34,3 +34,8 @@ class NotFound(ServiceError):
 
 def invalid(field: str, message: str) -> Invalid:
     return Invalid(message, fields={field: [message]})
+
+
+def missing(field: str, message: str) -> NotFound:
+    """The body names an object that does not exist (for the caller): a 404 naming the field."""
+    return NotFound(message, fields={field: [message]})

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Min, Q, QuerySet
+from drf_spectacular.utils import extend_schema_field
 
 from marketplace.models import Dataset, PricePlan
 from protocol.operations import OPERATIONS
+
+MAX_MINOR = 10**15
 
 SORTS = {
     "name": ("name", "Name"),
@@ -19,18 +23,33 @@ SORTS = {
 }
 
 
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_MINOR})
+class MinorUnitsFilter(django_filters.NumberFilter):
+    """A price in whole minor units of the plan's currency (cents for EUR), 0 to 10^15."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_MINOR)
+        super().__init__(*args, **kwargs)
+
+
 class DatasetFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     provider = django_filters.CharFilter(field_name="organization__slug", label="Provider")
     tag = django_filters.CharFilter(method="has_tag", label="Tag / industry")
     operation = django_filters.ChoiceFilter(
-        method="permits", choices=[], label="Operation", empty_label="Any operation"
+        method="permits",
+        choices=[(op, op) for op in sorted(OPERATIONS)],
+        label="Operation",
+        empty_label="Any operation",
     )
     plan = django_filters.ChoiceFilter(
         method="plan_kind", choices=PricePlan.Kind.choices, label="Price plan", empty_label="Any price plan"
     )
-    price_min = django_filters.NumberFilter(field_name="min_price", lookup_expr="gte", label="Min price (minor units)")
-    price_max = django_filters.NumberFilter(field_name="min_price", lookup_expr="lte", label="Max price (minor units)")
+    price_min = MinorUnitsFilter(field_name="min_price", lookup_expr="gte", label="Min price (minor units)")
+    price_max = MinorUnitsFilter(field_name="min_price", lookup_expr="lte", label="Max price (minor units)")
     sort = django_filters.ChoiceFilter(
         method="sort_by",
         choices=[(k, v[1]) for k, v in SORTS.items()],
@@ -41,10 +60,6 @@ class DatasetFilter(django_filters.FilterSet):
     class Meta:
         model = Dataset
         fields: list[str] = []
-
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.filters["operation"].extra["choices"] = [(op, op) for op in sorted(OPERATIONS)]
 
     @property
     def qs(self) -> QuerySet[Dataset]:

@@ -30,6 +30,7 @@ class BuyForm(forms.Form):
         label="Declared purpose",
     )
     accept_terms = forms.BooleanField(required=False, label="I accept the terms of this offer")
+    again = forms.BooleanField(required=False, label="Buy another right although I hold one on this dataset")
 
     @staticmethod
     def fresh_key() -> str:

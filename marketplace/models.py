@@ -159,7 +159,11 @@ class PricePlan(models.Model):
 
 class Order(models.Model):
     class Status(models.TextChoices):
-        PAID = "paid", "Paid"
+        """Where the order stands for billing (derived, never stored: :attr:`Order.status`)."""
+
+        PREPAID = "prepaid", "Prepaid"  # charged in full at purchase
+        POSTPAID_OPEN = "postpaid_open", "Postpaid, open"  # use is billed as it is delivered
+        SETTLED = "settled", "Settled"  # the right has ended and nothing is left to charge
 
     consumer = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="orders")
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
@@ -178,7 +182,6 @@ class Order(models.Model):
     operations = models.JSONField()
     idempotency_key = models.CharField(max_length=100)
     request_hash = models.CharField(max_length=64)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PAID)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -186,6 +189,19 @@ class Order(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["consumer", "idempotency_key"], name="order_idempotency"),
         ]
+
+    @property
+    def status(self) -> str:
+        """Prepaid, postpaid and still open, or settled (its right ended with no job in flight)."""
+        right = getattr(self, "right", None)
+        if right is not None and right.status != UsageRight.Status.ACTIVE and not right.quota_reserved:
+            return self.Status.SETTLED
+        if self.plan_snapshot.get("billing") == "prepaid":
+            return self.Status.PREPAID
+        return self.Status.POSTPAID_OPEN
+
+    def get_status_display(self) -> str:
+        return str(self.Status(self.status).label)
 
 
 class UsageRight(models.Model):

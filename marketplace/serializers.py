@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from marketplace.api_input import Id, MustBeTrue, StrictBoolean, StrictInteger, StrictSerializer
 from marketplace.models import Dataset, Node, Offer, Order, PricePlan, UsageRight
+from protocol.operations import OPERATIONS
 
 
 class PricePlanSerializer(serializers.ModelSerializer):
@@ -63,37 +65,48 @@ class DatasetSerializer(serializers.ModelSerializer):
         return OfferSerializer(offers, many=True).data
 
 
-class StrictMinorUnits(serializers.IntegerField):
-    """An integer amount of minor units: "12.5" or 12.5 is refused, not truncated to 12."""
+class StrictMinorUnits(StrictInteger):
+    """A whole, non-negative amount of minor units: "12.5" or 12.5 is refused, not truncated to 12."""
 
-    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
-        if isinstance(data, bool | float) or (isinstance(data, str) and not data.strip().lstrip("-").isdigit()):
-            raise serializers.ValidationError("Must be a whole number of minor units (e.g. cents).")
-        return super().to_internal_value(data)
+    default_error_messages = {"invalid": "Must be a whole number of minor units (e.g. cents)."}
+
+    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 10**15)  # a quadrillion cents: far above any price, within I-JSON
+        super().__init__(**kwargs)
 
 
-class PlanInputSerializer(serializers.Serializer):
+CURRENCY = {"regex": r"^[A-Z]{3}$", "max_length": 3, "help_text": "ISO 4217 code, e.g. EUR."}
+
+
+class PlanInputSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=PricePlan.Kind.choices, default=PricePlan.Kind.PER_JOB)
     amount_minor = StrictMinorUnits(default=0)
-    currency = serializers.CharField(max_length=3)
+    currency = serializers.RegexField(**CURRENCY)
     billing = serializers.ChoiceField(choices=PricePlan.Billing.choices, default=PricePlan.Billing.POSTPAID)
-    included_units = serializers.IntegerField(min_value=0, default=0)
+    included_units = StrictInteger(min_value=0, max_value=10**9, default=0)
     overage_minor = StrictMinorUnits(default=0)
 
 
-class OfferCreateSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField()
-    title = serializers.CharField(max_length=200, allow_blank=True)
-    operations = serializers.ListField(child=serializers.CharField(), allow_empty=True)
-    plans = PlanInputSerializer(many=True, required=False)
+class OfferCreateSerializer(StrictSerializer):
+    dataset = Id(help_text="One of your organisation's listed datasets.")
+    title = serializers.CharField(max_length=200, min_length=1)
+    operations = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(OPERATIONS)), min_length=1, max_length=len(OPERATIONS)
+    )
+    plans = PlanInputSerializer(many=True, required=False, min_length=1, max_length=10)
     amount_minor = StrictMinorUnits(required=False, help_text="Shorthand for one postpaid per-job plan.")
-    currency = serializers.CharField(max_length=3, required=False)
-    quota_jobs = serializers.IntegerField(max_value=1_000_000)
-    duration_days = serializers.IntegerField(max_value=3650)
-    min_group_size = serializers.IntegerField(default=10)
-    terms = serializers.CharField(allow_blank=True, default="")
-    epsilon = serializers.DecimalField(max_digits=6, decimal_places=3, default=0, min_value=0)
-    allowed_purposes = serializers.ListField(child=serializers.CharField(max_length=100), default=list)
+    currency = serializers.RegexField(required=False, **CURRENCY)
+    quota_jobs = StrictInteger(min_value=1, max_value=1_000_000)
+    duration_days = StrictInteger(min_value=1, max_value=3650)
+    min_group_size = StrictInteger(min_value=1, max_value=10**6, default=10)
+    terms = serializers.CharField(allow_blank=True, default="", max_length=20_000)
+    epsilon = serializers.DecimalField(
+        max_digits=6, decimal_places=3, default=0, min_value=0, max_value=100, coerce_to_string=False
+    )
+    allowed_purposes = serializers.ListField(
+        child=serializers.CharField(max_length=100, min_length=1), default=list, max_length=50
+    )
 
     def validate(self, attrs):  # type: ignore[no-untyped-def]
         if "plans" not in attrs and ("amount_minor" not in attrs or "currency" not in attrs):
@@ -101,12 +114,17 @@ class OfferCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class OrderCreateSerializer(serializers.Serializer):
-    offer = serializers.IntegerField()
-    plan = serializers.IntegerField(required=False, allow_null=True)
-    purpose = serializers.CharField(allow_blank=True, max_length=2000)
+class OrderCreateSerializer(StrictSerializer):
+    offer = Id(help_text="A published offer.")
+    plan = Id(required=False, allow_null=True, help_text="One of the offer's plans (default: its first).")
+    purpose = serializers.CharField(min_length=1, max_length=2000, help_text="What you will use the data for.")
     purpose_category = serializers.CharField(allow_blank=True, max_length=100, default="")
-    accept_terms = serializers.BooleanField()
+    accept_terms = MustBeTrue(help_text="You accept the offer's terms.")
+    again = StrictBoolean(
+        default=False,
+        help_text="Buy although you already hold an active right on this offer's dataset "
+        "(without it such an order is refused with 409 `already_held`).",
+    )
 
 
 class UsageRightSerializer(serializers.ModelSerializer):
@@ -136,12 +154,18 @@ class UsageRightSerializer(serializers.ModelSerializer):
         ]
 
 
-class RevokeSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=1000, allow_blank=True)
+class RevokeSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=1000, min_length=1, help_text="Why the right is revoked.")
 
 
 class OrderSerializer(serializers.ModelSerializer):
     right = UsageRightSerializer(read_only=True)
+    status = serializers.ChoiceField(
+        choices=Order.Status.choices,
+        read_only=True,
+        help_text="prepaid: charged in full at purchase; postpaid_open: use is billed as delivered; "
+        "settled: the right has ended and nothing is left to charge.",
+    )
 
     class Meta:
         model = Order
@@ -166,8 +190,23 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
 
+class NodeCreateSerializer(StrictSerializer):
+    slug = serializers.RegexField(
+        r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
+        max_length=40,
+        help_text="1 to 40 lower-case letters, digits and inner hyphens; names the node's queue.",
+    )
+
+
 class NodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = Node
         fields = ["id", "slug", "status", "kid", "public_key", "enrolled_at", "last_seen_at", "queue"]
         read_only_fields = ["status", "kid", "public_key", "enrolled_at", "last_seen_at", "queue"]
+
+
+class NodeCreatedSerializer(NodeSerializer):
+    enrolment_token = serializers.CharField(read_only=True, help_text="Shown once: the node enrols with it.")
+
+    class Meta(NodeSerializer.Meta):
+        fields = [*NodeSerializer.Meta.fields, "enrolment_token"]

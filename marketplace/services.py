@@ -8,6 +8,7 @@ Lock order: usage rights (by id) → ledger head. Rights' life cycle: ``marketpl
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from ledger.services import entry_append
 from marketplace import billing, idempotency
-from marketplace.exceptions import Forbidden, Invalid, NotFound, invalid
+from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, invalid, missing
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from protocol import keys
 from protocol.envelope import Opened, parse_time
@@ -32,16 +33,36 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# A node's name: it names broker queues (``node.<slug>``) and appears in every signed message.
+NODE_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
+MAX_PENDING_NODES = 5  # nodes awaiting enrolment per organisation
+
+
 def node_create(*, organization: Organization, slug: str) -> tuple[Node, str]:
-    """A node awaiting enrolment, and its one-time token (shown once, stored hashed)."""
+    """A node awaiting enrolment, and its one-time token (shown once, stored hashed).
+
+    The slug is 1–40 lower-case letters, digits and inner hyphens; an organisation has at
+    most :data:`MAX_PENDING_NODES` nodes awaiting enrolment at a time."""
     if not (organization.is_provider or organization.is_consumer):
         raise Forbidden("only provider or consumer organisations run nodes")
+    if not isinstance(slug, str) or not NODE_SLUG.fullmatch(slug) or slug == "hub":
+        raise invalid("slug", "1 to 40 lower-case letters, digits and inner hyphens (e.g. acme-eu-1).")
     token = secrets.token_urlsafe(24)
     try:
         with transaction.atomic():
+            Organization.objects.select_for_update().filter(pk=organization.pk).first()  # one count at a time
+            pending = Node.objects.filter(organization=organization, status=Node.Status.PENDING).count()
+            if pending >= MAX_PENDING_NODES:
+                raise Conflict(
+                    f"your organisation already has {pending} nodes awaiting enrolment; enrol or remove one first",
+                    fields={"slug": [f"At most {MAX_PENDING_NODES} nodes may await enrolment."]},
+                    code="too_many_pending_nodes",
+                )
             node = Node.objects.create(organization=organization, slug=slug, enrolment_token_hash=_token_hash(token))
     except IntegrityError:
-        raise invalid("slug", f"a node named {slug!r} already exists") from None
+        raise Conflict(
+            f"a node named {slug!r} already exists", fields={"slug": [f"A node named {slug!r} already exists."]}
+        ) from None
     return node, token
 
 
@@ -374,10 +395,12 @@ def order_place(
     accept_terms: bool,
     idempotency_key: str,
     purpose_category: str = "",
+    again: bool = False,
 ) -> tuple[Order, bool]:
     """Buy a usage right. Returns (order, created); a repeated key returns the first order.
 
     The order copies the plan and the terms; later versions of the offer never change it.
+    Buying while an active right on the same dataset is held needs ``again`` (409 otherwise).
     """
     orders = Order.objects.filter(consumer=consumer)
     request = {
@@ -386,6 +409,7 @@ def order_place(
         "purpose": purpose,
         "purpose_category": purpose_category,
         "accept_terms": bool(accept_terms),
+        **({"again": True} if again else {}),
     }
     request_hash, existing = idempotency.lookup(orders, key=idempotency_key, request=request)
     if existing is not None:
@@ -394,11 +418,26 @@ def order_place(
         raise Forbidden("only consumer organisations can buy usage rights")
     offer = Offer.objects.select_related("dataset").filter(id=offer_id).first()
     if offer is None or offer.status != Offer.Status.PUBLISHED:
-        raise invalid("offer", "This offer is not listed.")
+        raise missing("offer", "No such listed offer.")
     plans = list(offer.plans.all())
     plan = next((p for p in plans if p.id == plan_id), None) if plan_id else (plans[0] if len(plans) == 1 else None)
+    if plan is None and plan_id:
+        raise missing("plan", "The offer has no such price plan.")
     if plan is None:
         raise invalid("plan", "Choose one of the offer's price plans.")
+    held = UsageRight.objects.filter(
+        consumer=consumer, dataset_id=offer.dataset_id, status=UsageRight.Status.ACTIVE
+    ).values_list("id", flat=True)
+    if held and not again:
+        winner = idempotency.race_winner(orders, key=idempotency_key, request_hash=request_hash)
+        if winner is not None:  # this very request, committed meanwhile by a concurrent retry
+            return winner, False
+        ids = ", ".join(f"#{i}" for i in held)
+        raise Conflict(
+            f"you already hold an active right on this dataset ({ids}); confirm to buy another",
+            fields={"again": [f"You already hold right {ids} on this dataset. Set again to buy another."]},
+            code="already_held",
+        )
     errors: dict[str, list[str]] = {}
     if offer.dataset.organization_id == consumer.id:
         errors["offer"] = ["You cannot buy a right on your own dataset."]

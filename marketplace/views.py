@@ -18,6 +18,7 @@ from marketplace.exceptions import ServiceError
 from marketplace.filters import DatasetFilter
 from marketplace.forms import BuyForm, NodeForm, OfferForm, PeriodForm
 from marketplace.models import Dataset, Node, Offer, Order, Organization, UsageRight
+from marketplace.permissions import page_for
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
@@ -58,6 +59,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     purpose=form.cleaned_data["purpose"],
                     accept_terms=form.cleaned_data["accept_terms"],
                     idempotency_key=form.cleaned_data["idempotency_key"],
+                    again=form.cleaned_data["again"],
                 )
             except ServiceError as exc:
                 for field, msgs in exc.fields.items():
@@ -79,6 +81,13 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         )
         offers.append({"offer": offer, "plan": offer.plans.all()[0], "form": form})
     own = org is not None and org.id == dataset.organization_id
+    held = []
+    if org is not None and org.is_consumer:
+        held = list(
+            UsageRight.objects.filter(consumer=org, dataset=dataset, status=UsageRight.Status.ACTIVE)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
     id_columns = [c["name"] for c in dataset.columns if c["role"] == "id"]
     own_datasets = []
     if org is not None and org.is_consumer and not own:
@@ -91,6 +100,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "dataset": dataset,
             "offers": offers,
             "own": own,
+            "held": held,
             "id_columns": id_columns,
             "own_datasets": own_datasets,
             "provider_datasets": Dataset.objects.filter(organization=dataset.organization_id).count(),
@@ -103,6 +113,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def rights(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     qs = UsageRight.objects.filter(consumer=org).select_related("dataset__organization", "order")
@@ -112,11 +123,13 @@ def rights(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@page_for("consumer")
 def bill(request: HttpRequest) -> HttpResponse:
     return _statement_page(request, selectors.consumer_bill, "marketplace/bill.html", "bill")
 
 
 @login_required
+@page_for("provider")
 def revenue(request: HttpRequest) -> HttpResponse:
     return _statement_page(request, selectors.provider_revenue, "marketplace/revenue.html", "revenue")
 
@@ -179,6 +192,7 @@ def _csv(statement: selectors.Statement, filename: str) -> HttpResponse:
 
 
 @login_required
+@page_for("provider")
 def provider_home(request: HttpRequest) -> HttpResponse:
     org = selectors.current_org(request.user)
     return render(
@@ -196,6 +210,7 @@ def provider_home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@page_for("provider")
 def offer_new(request: HttpRequest) -> HttpResponse:
     org = accounts.require_provider_admin(request.user)
     form = OfferForm(request.POST or None, organization=org)
@@ -227,6 +242,7 @@ def offer_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@page_for("provider", "consumer")
 def node_new(request: HttpRequest) -> HttpResponse:
     org = accounts.require_admin(request.user)
     form = NodeForm(request.POST or None)
@@ -244,6 +260,7 @@ def node_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@page_for("provider", "consumer")
 def node_rekey(request: HttpRequest, slug: str) -> HttpResponse:
     org = accounts.require_admin(request.user)
     node, token = services.node_rekey(organization=org, slug=slug)
@@ -256,6 +273,7 @@ def node_rekey(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@page_for("provider")
 def offer_retire(request: HttpRequest, pk: int) -> HttpResponse:
     offer = services.offer_retire(organization=accounts.require_provider_admin(request.user), offer_id=pk)
     messages.success(

@@ -14,6 +14,7 @@ from marketplace.exceptions import ServiceError, invalid
 from marketplace.forms import MemberForm, RevokeForm, SignupForm
 from marketplace.forms import form_errors as _form_errors
 from marketplace.models import Membership, Order
+from marketplace.permissions import page_for
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -78,6 +79,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@page_for("provider")
 def orders_received(request: HttpRequest) -> HttpResponse:
     membership = accounts.membership_of(request.user)
     org = membership.organization if membership else None

@@ -10,8 +10,9 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, serializers
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,8 +20,19 @@ from rest_framework.views import APIView
 from ledger import bundle, selectors, services
 from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
+from marketplace import api_input, idempotency
 from marketplace import selectors as market
+from marketplace.api_input import Id, ScalarsField, StrictInteger, StrictSerializer
+from marketplace.api_schema import IDEMPOTENCY
 from portal import selectors as access
+
+
+class IsRegulator(permissions.BasePermission):
+    message = "Only regulators may do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        org = market.current_org(request.user)
+        return bool(org is not None and org.is_regulator)
 
 
 class IsAuditor(permissions.BasePermission):
@@ -63,44 +75,59 @@ class LedgerEntryProofSerializer(LedgerEntrySerializer):
 
 class EntryFilters(serializers.Serializer):
     kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices, required=False)
-    dataset_id = serializers.IntegerField(required=False)
-    consumer_id = serializers.IntegerField(required=False)
-    provider_id = serializers.IntegerField(required=False)
-    right_id = serializers.IntegerField(required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    seq_from = serializers.IntegerField(required=False, min_value=0)
-    seq_to = serializers.IntegerField(required=False, min_value=0)
+    dataset_id = Id(required=False)
+    consumer_id = Id(required=False)
+    provider_id = Id(required=False)
+    right_id = Id(required=False)
+    since = serializers.DateTimeField(required=False, help_text="Integrated at or after (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="Integrated before (ISO 8601).")
+    seq_from = StrictInteger(required=False, min_value=0, help_text="First sequence number included.")
+    seq_to = StrictInteger(required=False, min_value=0, help_text="First sequence number excluded.")
 
 
 class EntryList(generics.ListAPIView):
-    """Entries visible to the caller, filtered by kind, party, time ``[since, until)`` and ``[seq_from, seq_to)``."""
+    """List the ledger entries you may read, oldest first.
+
+    Regulators and staff read the whole log; others the entries that name their
+    organisation. Filter by kind, party, time ``[since, until)`` and sequence
+    ``[seq_from, seq_to)``.
+    """
 
     serializer_class = LedgerEntrySerializer
     permission_classes = [permissions.IsAuthenticated]
     filter_backends: list[Any] = []
+    role_required = False
+
+    @extend_schema(parameters=[EntryFilters])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[LedgerEntry]:
-        filters = EntryFilters(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
+        if getattr(self, "swagger_fake_view", False):
+            return LedgerEntry.objects.none()
+        filters = api_input.query(EntryFilters, self.request)
         qs = access.visible_entries(self.request.user)
-        return selectors.entries_filter(qs, **filters.validated_data).order_by("seq")
+        return selectors.entries_filter(qs, **filters).order_by("seq")
+
+
+class TreeSize(serializers.Serializer):
+    tree_size = StrictInteger(
+        required=False, min_value=1, help_text="Prove against this tree size (default: the latest checkpoint)."
+    )
 
 
 class EntryDetail(APIView):
-    """One entry with its inclusion proof (``?tree_size=``; default: the latest checkpoint covering it)."""
+    """Show one ledger entry with its RFC 9162 inclusion proof against a signed checkpoint."""
 
     permission_classes = [permissions.IsAuthenticated]
+    role_required = False
 
-    @extend_schema(
-        parameters=[OpenApiParameter("tree_size", int, description="Prove against this tree size.")],
-        responses=LedgerEntryProofSerializer,
-    )
+    @extend_schema(parameters=[TreeSize], responses=LedgerEntryProofSerializer)
     def get(self, request: Request, seq: int) -> Response:
         entry = get_object_or_404(access.visible_entries(request.user), seq=seq)
-        size = request.query_params.get("tree_size")
+        size = api_input.query(TreeSize, request).get("tree_size")
         data = dict(LedgerEntrySerializer(entry).data)
-        data["inclusion"] = selectors.inclusion(entry, int(size) if size and size.isdigit() else None)
+        data["inclusion"] = selectors.inclusion(entry, size)
         data["attested_by"] = selectors.receipt_attestation(entry)
         return Response(data)
 
@@ -128,16 +155,24 @@ class CheckpointSerializer(serializers.ModelSerializer):
 
 
 class CheckpointList(generics.ListCreateAPIView):
-    """GET: signed checkpoints, newest first. POST (staff): sign one now."""
-
     serializer_class = CheckpointSerializer
     queryset = Checkpoint.objects.order_by("-size")
     filter_backends: list[Any] = []
+    error_statuses = (409,)
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.request.method == "POST":
             return [permissions.IsAdminUser()]
-        return [permissions.IsAuthenticated()]
+        return [permissions.AllowAny()]
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List the signed checkpoints, newest first, with their witnesses' cosignatures. Public."""
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={201: CheckpointSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Sign a checkpoint of the log now (staff); 409 while the log is empty."""
+        return super().post(request, *args, **kwargs)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         cp = services.checkpoint_create()
@@ -147,7 +182,10 @@ class CheckpointList(generics.ListCreateAPIView):
 
 
 class CheckpointLatest(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    """Show the latest signed checkpoint (a witness cosigns it). Public; 404 before the first."""
+
+    permission_classes = [permissions.AllowAny]
+    refers_to_objects = True
 
     @extend_schema(responses=CheckpointSerializer)
     def get(self, request: Request) -> Response:
@@ -158,50 +196,59 @@ class CheckpointLatest(APIView):
 
 
 class CheckpointDetail(generics.RetrieveAPIView):
+    """Show the signed checkpoint of one tree size. Public."""
+
     serializer_class = CheckpointSerializer
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.AllowAny]
     queryset = Checkpoint.objects.all()
     lookup_field = "size"
 
 
+class CosignatureSerializer(StrictSerializer):
+    note = serializers.CharField(
+        max_length=10_000, trim_whitespace=False, help_text="The checkpoint note with your cosignature line appended."
+    )
+
+
 class CosignatureCreate(APIView):
-    """A regulator's witness posts the checkpoint note with its cosignature line appended."""
+    """Cosign a checkpoint: a regulator's witness posts the note with its signature line appended."""
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
 
-    @extend_schema(
-        request=inline_serializer("Cosignature", {"note": serializers.CharField()}),
-        responses={201: CheckpointSerializer},
-    )
+    @extend_schema(request=CosignatureSerializer, responses={201: CheckpointSerializer})
     def post(self, request: Request, size: int) -> Response:
+        s = CosignatureSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
         cp = get_object_or_404(Checkpoint, size=size)
         org = market.current_org(request.user)
-        note = request.data.get("note") if isinstance(request.data, dict) else None
-        if org is None or not isinstance(note, str):
-            raise serializers.ValidationError({"note": ["The cosigned checkpoint note is required."]})
-        services.cosignature_add(checkpoint=cp, note=note.encode(), organization_id=org.id)
+        if org is None:
+            raise PermissionDenied("Your account belongs to no organisation.")
+        services.cosignature_add(checkpoint=cp, note=s.validated_data["note"].encode(), organization_id=org.id)
         cp.refresh_from_db()
         return Response(CheckpointSerializer(cp).data, status=201)
 
 
+class SizesSerializer(serializers.Serializer):
+    to = StrictInteger(min_value=1, help_text="The newer tree size (a signed checkpoint's).")
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        fields["from"] = StrictInteger(min_value=1, help_text="The older tree size (at most to).")
+        return fields
+
+
 class ConsistencyProof(APIView):
-    """PROOF(from, D[to]) of RFC 9162 §2.1.4 with both roots."""
+    """Prove that one tree size extends another: PROOF(from, D[to]) of RFC 9162 §2.1.4, both roots. Public."""
 
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.AllowAny]
+    refers_to_objects = True  # a size beyond the log is a 404
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("from", int, required=True, description="The older tree size."),
-            OpenApiParameter("to", int, required=True, description="The newer tree size."),
-        ],
-        responses=OpenApiTypes.OBJECT,
-    )
+    @extend_schema(parameters=[SizesSerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
-        try:
-            size1, size2 = int(request.query_params["from"]), int(request.query_params["to"])
-        except (KeyError, ValueError):
-            raise serializers.ValidationError({"from": ["from and to must be tree sizes."]})
-        return Response(selectors.consistency(size1, size2))
+        sizes = api_input.query(SizesSerializer, request)
+        if sizes["from"] > sizes["to"]:
+            raise serializers.ValidationError({"from": ["The older size must not exceed the newer."]})
+        return Response(selectors.consistency(sizes["from"], sizes["to"]))
 
 
 class WitnessSerializer(serializers.ModelSerializer):
@@ -211,24 +258,40 @@ class WitnessSerializer(serializers.ModelSerializer):
         read_only_fields = ["name", "active", "organization_id", "created_at"]
 
 
-class WitnessList(generics.ListCreateAPIView):
-    """Witness keys; a regulator registers its own cosigner vkey with POST."""
+class WitnessCreateSerializer(StrictSerializer):
+    vkey = serializers.CharField(max_length=500, help_text="The cosigner's signed-note verifier key.")
 
+
+class WitnessList(generics.ListCreateAPIView):
     serializer_class = WitnessSerializer
     queryset = Witness.objects.order_by("name")
-    permission_classes = [permissions.IsAuthenticated]
     filter_backends: list[Any] = []
+    error_statuses = (409,)
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.request.method == "POST":
+            return [permissions.IsAuthenticated(), IsRegulator()]
+        return [permissions.AllowAny()]
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """List the witnesses whose cosignatures the log accepts, with their verifier keys. Public."""
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=WitnessCreateSerializer, responses={201: WitnessSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Register your regulator's witness key (its signed-note verifier key). Regulators only."""
+        return super().post(request, *args, **kwargs)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        s = WitnessCreateSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
         org = market.current_org(request.user)
-        if org is None or not org.is_regulator:
-            return Response({"error": {"code": "forbidden", "message": "regulators only", "fields": {}}}, 403)
-        witness = services.witness_register(organization_id=org.id, vkey=str(request.data.get("vkey", "")))
+        witness = services.witness_register(organization_id=org.id, vkey=s.validated_data["vkey"])
         return Response(WitnessSerializer(witness).data, status=201)
 
 
 class LogKey(APIView):
-    """What a witness or verifier pins: the log's origin and signed-note verifier key."""
+    """Show what a witness or verifier pins: the log's origin, verifier key and hub key. Public."""
 
     permission_classes = [permissions.AllowAny]
 
@@ -245,22 +308,24 @@ class LogKey(APIView):
 
 
 class BundleFilters(serializers.Serializer):
-    dataset = serializers.IntegerField(required=False)
-    consumer = serializers.IntegerField(required=False)
-    seq_from = serializers.IntegerField(required=False, min_value=0)
-    seq_to = serializers.IntegerField(required=False, min_value=0)
+    dataset = Id(required=False, help_text="Only this dataset's entries.")
+    consumer = Id(required=False, help_text="Only this consumer's entries.")
+    seq_from = StrictInteger(required=False, min_value=0)
+    seq_to = StrictInteger(required=False, min_value=0)
 
 
 class BundleDownload(APIView):
-    """The audit bundle (JSON Lines) for a dataset, a consumer, a range, or the whole log; auditors only."""
+    """Download an audit bundle (JSON Lines): entries, proofs and checkpoints an offline verifier checks.
+
+    For a dataset, a consumer, a sequence range, or the whole log. Regulators and staff only.
+    """
 
     permission_classes = [permissions.IsAuthenticated, IsAuditor]
+    refers_to_objects = True  # 404 before the first checkpoint
 
     @extend_schema(parameters=[BundleFilters], responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
     def get(self, request: Request) -> StreamingHttpResponse:
-        f = BundleFilters(data=request.query_params)
-        f.is_valid(raise_exception=True)
-        d = f.validated_data
+        d = api_input.query(BundleFilters, request)
         lines = bundle.bundle_lines(
             dataset_id=d.get("dataset"),
             consumer_id=d.get("consumer"),
@@ -279,33 +344,31 @@ def _chain(first: str, rest: Any) -> Any:
     yield from rest
 
 
-class CorrectionSerializer(serializers.Serializer):
-    corrects_seq = serializers.IntegerField(min_value=0)
-    reason = serializers.CharField(max_length=2000)
-    amends = serializers.DictField(default=dict, help_text="What the correction changes, e.g. an amount.")
+class CorrectionSerializer(StrictSerializer):
+    corrects_seq = StrictInteger(min_value=0, help_text="The entry this one corrects.")
+    reason = serializers.CharField(max_length=2000, min_length=1)
+    amends = ScalarsField(default=dict, help_text="What the correction changes, e.g. an amount.")
 
 
 class CorrectionCreate(APIView):
-    """Platform staff append a signed ``correction`` entry pointing at the entry it corrects.
+    """Append a signed correction entry pointing at the entry it corrects (staff).
 
     Nothing is ever edited; the ``Idempotency-Key`` becomes the entry's event id, so a
     retried request returns the same entry and a reused key with another body is a 409.
     """
 
     permission_classes = [permissions.IsAdminUser]
+    error_statuses = (409,)
+    refers_to_objects = True
 
-    @extend_schema(
-        request=CorrectionSerializer,
-        responses={201: LedgerEntrySerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
-    )
+    @extend_schema(request=CorrectionSerializer, responses={201: LedgerEntrySerializer}, parameters=[IDEMPOTENCY])
     def post(self, request: Request) -> Response:
         s = CorrectionSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "")
-        if not key or len(key) > 80:
+        if not idempotency.KEY.fullmatch(key):
             raise serializers.ValidationError(
-                {"idempotency_key": ["An Idempotency-Key of 1 to 80 characters is required."]}
+                {"idempotency_key": ["An Idempotency-Key of 1 to 80 printable ASCII characters is required."]}
             )
         entry = services.entry_correct(
             corrects_seq=s.validated_data["corrects_seq"],

@@ -272,7 +272,7 @@ def right_on_new_offer(
             **({"plans": plans} if plans else {"amount_minor": 100, "currency": "EUR"}),
             "quota_jobs": 5,
             "duration_days": 30,
-            "epsilon": epsilon,
+            "epsilon": float(epsilon),
         },
         format="json",
     )

@@ -38,8 +38,8 @@ def test_only_staff_may_correct_and_bad_input_is_refused(demo) -> None:  # type:
     r = staff.post(
         "/api/ledger/corrections/", {"corrects_seq": 10**6, "reason": "r"}, format="json", HTTP_IDEMPOTENCY_KEY="k2"
     )
-    # The body names an entry the log does not have: a bad field of the request, not a missing resource.
-    assert r.status_code == 400 and r.json()["error"]["code"] == "proof_unavailable", r.content
+    # The body names an entry the log does not have: a 404, as for any object a body refers to.
+    assert r.status_code == 404 and r.json()["error"]["code"] == "proof_unavailable", r.content
     r = staff.post(
         "/api/ledger/corrections/", {"corrects_seq": 0, "reason": ""}, format="json", HTTP_IDEMPOTENCY_KEY="k3"
     )

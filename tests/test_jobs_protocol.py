@@ -238,7 +238,7 @@ def test_unknown_algorithm_and_foreign_rights_are_refused(bank_api) -> None:  # 
         format="json",
         HTTP_IDEMPOTENCY_KEY="y",
     )
-    assert r.status_code == 400 and "rights" in r.json()["error"]["fields"]
+    assert r.status_code == 404 and "rights" in r.json()["error"]["fields"]
 
 
 def test_an_exhausted_right_gets_a_409_and_an_expired_one_too(bank_api) -> None:  # type: ignore[no-untyped-def]
@@ -263,5 +263,12 @@ def test_job_idempotency_key_reuse(bank_api) -> None:  # type: ignore[no-untyped
 
 
 def test_a_consumer_cannot_see_anothers_job(bank_api) -> None:  # type: ignore[no-untyped-def]
+    from marketplace import accounts
+
     job_id = _submit(bank_api, [_right(bank_api, "acme", "a")]).json()["id"]
-    assert api_for("acme").get(f"/api/jobs/{job_id}/").status_code == 404
+    accounts.signup(
+        username="other", email="o@example.org", password="pw-other-1", org_name="Other Bank",
+        is_provider=False, is_consumer=True,
+    )  # fmt: skip
+    assert api_for("other").get(f"/api/jobs/{job_id}/").status_code == 404  # another consumer: no such job
+    assert api_for("acme").get(f"/api/jobs/{job_id}/").status_code == 403  # a provider: not its kind of page

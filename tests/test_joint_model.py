@@ -377,7 +377,7 @@ def test_a_model_trains_on_rows_aligned_in_an_earlier_job(demo, client) -> None:
     assert aligned.status == Job.Status.SUCCEEDED and aligned.outputs["aligned_records"] == 1120
 
     unknown = post_job(bank, "hetero_lr", {**PARAMS, "alignment_job": str(uuid.uuid4())}, rights, "bad-1")
-    assert unknown.status_code == 400 and "alignment_job" in unknown.json()["error"]["fields"], unknown.content
+    assert unknown.status_code == 404 and "alignment_job" in unknown.json()["error"]["fields"], unknown.content
     fewer = post_job(bank, "hetero_lr", {**PARAMS, "alignment_job": str(aligned.id)}, rights[:1], "bad-2")
     assert fewer.status_code == 400 and "same" in fewer.json()["error"]["fields"]["alignment_job"][0], fewer.content
 

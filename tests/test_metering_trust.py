@@ -42,7 +42,7 @@ def buy(slug: str = "acme", *, plans: list[dict] | None = None, key: str = "buy"
                 "plans": plans,
                 "quota_jobs": 5,
                 "duration_days": 30,
-                "epsilon": "3",
+                "epsilon": 3,
             },
             format="json",
         )
@@ -50,7 +50,7 @@ def buy(slug: str = "acme", *, plans: list[dict] | None = None, key: str = "buy"
         offer_id = r.json()["id"]
     r = api_for("bank").post(
         "/api/orders/",
-        {"offer": offer_id, "purpose": "credit risk", "accept_terms": True},
+        {"offer": offer_id, "purpose": "credit risk", "accept_terms": True, "again": True},
         format="json",
         HTTP_IDEMPOTENCY_KEY=key,
     )

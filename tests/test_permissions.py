@@ -1,9 +1,10 @@
 """Permission matrix: every marketplace/compute endpoint × every role.
 
 Roles: anonymous, consumer (bank), provider (acme), regulator, staff (platform admin
-without an organisation). Object-level rules: a consumer sees only its own orders,
-rights and jobs; a provider only its own offers, orders received and revenue; a
-regulator reads but buys nothing.
+without an organisation). An endpoint that is not for the caller's kind of organisation
+answers 403 (never an empty 200). Object-level rules: a consumer sees only its own
+orders, rights and jobs; a provider only its own offers, orders received and revenue; a
+regulator reads the ledger but buys nothing.
 """
 
 from __future__ import annotations
@@ -77,21 +78,21 @@ MATRIX = [
     ("get", "/api/hub/key/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     ("get", "/api/schema/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     ("post", "/api/offers/", _offer_body, {A: 401, C: 403, P: 201, R: 403, S: 403}),
-    ("get", "/api/orders/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
+    ("get", "/api/orders/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
     (
         "post",
         "/api/orders/",
         lambda w: {"offer": w["offer"], "purpose": "p", "accept_terms": True},
         {A: 401, C: 200, P: 403, R: 403, S: 403},
     ),
-    ("get", "/api/rights/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
-    ("get", "/api/provider/orders/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
-    ("get", "/api/nodes/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
+    ("get", "/api/rights/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
+    ("get", "/api/provider/orders/", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
+    ("get", "/api/nodes/", None, {A: 401, C: 200, P: 200, R: 403, S: 403}),
     ("post", "/api/nodes/", lambda w: {"slug": "matrix-node"}, {A: 401, C: 201, P: 201, R: 403, S: 403}),
-    ("get", "/api/billing/bill/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
-    ("get", "/api/billing/revenue/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
-    ("get", "/api/jobs/", None, {A: 401, C: 200, P: 200, R: 200, S: 403}),
-    ("get", "/api/jobs/{job}/", None, {A: 401, C: 200, P: 404, R: 404, S: 403}),
+    ("get", "/api/billing/bill/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
+    ("get", "/api/billing/revenue/", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
+    ("get", "/api/jobs/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
+    ("get", "/api/jobs/{job}/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
     (
         "post",
         "/api/jobs/",
@@ -107,22 +108,23 @@ MATRIX = [
     ("post", "/api/rights/{right}/revoke/", lambda w: {"reason": "matrix"}, {A: 401, C: 403, P: 200, R: 403, S: 403}),
     ("get", "/api/ledger/entries/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
     ("post", "/api/offers/{offer}/retire/", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
-    ("post", "/api/nodes/acme/rekey/", None, {A: 401, C: 404, P: 200, R: 404, S: 403}),
+    ("post", "/api/nodes/acme/rekey/", None, {A: 401, C: 404, P: 200, R: 403, S: 403}),
     # The ledger: readable by every member for what concerns them, whole for auditors.
     ("get", "/api/ledger/key/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     ("get", "/api/ledger/entries/0/", None, {A: 401, C: 200, P: 404, R: 200, S: 200}),
-    ("get", "/api/ledger/checkpoints/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    # Checkpoints, consistency proofs and witnesses are public, as a transparency log's are.
+    ("get", "/api/ledger/checkpoints/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     ("post", "/api/ledger/checkpoints/", lambda w: {}, {A: 401, C: 403, P: 403, R: 403, S: 201}),
-    ("get", "/api/ledger/checkpoints/latest/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
-    ("get", "/api/ledger/checkpoints/{size}/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
-    ("get", "/api/ledger/proofs/consistency/?from=1&to={size}", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/checkpoints/latest/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/checkpoints/{size}/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/proofs/consistency/?from=1&to={size}", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     (
         "post",
         "/api/ledger/checkpoints/{size}/cosignatures/",
         lambda w: {"note": "not a note"},
-        {A: 401, C: 403, P: 403, R: 400, S: 400},
+        {A: 401, C: 403, P: 403, R: 400, S: 403},  # staff belong to no organisation: no witness of theirs
     ),
-    ("get", "/api/ledger/witnesses/", None, {A: 401, C: 200, P: 200, R: 200, S: 200}),
+    ("get", "/api/ledger/witnesses/", None, {A: 200, C: 200, P: 200, R: 200, S: 200}),
     ("post", "/api/ledger/witnesses/", lambda w: {"vkey": "bad"}, {A: 401, C: 403, P: 403, R: 400, S: 403}),
     ("get", "/api/ledger/bundle/", None, {A: 401, C: 403, P: 403, R: 200, S: 200}),
     (
@@ -149,13 +151,20 @@ def test_permission_matrix(world, role, method, path, body, expected) -> None:  
 
 
 def test_object_level_isolation_of_lists(world) -> None:  # type: ignore[no-untyped-def]
+    from marketplace import accounts
+
+    accounts.signup(
+        username="other", email="o@example.org", password="pw-other-1", org_name="Other Bank",
+        is_provider=False, is_consumer=True,
+    )  # fmt: skip
+    other = api_for("other")  # another consumer: its lists are empty, not the bank's
     assert len(api_for("bank").get("/api/orders/").json()) == 1
-    assert api_for("regulator").get("/api/orders/").json() == []
+    assert other.get("/api/orders/").json() == []
     assert len(api_for("acme").get("/api/provider/orders/").json()["results"]) == 1
     assert api_for("taxco").get("/api/provider/orders/").json()["results"] == []
-    assert api_for("acme").get("/api/jobs/").json() == []
+    assert other.get("/api/jobs/").json() == []
     assert [r["id"] for r in api_for("bank").get("/api/rights/").json()["results"]] == [world["right"]]
-    assert api_for("acme").get("/api/rights/").json()["results"] == []
+    assert other.get("/api/rights/").json()["results"] == []
 
 
 def test_no_endpoint_returns_rows(world) -> None:  # type: ignore[no-untyped-def]

@@ -187,7 +187,7 @@ def test_publishing_a_new_version_retires_the_old_one_and_retire_works(demo) -> 
         format="json",
         HTTP_IDEMPOTENCY_KEY="old",
     )
-    assert r.status_code == 400
+    assert r.status_code == 404 and r.json()["error"]["fields"]["offer"] == ["No such listed offer."]
     assert api_for("taxco").post(f"/api/offers/{v2['id']}/retire/").status_code == 403
     assert acme_api.post(f"/api/offers/{v2['id']}/retire/").json()["status"] == "retired"
     listed = api_for("bank").get("/api/datasets/").json()["results"]
@@ -237,8 +237,10 @@ def test_refusals_do_not_reveal_the_size_of_a_suppressed_group(bank_api) -> None
 
 @pytest.mark.django_db
 def test_someone_elses_right_page_is_a_404_and_the_last_admin_stays(demo, client) -> None:  # type: ignore[no-untyped-def]
-    client.force_login(get_user_model().objects.get(username="taxco"))
+    client.force_login(get_user_model().objects.get(username="bank"))
     assert client.get("/rights/999999/").status_code == 404
+    client.force_login(get_user_model().objects.get(username="taxco"))
+    assert client.get("/rights/999999/").status_code == 403  # a provider has no "My rights" pages
     refused = client.post("/provider/orders/", {"right": "abc", "reason": "x"})
     assert refused.status_code == 200  # the page again: there is no right "abc" to revoke
     assert not UsageRight.objects.filter(status="revoked").exists()

@@ -24,6 +24,32 @@ class ParamError(ValueError):
 KEY_BITS = (1024, 2048, 3072)
 
 
+# --- parameter schemas -------------------------------------------------------------------
+# Each algorithm states its parameters as a JSON Schema (the subset OpenAPI 3.0 shares with
+# JSON Schema draft 7): the hub validates a job's ``params`` against it before the
+# algorithm's own checks, and the API schema's ``params`` is one ``oneOf`` branch per
+# algorithm built from these, so a new algorithm brings its schema with it.
+KEY_BITS_SCHEMA: dict[str, Any] = {
+    "type": "integer",
+    "enum": [1024, 2048, 3072],
+    "default": 2048,
+    "description": "Paillier modulus size of the job's fresh key.",
+}
+LOCAL_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "pattern": "^[A-Za-z0-9_-]+$",
+    "description": "The local name of your dataset on your own node.",
+}
+COLUMN_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 200}
+
+
+def params_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """An object of exactly these parameters (others are refused by name)."""
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
 def key_bits_param(params: dict[str, Any], errors: dict[str, list[str]], default: int = 2048) -> Any:
     """The Paillier key size a job asks for, with a field error if it is not one of :data:`KEY_BITS`."""
     bits = params.get("key_bits", default)
@@ -205,6 +231,7 @@ class Algorithm(Protocol):
     # Steps run on the consumer's own node: no usage right is presented, and they may
     # read only datasets the node's policy lists under ``consumer_datasets``.
     consumer_steps: frozenset[str]
+    params_schema: dict[str, Any]  # JSON Schema of ``params`` (see :func:`params_schema`)
 
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]: ...
 

@@ -60,6 +60,8 @@ import numpy as np
 
 from compute.algorithms import metrics, psi_align
 from compute.algorithms.base import (
+    COLUMN_SCHEMA,
+    KEY_BITS_SCHEMA,
     ONE_PASS,
     DatasetInfo,
     JobView,
@@ -70,6 +72,7 @@ from compute.algorithms.base import (
     StepRefused,
     StepResult,
     key_bits_param,
+    params_schema,
     refuse_unknown,
     register,
 )
@@ -142,6 +145,52 @@ class HeteroLR:
     name = "hetero_lr"
     operation = "hetero_lr"
     summary = "Train a logistic regression on your labels and providers' features, aligned by PSI; rows never move."
+    params_schema = params_schema(
+        {
+            **psi_align.ALIGNMENT_SCHEMA,
+            "label_column": {**COLUMN_SCHEMA, "description": "Your 0/1 label column."},
+            "consumer_features": {
+                "type": "array",
+                "items": COLUMN_SCHEMA,
+                "maxItems": 500,
+                "uniqueItems": True,
+                "default": [],
+                "description": "Your own numeric feature columns (not the label).",
+            },
+            "alignment_job": {
+                "type": "string",
+                "format": "uuid",
+                "nullable": True,
+                "description": "An earlier psi_align or hetero_lr job of yours that aligned the same "
+                "datasets under the same rights; omit to align in this job.",
+            },
+            "epochs": {"type": "integer", "minimum": 1, "maximum": 200, "default": DEFAULTS["epochs"]},
+            "learning_rate": {"type": "number", "minimum": 1e-4, "maximum": 10, "default": DEFAULTS["learning_rate"]},
+            "l2": {"type": "number", "minimum": 0, "maximum": 10, "default": DEFAULTS["l2"]},
+            "batch_size": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_ROWS,
+                "default": 0,
+                "description": "0: the whole training set in one batch; otherwise at least 16.",
+            },
+            "key_bits": KEY_BITS_SCHEMA,
+            "tolerance": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "default": DEFAULTS["tolerance"],
+                "description": "Early stopping: the validation log-loss must improve by this much; 0 turns it off.",
+            },
+            "validation_fraction": {
+                "type": "number",
+                "minimum": 0.05,
+                "maximum": 0.5,
+                "default": DEFAULTS["validation_fraction"],
+            },
+        },
+        ["consumer_dataset", "consumer_id_column", "label_column"],
+    )
     consumer_steps = psi_align.CONSUMER_STEPS | GUEST_STEPS
 
     def __init__(self, node_rng: random.Random | None = None) -> None:
@@ -176,7 +225,7 @@ class HeteroLR:
         clean["tolerance"] = _number(params, "tolerance", errors, 0, 1)
         clean["validation_fraction"] = _number(params, "validation_fraction", errors, 0.05, 0.5)
         earlier = params.get("alignment_job")
-        if earlier not in (None, ""):
+        if earlier is not None:
             if not isinstance(earlier, str) or not _is_uuid(earlier):
                 errors["alignment_job"] = ["The id of one of your jobs that aligned these datasets."]
             else:

@@ -37,6 +37,7 @@ import numpy as np
 
 from compute.algorithms import hetero_lr, metrics, psi_align
 from compute.algorithms.base import (
+    KEY_BITS_SCHEMA,
     ONE_PASS,
     DatasetInfo,
     JobView,
@@ -47,6 +48,7 @@ from compute.algorithms.base import (
     StepRefused,
     StepResult,
     key_bits_param,
+    params_schema,
     refuse_unknown,
     register,
 )
@@ -65,6 +67,21 @@ class HeteroLRScore:
     name = "hetero_lr_score"
     operation = "hetero_lr"  # scoring is a use of the model trained under the same rights
     summary = "Score your records with a joint model; each provider's part scores on its node."
+    params_schema = params_schema(
+        {
+            **psi_align.ALIGNMENT_SCHEMA,
+            "model": {"type": "string", "format": "uuid", "description": "One of your trained models."},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                "minItems": 1,
+                "maxItems": MAX_LISTED,
+                "description": "Score only these records of the dataset (default: all of them).",
+            },
+            "key_bits": KEY_BITS_SCHEMA,
+        },
+        ["model", "consumer_dataset", "consumer_id_column"],
+    )
     consumer_steps = psi_align.CONSUMER_STEPS | GUEST_STEPS
 
     def __init__(self, node_rng: random.Random | None = None) -> None:

@@ -39,6 +39,8 @@ from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
+    COLUMN_SCHEMA,
+    LOCAL_NAME_SCHEMA,
     ONE_PASS,
     DatasetInfo,
     JobView,
@@ -49,6 +51,7 @@ from compute.algorithms.base import (
     StepRefused,
     StepResult,
     consumer_ids_params,
+    params_schema,
     register,
 )
 from compute.algorithms.dp import discrete_laplace
@@ -68,6 +71,20 @@ class Psi:
     name = "psi"
     operation = "psi"
     summary = "Noised size of the overlap between your ID list and a provider's, by Diffie–Hellman PSI."
+    params_schema = params_schema(
+        {
+            "consumer_dataset": {**LOCAL_NAME_SCHEMA, "description": "Your ID file's local name on your node."},
+            "consumer_id_column": {**COLUMN_SCHEMA, "description": "Its ID column."},
+            "epsilon": {
+                "type": "number",
+                "minimum": 0.001,
+                "maximum": MAX_EPSILON,
+                "default": 1.0,
+                "description": "ε of the noised count (at most 3 decimals), charged to the right's budget.",
+            },
+        },
+        ["consumer_dataset", "consumer_id_column"],
+    )
     # The runtime checks a usage right on every step not listed here; psi_exchange reads
     # provider data and therefore must never be named in this set.
     consumer_steps = frozenset({"psi_blind", "psi_finish"})

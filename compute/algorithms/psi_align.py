@@ -43,6 +43,8 @@ import struct
 from typing import Any
 
 from compute.algorithms.base import (
+    COLUMN_SCHEMA,
+    LOCAL_NAME_SCHEMA,
     ONE_PASS,
     DatasetInfo,
     JobView,
@@ -53,6 +55,7 @@ from compute.algorithms.base import (
     StepRefused,
     StepResult,
     consumer_ids_params,
+    params_schema,
     refuse_unknown,
     register,
 )
@@ -66,6 +69,12 @@ STEPS = ("psi_blind", "psi_exchange", "psi_match", "psi_align", "psi_keep")
 CONSUMER_STEPS = frozenset({"psi_blind", "psi_match", "psi_align"})
 
 _SYSTEM_RANDOM = secrets.SystemRandom()
+
+
+ALIGNMENT_SCHEMA: dict[str, Any] = {
+    "consumer_dataset": {**LOCAL_NAME_SCHEMA, "description": "Your dataset's local name on your own node."},
+    "consumer_id_column": {**COLUMN_SCHEMA, "description": "Its ID column, matched to each provider's."},
+}
 
 
 def validate_alignment(
@@ -347,6 +356,7 @@ class PsiAlign:
     name = "psi_align"
     operation = "psi_align"
     summary = "Align your records with providers' by PSI: each node learns which of its own records are shared."
+    params_schema = params_schema(ALIGNMENT_SCHEMA, ["consumer_dataset", "consumer_id_column"])
     consumer_steps = CONSUMER_STEPS
 
     def __init__(self, node_rng: random.Random | None = None) -> None:

@@ -20,6 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from compute.algorithms.base import (
+    COLUMN_SCHEMA,
+    KEY_BITS_SCHEMA,
     ONE_PASS,
     DatasetInfo,
     JobView,
@@ -29,6 +31,7 @@ from compute.algorithms.base import (
     Send,
     StepRefused,
     StepResult,
+    params_schema,
     register,
 )
 from compute.algorithms.dp import discrete_laplace
@@ -44,6 +47,26 @@ class Stats:
     name = "stats"
     operation = "stats"
     summary = "Count, sum, mean and variance of a numeric column, summed under Paillier."
+    params_schema = params_schema(
+        {
+            "column": {**COLUMN_SCHEMA, "description": "A numeric feature column of every chosen dataset."},
+            "key_bits": KEY_BITS_SCHEMA,
+            "dp_epsilon": {
+                "type": "number",
+                "minimum": 0.001,
+                "maximum": 10,
+                "description": "Release under ε-differential privacy (at most 3 decimals); needs bounds.",
+            },
+            "bounds": {
+                "type": "array",
+                "items": {"type": "number", "minimum": -1e9, "maximum": 1e9},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "[low, high] with low < high: values are clipped to it for a DP release.",
+            },
+        },
+        ["column"],
+    )
     consumer_steps = frozenset({"keygen", "decrypt"})
 
     def validate(self, params: dict[str, Any], datasets: list[DatasetInfo]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def buy(consumer: str = "bank", node: str = "acme", key: str | None = None) -> U
     offer = Offer.objects.get(dataset__node__slug=node)
     r = api_for(consumer).post(
         "/api/orders/",
-        {"offer": offer.id, "purpose": "credit risk", "accept_terms": True},
+        {"offer": offer.id, "purpose": "credit risk", "accept_terms": True, "again": True},
         format="json",
         HTTP_IDEMPOTENCY_KEY=key or uuid.uuid4().hex,
     )

@@ -69,7 +69,7 @@ def test_entry_proof_against_an_older_size_and_beyond_the_log(world) -> None:  #
     )
     late = world["usages"][-1].seq
     bad = api.get(f"/api/ledger/entries/{late}/?tree_size={first.size}")
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "proof_unavailable"
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "proof_unavailable"
 
 
 def test_consistency_proof_between_two_checkpoints(world) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +77,8 @@ def test_consistency_proof_between_two_checkpoints(world) -> None:  # type: igno
     r = api_for("regulator").get(f"/api/ledger/proofs/consistency/?from={first.size}&to={second.size}")
     proof = [base64.b64decode(h) for h in r.json()["proof"]]
     merkle.verify_consistency(first.size, second.size, proof, bytes(first.root), bytes(second.root))
-    assert api_for("regulator").get("/api/ledger/proofs/consistency/?from=5&to=99999").status_code == 400
+    assert api_for("regulator").get("/api/ledger/proofs/consistency/?from=5&to=99999").status_code == 404
+    assert api_for("regulator").get("/api/ledger/proofs/consistency/?from=5&to=3").status_code == 400
     assert api_for("regulator").get("/api/ledger/proofs/consistency/?from=x").status_code == 400
 
 

@@ -29,7 +29,8 @@ class StatsJobForm(forms.Form):
         params: dict[str, object] = {"column": d["column"]}
         if d.get("dp_epsilon"):
             params["dp_epsilon"] = d["dp_epsilon"]
-            params["bounds"] = [d.get("bound_low"), d.get("bound_high")]
+            if d.get("bound_low") is not None or d.get("bound_high") is not None:
+                params["bounds"] = [d.get("bound_low"), d.get("bound_high")]
         return params
 
     def __init__(self, *args, consumer=None, **kwargs):  # type: ignore[no-untyped-def]

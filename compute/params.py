@@ -47,7 +47,11 @@ def schema_errors(algorithm: str, params: Any) -> dict[str, list[str]]:
             field = err.message.split("'")[1] if "'" in err.message else "params"
             errors.setdefault(field, []).append("This field is required.")
             continue
-        errors.setdefault(field, []).append(_message(err))
+        where = [f"item {p + 1}" if isinstance(p, int) else str(p) for p in list(err.path)[1:]]
+        message = _message(err)
+        errors.setdefault(field, []).append(
+            f"{', '.join(where).capitalize()}: {message[0].lower()}{message[1:]}" if where else message
+        )
     return errors
 
 
@@ -55,6 +59,8 @@ def _message(err: Any) -> str:
     v, limit = err.validator, err.validator_value
     if v == "enum":
         return "One of " + ", ".join(map(str, limit)) + "."
+    if v == "pattern" and "x-pattern-message" in err.schema:
+        return str(err.schema["x-pattern-message"])
     if v in ("minimum", "maximum") and "minimum" in err.schema and "maximum" in err.schema:
         return f"Between {err.schema['minimum']:g} and {err.schema['maximum']:g}."
     if v == "minimum":

@@ -113,6 +113,8 @@ class UsufructSchema(AutoSchema):
             return None
         component = ResolvedComponent(name="Error", type=ResolvedComponent.SCHEMA, object="Error", schema=ERROR_SCHEMA)
         self.registry.register_on_missing(component)
+        if "requestBody" in operation:  # every body this API takes has required fields
+            operation["requestBody"]["required"] = True
         responses = operation.setdefault("responses", {})
         for status in sorted(self._error_statuses(operation)):
             responses.setdefault(

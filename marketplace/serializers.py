@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.api_input import Id, MustBeTrue, StrictBoolean, StrictInteger, StrictSerializer
@@ -58,6 +59,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "offers",
         ]
 
+    @extend_schema_field(OfferSerializer(many=True))
     def get_offers(self, obj: Dataset) -> list[dict]:  # type: ignore[type-arg]
         offers = getattr(obj, "published_offers", None)
         if offers is None:

@@ -7,6 +7,7 @@ the configured broker, connected to the test database.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -193,6 +194,40 @@ def ledger_idle(timeout: float = 30.0) -> None:
     from ledger.models import PendingEntry
 
     wait_for(lambda: not PendingEntry.objects.exists(), timeout=timeout, interval=0.05)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api_server(tdemo, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The API as production serves it (gunicorn, ``DEBUG`` off) on the test database: (URL, log)."""
+    port = _free_port()
+    log = tmp_path / "gunicorn.log"
+    cmd = [
+        str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", "3", "--access-logfile", "-",
+    ]  # fmt: skip
+    env = dict(_worker_env(), DJANGO_DEBUG="0")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    try:
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # --- browser (Playwright driving Debian's Chromium) ------------------------------------

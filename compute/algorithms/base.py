@@ -40,6 +40,7 @@ LOCAL_NAME_SCHEMA: dict[str, Any] = {
     "minLength": 1,
     "maxLength": 100,
     "pattern": "^[A-Za-z0-9_-]+$",
+    "x-pattern-message": "Letters, digits, '-' and '_' only.",
     "description": "The local name of your dataset on your own node.",
 }
 COLUMN_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 200}

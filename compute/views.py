@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from compute import charts, services
 from compute.forms import HeteroLRJobForm, ScoreForm, StatsJobForm
-from compute.models import Job, JobParty
+from compute.models import Job, JobParty, Message
 from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
 from marketplace.forms import form_errors as _form_errors
@@ -70,11 +70,37 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     org = selectors.current_org(request.user)
     job = get_object_or_404(Job.objects.filter(consumer=org), pk=pk)
     parties = job.parties.select_related("node", "dataset", "right")
-    msgs = job.messages.order_by("created_at", "id")
-    context = {"job": job, "parties": parties, "msgs": msgs, "live": job.status in ("queued", "running")}
+    msgs = list(job.messages.order_by("created_at", "id"))
+    context = {
+        "job": job,
+        "parties": parties,
+        "msgs": msgs,
+        "steps": _steps(msgs),
+        "live": job.status in ("queued", "running"),
+    }
     if job.algorithm == "hetero_lr":
         context.update(_model_charts(job))
     return render(request, "compute/job.html", context)
+
+
+def _steps(msgs: list[Message]) -> list[dict[str, object]]:
+    """Progress by step, from the job's signed messages: each step the hub asked, on which
+    nodes, how many of its requests were answered (and refused)."""
+    steps: dict[str, dict[str, object]] = {}
+    answered = {m.in_reply_to for m in msgs if m.direction == Message.Direction.IN and m.in_reply_to}
+    refused = {m.in_reply_to for m in msgs if m.direction == Message.Direction.IN and m.refused_code}
+    for m in msgs:
+        if m.direction != Message.Direction.OUT:
+            continue
+        s = steps.setdefault(m.step, {"step": m.step, "nodes": [], "asked": 0, "answered": 0, "refused": 0})
+        if m.recipient not in s["nodes"]:  # type: ignore[operator]
+            s["nodes"].append(m.recipient)  # type: ignore[attr-defined]
+        s["asked"] += 1  # type: ignore[operator]
+        s["answered"] += m.digest in answered  # type: ignore[operator]
+        s["refused"] += m.digest in refused  # type: ignore[operator]
+    for s in steps.values():
+        s["waiting"] = s["answered"] < s["asked"]  # type: ignore[operator]
+    return list(steps.values())
 
 
 def _svg(markup: str) -> SafeString:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -18,11 +19,37 @@ from marketplace.exceptions import ServiceError
 from marketplace.filters import DatasetFilter
 from marketplace.forms import BuyForm, NodeForm, OfferForm, PeriodForm
 from marketplace.models import Dataset, Node, Offer, Order, Organization, UsageRight
+from marketplace.money import CURRENCIES
 from marketplace.permissions import page_for
+
+PAGE_CURRENCY = "EUR"  # the catalog page's price filters are in this currency's units
+
+
+def _price_filters(get: QueryDict) -> tuple[QueryDict, dict[str, str]]:
+    """The page's prices in euros ("1.50") as the filter's minor units (150); errors by field."""
+    data, errors = get.copy(), {}
+    exponent = CURRENCIES[PAGE_CURRENCY]
+    for page_name, filter_name in (("price_from", "price_min"), ("price_to", "price_max")):
+        data.pop(filter_name, None)  # the page takes euros only
+        value = (get.get(page_name) or "").strip().replace(",", ".")
+        if not value:
+            continue
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            errors[page_name] = "A price in euros, e.g. 1.50."
+            continue
+        minor = amount.scaleb(exponent)
+        if not amount.is_finite() or amount < 0 or minor != minor.to_integral_value() or minor > 10**15:
+            errors[page_name] = "A price in euros with at most two decimals, e.g. 1.50."
+        else:
+            data[filter_name] = str(int(minor))
+    return data, errors
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
-    filters = DatasetFilter(request.GET or None, queryset=selectors.catalog())
+    data, price_errors = _price_filters(request.GET)
+    filters = DatasetFilter(data or None, queryset=selectors.catalog())
     page = Paginator(filters.qs, 12).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -36,6 +63,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
             "datasets": page.object_list,
             "query": query.urlencode(),
             "providers": providers,
+            "price_errors": price_errors,
+            "currency": PAGE_CURRENCY,
         },
     )
 

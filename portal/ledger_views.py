@@ -34,6 +34,8 @@ def entries(request: HttpRequest) -> HttpResponse:
         until=parse_datetime(g.get("until") or "") if g.get("until") else None,
     ).order_by("-seq")
     page = Paginator(qs, 50).get_page(g.get("page"))
+    words = access.describe(list(page.object_list))
+    rows = [(e, words[e.seq]) for e in page.object_list]
     keep = g.copy()
     keep.pop("page", None)
     return render(
@@ -41,6 +43,7 @@ def entries(request: HttpRequest) -> HttpResponse:
         "ledger/entries.html",
         {
             "page": page,
+            "rows": rows,
             "kind": kind,
             "kinds": LedgerEntry.Kind.values,
             "query": keep.urlencode(),
@@ -61,7 +64,13 @@ def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
         error = ""
     except LedgerError as exc:
         inclusion, error = None, str(exc)
-    context = {"e": entry, "inclusion": inclusion, "error": error, "batch": selectors.receipt_attestation(entry)}
+    context = {
+        "e": entry,
+        "words": access.describe([entry])[entry.seq],
+        "inclusion": inclusion,
+        "error": error,
+        "batch": selectors.receipt_attestation(entry),
+    }
     return render(request, "ledger/entry.html", context)
 
 

@@ -72,6 +72,13 @@ def test_regulator_sees_which_node_batch_vouches_for_a_usage_receipt(tdemo, live
     login(page, base, "regulator")
     page.goto(f"{base}/ledger/entries/{usage.seq}/")
     expect(page.locator("#attestation")).to_contain_text("not yet in a node-signed receipt batch")
+    from marketplace.models import Organization
+
+    bank, acme = Organization.objects.get(slug="northwind"), usage.payload["provider"]
+    words = page.locator("#words")  # the entry in words, with the declared purpose from the grant
+    expect(words).to_contain_text(f"{Organization.objects.get(id=acme).name}'s node acme reported a stats step")
+    expect(words).to_contain_text(f"on Acme shopper behaviour 2026 for {bank.name} under right #{usage.right_id}")
+    expect(words).to_contain_text("purpose 'credit risk'")
 
     batch = attest_as_node("acme")
     page.reload()
@@ -79,5 +86,5 @@ def test_regulator_sees_which_node_batch_vouches_for_a_usage_receipt(tdemo, live
     expect(page.locator("#attestation")).to_contain_text(f"1 receipt(s) of entries #{usage.seq}–#{usage.seq}")
     page.click(f"#attestation >> text=receipt batch #{batch.seq}")
     expect(page.locator("h1")).to_contain_text(f"Entry #{batch.seq}")
-    expect(page.locator("h1 .tag")).to_have_text("receipt_batch")
+    expect(page.locator("h1 .tag")).to_have_text("Receipt batch attested")
     expect(page.locator("#attestation")).to_contain_text(f"node acme (key {batch.payload['attestation']['kid']})")

@@ -114,3 +114,14 @@ def test_dataset_page_shows_safe_summary_statistics(demo, client) -> None:  # ty
 
 def test_anyone_may_browse_but_api_users_see_the_same(demo) -> None:  # type: ignore[no-untyped-def]
     assert _names(api_for("regulator")) == _names(api_for("bank"))
+
+
+def test_the_catalog_page_takes_prices_in_euros(demo, client) -> None:  # type: ignore[no-untyped-def]
+    page = client.get("/?price_to=1.60").content.decode()  # Acme's plan is 150 cents, TaxCo's above 160
+    assert "Acme shopper behaviour 2026" in page and "TaxCo SME invoice signals" not in page
+    page = client.get("/?price_from=1,60&price_to=2.50").content.decode()  # a decimal comma is read too
+    assert "TaxCo SME invoice signals" in page and "Acme shopper behaviour 2026" not in page
+    assert "Min price (€)" in page
+    bad = client.get("/?price_to=1.505").content.decode()
+    assert "at most two decimals" in bad
+    assert "A price in euros, e.g. 1.50." in client.get("/?price_from=cheap").content.decode()

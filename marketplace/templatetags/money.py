@@ -13,3 +13,14 @@ def money(minor: int, currency: str) -> str:
 @register.filter
 def fmt(value: Money) -> str:
     return value.format()
+
+
+@register.filter
+def plan_name(kind: str) -> str:
+    """A plan kind for people: "per_job" reads "Per job"."""
+    from marketplace.models import PricePlan
+
+    try:
+        return str(PricePlan.Kind(kind).label)
+    except ValueError:
+        return kind

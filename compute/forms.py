@@ -13,7 +13,9 @@ class StatsJobForm(forms.Form):
     rights = forms.ModelMultipleChoiceField(
         queryset=UsageRight.objects.none(), widget=forms.CheckboxSelectMultiple, label="Datasets (usage rights)"
     )
-    column = forms.CharField(max_length=100, help_text="A numeric feature present in every chosen dataset")
+    column = forms.ChoiceField(
+        choices=[], help_text="A numeric feature of each chosen dataset (grouped by dataset, from its manifest)"
+    )
     dp_epsilon = forms.FloatField(
         required=False,
         min_value=0.01,
@@ -41,8 +43,17 @@ class StatsJobForm(forms.Form):
         self.fields["rights"].label_from_instance = lambda r: (
             f"{r.dataset.name} — right #{r.id}, {r.quota_left} of {r.quota_total} jobs left"
         )
+        groups = [
+            (r.dataset.name, [(c, c) for c in numeric_features(r.dataset)]) for r in self.fields["rights"].queryset
+        ]
+        self.fields["column"].choices = [("", "Choose a column"), *[g for g in groups if g[1]]]
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+
+
+def numeric_features(dataset: Dataset) -> list[str]:
+    """The numeric feature columns of a dataset's attested manifest (IDs and labels left out)."""
+    return [c["name"] for c in dataset.columns if c["role"] == "feature" and c["type"] in ("number", "integer")]
 
 
 class HeteroLRJobForm(forms.Form):

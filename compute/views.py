@@ -55,12 +55,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
             )
         else:
             return redirect("job", pk=job.id)
-    numeric: dict[str, set[str]] = {}
-    for right in form.fields["rights"].queryset:
-        for c in right.dataset.columns:
-            if c["type"] in ("number", "integer") and c["role"] != "id":
-                numeric.setdefault(c["name"], set()).add(right.dataset.name)
-    context = {"form": form, "numeric": sorted(numeric.items()), "algorithm": algorithm, "title": TITLES[algorithm]}
+    context = {"form": form, "algorithm": algorithm, "title": TITLES[algorithm]}
     return render(request, f"compute/job_new_{algorithm}.html", context)
 
 

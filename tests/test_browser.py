@@ -35,12 +35,17 @@ def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(worke
 
     page.click("header >> text=Jobs")
     page.click("text=Run a job")
-    page.fill("#id_column", "no_such_column")
+    groups = page.locator("#id_column optgroup")  # a column picker grouped by dataset, not free text
+    expect(groups).to_have_count(2)
+    expect(page.locator("#id_column optgroup[label='TaxCo SME invoice signals'] option")).to_contain_text(
+        ["invoices_12m", "revenue_k_eur", "tax_arrears_eur", "filing_delay_days", "tenure_months"]
+    )
+    page.select_option("#id_column", "orders_12m")  # Acme's only
     for box in page.locator("input[name=rights]").all():
         box.check()
     page.click("text=Submit job")
-    expect(page.locator(".errorlist")).to_contain_text("has no column 'no_such_column'")
-    page.fill("#id_column", "tenure_months")
+    expect(page.locator(".errorlist")).to_contain_text("has no column 'orders_12m'")
+    page.select_option("#id_column", "tenure_months")
     page.click("text=Submit job")
     expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)

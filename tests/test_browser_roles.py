@@ -172,7 +172,7 @@ def test_consumer_runs_a_differentially_private_job_and_sees_the_budget_spent(wo
     page.click("header nav >> text=Jobs")
     page.click("text=Run a job")
     page.locator("input[name=rights]").first.check()
-    page.fill("#id_column", "tenure_months")
+    page.select_option("#id_column", "tenure_months")
     page.fill("#id_dp_epsilon", "1")
     page.click("text=Submit job")
     expect(page.locator(".errorlist")).to_contain_text("bounds")

@@ -27,8 +27,11 @@ run: $(STAMP)
 	@echo ""
 	@echo "  Usufruct is starting at http://127.0.0.1:$${USUFRUCT_PORT:-8000}/  (Ctrl-C stops everything)"
 	@echo "  Log in as bank / acme / taxco / regulator / admin, password usufruct-demo"
+	@echo "  (another port: USUFRUCT_PORT=8080 make run)"
 	@echo ""
-	$(BIN)/honcho start -f Procfile
+	@# honcho stops every process on Ctrl-C and exits 130: that is the normal way to stop, not an error.
+	@$(BIN)/honcho start -f Procfile; status=$$?; \
+		if [ $$status -eq 130 ] || [ $$status -eq 0 ]; then echo "Usufruct stopped."; else exit $$status; fi
 
 # ensure-services starts PostgreSQL and the broker if they are installed and stopped and
 # installs Chromium where it can; otherwise it stops here with one line saying what is missing.

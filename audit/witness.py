@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +97,12 @@ def cosign(
 ) -> Outcome:
     """Check and cosign the hub's latest checkpoint; raise :class:`WitnessError` if it cannot be trusted."""
     vk = notes.parse_vkey(log_vkey)
-    latest = fetch("GET", "/api/ledger/checkpoints/latest/", None)
+    try:
+        latest = fetch("GET", "/api/ledger/checkpoints/latest/", None)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        return Outcome(0, None, False, "no checkpoint yet: nothing to cosign")
     note = str(latest["note"]).encode()
     try:
         cp = notes.open_checkpoint(note, vk.name, vk.public_key)
@@ -161,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --every must not be negative", file=sys.stderr)
         return 2
 
+    said: set[str] = set()  # in --every mode, each message once: quiet until there is something new
+
+    def say(message: str, *, error: bool = False) -> None:
+        if args.every and message in said:
+            return
+        said.add(message)
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
     def once() -> int:
         try:
             outcome = cosign(
@@ -174,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"REFUSED: {exc}", file=sys.stderr, flush=True)
             return 1
         except (OSError, ValueError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            say(f"error: {exc} (retrying every {args.every:g} s)" if args.every else f"error: {exc}", error=True)
             return 2
-        print(outcome.message, flush=True)
+        if outcome.cosigned or not args.every:  # in --every mode nothing to cosign is not news
+            print(outcome.message, flush=True)
+        said.difference_update({m for m in said if m.startswith("error:")})  # the hub answered: errors may recur
         return 0
 
     if not args.every:

@@ -954,6 +954,13 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     party = next((p for p in parties if p.key == body.get("party")), None)
     if party is None or party.node_id != node.id:
         raise envelope.EnvelopeError("impersonation", "the sender is not this party's node")
+
+    def said(outcome: str) -> str:  # the console names the job, step and party a hub worker handled
+        log.info(
+            "hub: job %s step %s from %s (node %s): %s", str(job.id)[:8], payload["step"], party.key, node.slug, outcome
+        )
+        return outcome
+
     # The node row, locked after the jobs (rights → jobs → nodes → ledger head, as enrolment
     # takes node → ledger): a key rotation cannot slip in between the receipt's check and
     # its entry, and the key the reply was opened with must still be the node's.
@@ -981,15 +988,15 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     intake.keep(message)
     writes = intake.writes
     if payload["step"] == "lr_retire" and party.role == "provider":
-        return _model_retired(job=job, party=party, node=node, body=body, message=message)
+        return said(_model_retired(job=job, party=party, node=node, body=body, message=message))
     if job.status != Job.Status.RUNNING:
-        return "ignored"
+        return said("ignored")
     writes.touch(job, parties)
     if body.get("status") != "ok":
         party.status = JobParty.Status.REFUSED
         reason = f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})"
         _fail(job, reason, parties=parties, writes=writes)
-        return "refused"
+        return said("refused")
     if party.role == "provider":
         try:
             _record_usage(
@@ -1001,15 +1008,15 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
             party.status = JobParty.Status.REFUSED
             reason = f"the hub refused {node.slug}'s receipt for step {payload['step']}: {exc} ({exc.code})"
             _fail(job, reason, parties=parties, writes=writes)
-            return f"receipt refused: {exc.code}"
+            return said(f"receipt refused: {exc.code}")
     view = _view(job, parties)
     try:
         progress = get_algorithm(job.algorithm).on_result(view, payload["step"], party.key, body["result"])
     except (KeyError, ValueError, TypeError) as exc:
         _fail(job, f"bad result from {node.slug} at step {payload['step']}: {exc}", parties=parties, writes=writes)
-        return "failed"
+        return said("failed")
     _apply(job, view, progress, parties, writes)
-    return "advanced"
+    return said("advanced")
 
 
 def _whole(value: Any) -> bool:

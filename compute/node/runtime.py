@@ -215,7 +215,13 @@ def handle_step(config: NodeConfig, wire: dict[str, Any]) -> list[dict[str, Any]
         log.info("node %s answered a redelivered step %s again", config.slug, payload["nonce"])
         return [stored]
     after: list[Callable[[], None]] = []
-    sealed = _seal_reply(config, payload, _answer(config, opened, after))
+    answer = _answer(config, opened, after)
+    log.info(
+        "node %s: job %s step %s for party %s: %s",
+        config.slug, str(payload["job"])[:8] or "-", payload["step"], payload["body"].get("party", "-"),
+        answer.get("status") if answer.get("status") != "refused" else f"refused ({answer.get('code')})",
+    )  # fmt: skip
+    sealed = _seal_reply(config, payload, answer)
     _store_reply(config, payload["nonce"], sealed)
     for step in after:
         step()

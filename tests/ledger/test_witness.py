@@ -184,5 +184,40 @@ def test_witness_command_over_http(live_server, tdemo, tmp_path) -> None:  # typ
     assert forked.returncode == 1 and "REFUSED: fork" in forked.stderr, forked.stdout + forked.stderr
 
 
+def test_a_following_witness_is_quiet_until_there_is_something_to_cosign(live_server, tdemo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    assert not Checkpoint.objects.exists()  # a fresh hub: nothing signed yet
+    token = Token.objects.get_or_create(user=get_user_model().objects.get(username="regulator"))[0].key
+    key_file = tmp_path / "w.pem"
+    base = [sys.executable, "-c", _no_django() + "from audit.witness import main; sys.exit(main(sys.argv[1:]))"]
+    vkey = subprocess.run(
+        [*base, "keygen", "--key", str(key_file), "--name", WITNESS_NAME], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    assert api_for("regulator").post("/api/ledger/witnesses/", {"vkey": vkey}, format="json").status_code == 201
+    args = [
+        "cosign", "--url", live_server.url, f"--token={token}", "--key", str(key_file), "--name", WITNESS_NAME,
+        "--log-key", services.log_vkey(), "--state", str(tmp_path / "state.json"), "--every", "0.2",
+    ]  # fmt: skip
+    out_file, err_file = tmp_path / "quiet.out", tmp_path / "quiet.err"
+    with out_file.open("w") as out_fh, err_file.open("w") as err_fh:
+        follower = subprocess.Popen([*base, *args], cwd=ROOT, stdout=out_fh, stderr=err_fh)
+    try:
+        time.sleep(2)  # ten rounds with no checkpoint to cosign
+        assert out_file.read_text() == "" and err_file.read_text() == ""
+        first = services.checkpoint_create()
+        wait_for(lambda: f"cosigned checkpoint {first.size}" in out_file.read_text(), timeout=30)
+        time.sleep(1)  # more rounds with nothing new: still one line
+        assert out_file.read_text().count("\n") == 1, out_file.read_text()
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=30)
+    assert err_file.read_text() == ""
+
+
 def _no_django() -> str:
     return "import sys\nfor m in ('django', 'rest_framework', 'rfc8785'):\n    sys.modules[m] = None\n"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -64,18 +65,32 @@ def job_new(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     org = selectors.current_org(request.user)
     job = get_object_or_404(Job.objects.filter(consumer=org), pk=pk)
-    parties = job.parties.select_related("node", "dataset", "right")
+    parties = job.parties.select_related("node", "dataset__organization", "right")
     msgs = list(job.messages.order_by("created_at", "id"))
     context = {
         "job": job,
         "parties": parties,
         "msgs": msgs,
         "steps": _steps(msgs),
+        "by_provider": _by_provider(job, parties),
         "live": job.status in ("queued", "running"),
     }
     if job.algorithm == "hetero_lr":
         context.update(_model_charts(job))
     return render(request, "compute/job.html", context)
+
+
+def _by_provider(job: Job, parties: Any) -> list[dict[str, object]]:
+    """A stats result's per-provider rows, named by dataset and provider (party keys in the outputs)."""
+    by_party = (job.outputs or {}).get("by_party") if job.algorithm == "stats" else None
+    if not isinstance(by_party, dict):
+        return []
+    named = {p.key: p for p in parties if p.role == "provider" and p.dataset is not None}
+    return [
+        {"dataset": named[k].dataset.name, "provider": named[k].dataset.organization.name, **v}
+        for k, v in sorted(by_party.items())
+        if k in named
+    ]
 
 
 def _steps(msgs: list[Message]) -> list[dict[str, object]]:

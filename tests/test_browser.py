@@ -50,6 +50,10 @@ def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(worke
     expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
     expect(page.locator("#r-count")).to_have_text("3800")
+    rows = page.locator("#by-provider tbody tr")  # and each provider's own aggregate, named
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Acme shopper behaviour 2026")
+    expect(rows.nth(1)).to_contain_text("TaxCo SME invoice signals")
 
     page.click("header >> text=Bill")
     expect(page.locator("#bill-total")).to_contain_text("3.50 EUR")

@@ -129,14 +129,21 @@ def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
         progress = stats.on_result(job, send.step, send.party, result.body)
         outbox.extend(progress.sends)
         outputs = progress.outputs or outputs
-    values = [1.5, 2.25, -3.0, 10.0, 4, 5, 6]
-    mean = sum(values) / len(values)
-    assert outputs == {
-        "count": 7,
-        "sum": pytest.approx(sum(values)),
-        "mean": pytest.approx(mean),
-        "variance": pytest.approx(sum((v - mean) ** 2 for v in values) / 7),
-    }
+
+    def summary(values: list[float]) -> dict[str, Any]:
+        mean = sum(values) / len(values)
+        return {
+            "count": len(values),
+            "sum": pytest.approx(sum(values)),
+            "mean": pytest.approx(mean),
+            "variance": pytest.approx(sum((v - mean) ** 2 for v in values) / len(values)),
+        }
+
+    a_values, b_values = [1.5, 2.25, -3.0, 10.0], [4, 5, 6]
+    by_party = outputs.pop("by_party")
+    assert outputs == summary(a_values + b_values)
+    # Each provider's own aggregate too, as a job on its dataset alone would give.
+    assert by_party == {"provider:1": summary(a_values), "provider:2": summary(b_values)}
     assert consumer.state == {}  # the private key is dropped after decryption
     partials = [body for body in seen_by_hub if "sumsq" in body and isinstance(body["sum"], str)]
     assert partials and all(int(body["count"]) > 10**100 for body in partials)  # ciphertexts only

@@ -3,14 +3,18 @@
 Secure aggregation with Paillier (additively homomorphic): the consumer's node makes
 a key pair for the job and keeps the private key; each provider encrypts its partial
 (count, Σx, Σx², in fixed point) under the public key; the hub multiplies ciphertexts
-(adds plaintexts) without learning any; the consumer's node decrypts only the totals.
-A provider refuses when its partial would cover fewer rows than the minimum group size.
+(adds plaintexts) without learning any; the consumer's node decrypts the totals and,
+with two or more providers, each provider's own aggregate (``by_party``). That breakdown
+releases nothing a job on each dataset alone would not: every provider's node enforces the
+minimum group size on its own rows, and refuses (failing the job, charging nothing) when
+its partial would cover fewer rows than that.
 
 With ``dp_epsilon`` the release is ε-differentially private: providers clip values to
 the declared ``bounds``, and the hub adds discrete-Laplace noise to each encrypted
-total (ε/3 each for count, Σx, Σx², scaled to their sensitivity) before the consumer's
-node decrypts — so the hub knows the noise but never the totals, and the consumer
-sees only noisy totals. The ε is charged to every provider right of the job.
+partial (ε/3 each for count, Σx, Σx², scaled to their sensitivity) before the consumer's
+node decrypts; the total is the sum of the noised partials (post-processing) — so the hub
+knows the noise but never the values, and the consumer sees only noisy aggregates. The ε
+is charged to every provider right of the job, once: each release is of its own dataset.
 """
 
 from __future__ import annotations
@@ -163,15 +167,23 @@ class Stats:
             if done < total:
                 return Progress(percent=20 + 60 * done // total)
             public = paillier.public_from_json(job.state["public_key"])
-            partials = job.state["partials"].values()
-            summed = {f: paillier.add_ciphertexts(public, [p[f] for p in partials]) for f in FIELDS}
+            partials = dict(job.state["partials"])
             spent = 0.0
             if "dp_epsilon" in job.params:
-                summed = self._add_noise(public, summed, job.params["dp_epsilon"], job.params["bounds"])
-                spent = job.params["dp_epsilon"]
+                # Each provider's partial gets its own noise (its dataset, its ε); the total is
+                # their sum, post-processing that spends nothing more.
+                eps, bounds = job.params["dp_epsilon"], job.params["bounds"]
+                partials = {k: self._add_noise(public, v, eps, bounds) for k, v in partials.items()}
+                spent = eps
                 job.state["dp_released"] = True
+            keys = sorted(partials)
+            summed: dict[str, Any] = {
+                f: paillier.add_ciphertexts(public, [partials[k][f] for k in keys]) for f in FIELDS
+            }
+            if len(keys) > 1:  # per provider too: each is what a job on that dataset alone releases
+                summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
-            job.state["partials"] = {}  # only the (noised) aggregate is kept
+            job.state["partials"] = {}  # only the (noised) aggregates are kept
             return Progress(
                 sends=[Send(job.consumer.key, "decrypt", summed)], percent=85, privacy_spent=spent, delivers=True
             )
@@ -218,8 +230,15 @@ class Stats:
                 raise StepRefused("no_key", "this node holds no private key for the job")
             private = paillier.private_from_json(stored["private"])
             count, total, sumsq = (paillier.decrypt_int(private, body[f]) for f in FIELDS)
+            result = summarise(count, total, sumsq)
+            by_party = body.get("by_party")
+            if isinstance(by_party, dict):
+                result["by_party"] = {
+                    str(k): summarise(*(paillier.decrypt_int(private, v[f]) for f in FIELDS))
+                    for k, v in by_party.items()
+                }
             ctx.state_drop("paillier")
-            return StepResult(summarise(count, total, sumsq))
+            return StepResult(result)
         raise StepRefused("unknown_step", f"stats has no step {step!r}")
 
     def _partial(self, ctx: NodeContext, body: dict[str, Any]) -> StepResult:

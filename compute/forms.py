@@ -66,9 +66,12 @@ class HeteroLRJobForm(forms.Form):
     consumer_dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(), label="Your labelled dataset", help_text="On your own node; never leaves it"
     )
-    label_column = forms.CharField(max_length=200, help_text="0/1 outcome, e.g. default")
-    consumer_features = forms.CharField(
-        max_length=5000, required=False, help_text="Your feature columns, comma-separated (empty: labels only)"
+    label_column = forms.ChoiceField(choices=[], help_text="The 0/1 outcome column of the dataset you chose")
+    consumer_features = forms.MultipleChoiceField(
+        choices=[],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Your own numeric features, from the dataset you chose (none: labels only)",
     )
     epochs = forms.IntegerField(initial=10)
     learning_rate = forms.FloatField(initial=0.15)
@@ -92,7 +95,7 @@ class HeteroLRJobForm(forms.Form):
         ds: Dataset = d["consumer_dataset"]
         earlier = {"alignment_job": str(d["alignment_job"].id)} if d.get("alignment_job") else {}
         id_column = next((c["name"] for c in ds.columns if c["role"] == "id"), "")
-        features = [f.strip() for f in (d.get("consumer_features") or "").split(",") if f.strip()]
+        features = list(d.get("consumer_features") or [])
         return {
             "consumer_dataset": ds.local_name, "consumer_id_column": id_column, "label_column": d["label_column"],
             "consumer_features": features, "epochs": d["epochs"], "learning_rate": d["learning_rate"], "l2": d["l2"],
@@ -114,17 +117,24 @@ class HeteroLRJobForm(forms.Form):
         own = Dataset.objects.filter(organization=consumer, node__status="active")
         self.fields["consumer_dataset"].queryset = own
         self.fields["consumer_dataset"].label_from_instance = lambda d: f"{d.name} ({d.local_name} on {d.node.slug})"
+        # Column pickers grouped by your dataset, from its attested manifest: labels first.
+        mine = list(own)
+        self.fields["label_column"].choices = [
+            (d.name, [(c["name"], c["name"]) for c in sorted(d.columns, key=lambda c: c["role"] != "label")
+                      if c["role"] != "id"])
+            for d in mine
+        ]  # fmt: skip
+        self.fields["consumer_features"].choices = [
+            (d.name, [(c, c) for c in numeric_features(d)]) for d in mine if numeric_features(d)
+        ]
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
-            first = own.first()
+            first = mine[0] if mine else None
             if first is not None:
                 self.initial.setdefault("consumer_dataset", first.id)
                 label = next((c["name"] for c in first.columns if c["role"] == "label"), "")
-                numeric = [
-                    c["name"] for c in first.columns if c["role"] == "feature" and c["type"] in ("number", "integer")
-                ]  # noqa: E501
                 self.initial.setdefault("label_column", label)
-                self.initial.setdefault("consumer_features", ", ".join(numeric))
+                self.initial.setdefault("consumer_features", numeric_features(first))
 
 
 class ScoreForm(forms.Form):

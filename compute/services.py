@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute import params as job_params
-from compute.algorithms import get_algorithm
+from compute.algorithms import REGISTRY, get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, Progress, Send
 from compute.models import Job, JobParty, Message
 from ledger import services as ledger
@@ -62,6 +62,9 @@ def job_submit(
 ) -> tuple[Job, bool]:
     """Validate and queue a job; reserve one quota unit on each right atomically."""
     jobs = Job.objects.filter(consumer=consumer)
+    shape = job_params.schema_errors(algorithm, params) if algorithm in REGISTRY else {}
+    if shape:  # before the request is canonicalised: a parameter out of range is named as such
+        raise Invalid("invalid parameters", fields=shape)
     request = {"algorithm": algorithm, "params": params, "rights": sorted(rights)}
     request_hash, existing = idempotency.lookup(jobs, key=idempotency_key, request=request)
     if existing is not None:
@@ -74,9 +77,6 @@ def job_submit(
         raise Invalid(str(exc), fields=exc.errors) from None
     if not rights or len(set(rights)) != len(rights):
         raise invalid("rights", "Choose one or more distinct usage rights.")
-    shape = job_params.schema_errors(algorithm, params)
-    if shape:
-        raise Invalid("invalid parameters", fields=shape)
     held = {
         r.id: r for r in UsageRight.objects.select_related("dataset__node").filter(id__in=rights, consumer=consumer)
     }

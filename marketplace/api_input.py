@@ -181,19 +181,7 @@ class StrictPagination(LimitOffsetPagination):
     max_limit = MAX_PAGE
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
-        given: dict[str, str] = {}
-        errors: dict[str, list[str]] = {}
-        for name in (self.limit_query_param, self.offset_query_param):
-            values = request.query_params.getlist(name)
-            if len(values) > 1:
-                errors[name] = ["Give this parameter once."]
-            elif values:
-                given[name] = values[0]
-        page = _PageQuery(data=given)
-        if not page.is_valid():
-            errors.update({k: [str(m) for m in v] for k, v in page.errors.items()})
-        if errors:
-            raise serializers.ValidationError(errors)
+        query(_PageQuery, request)  # a 400 naming the parameter; DRF then reads the same values
         return super().paginate_queryset(queryset, request, view)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ _MESSAGES = {
     404: "The object named in the path, or referred to by the body, does not exist for you.",
     409: "The request conflicts with the object's current state or with an earlier request.",
     413: "The request body is larger than the API accepts.",
+    414: "The query string is longer than the API accepts (4,096 bytes).",
     415: "The request body is not JSON (`Content-Type: application/json`).",
     429: "Too many requests of this kind; the message says when to try again.",
 }
@@ -130,6 +131,8 @@ class UsufructSchema(AutoSchema):
         params = operation.get("parameters", [])
         if has_body or any(p.get("in") in ("query", "header") for p in params):
             statuses.add(400)
+        if any(p.get("in") == "query" for p in params):
+            statuses.add(414)
         if has_body:
             statuses |= {413, 415}
         if any(p.get("in") == "path" for p in params) or getattr(view, "refers_to_objects", False):

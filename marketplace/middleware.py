@@ -11,7 +11,11 @@ from django.shortcuts import render
 
 from marketplace.exceptions import ServiceError
 
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_CODES = {
+    400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    414: "uri_too_long",
+}  # fmt: skip
+MAX_QUERY = 4096  # bytes of query string an API request may carry (gunicorn reads request lines up to 8190)
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -27,6 +31,9 @@ class ApiErrorsAreJson:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _is_api(request) and len(request.META.get("QUERY_STRING", "")) > MAX_QUERY:
+            message = f"The query string is longer than the API accepts ({MAX_QUERY:,} bytes)."
+            return JsonResponse({"error": {"code": "uri_too_long", "message": message, "fields": {}}}, status=414)
         response = self.get_response(request)
         if response.status_code < 400 or not _is_api(request):
             return response

@@ -209,7 +209,7 @@ def api_server(tdemo, tmp_path: Path):  # type: ignore[no-untyped-def]
     log = tmp_path / "gunicorn.log"
     cmd = [
         str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "3", "--access-logfile", "-",
+        "--bind", f"127.0.0.1:{port}", "--workers", "3", "--access-logfile", "-", "--limit-request-line", "8190",
     ]  # fmt: skip
     env = dict(_worker_env(), DJANGO_DEBUG="0")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

@@ -6,6 +6,7 @@ then once with real worker processes on PostgreSQL and the broker.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -128,11 +129,14 @@ def test_the_pages_show_the_form_its_errors_and_the_trained_model(demo, client) 
     client.force_login(get_user_model().objects.get(username="bank"))
     page = client.get("/jobs/new/?algorithm=hetero_lr")
     assert page.status_code == 200 and b"Train the joint credit model" in page.content
-    assert b'value="default"' in page.content and b"age, income, existing_debt" in page.content
+    html = page.content.decode()  # column pickers from the bank's manifest: the label chosen, its features ticked
+    assert '<option value="default" selected>' in html
+    for feature in ("age", "income", "existing_debt"):
+        assert re.search(rf'<input type="checkbox" name="consumer_features" value="{feature}"[^>]*checked', html)
     own = page.context["form"].fields["consumer_dataset"].queryset.get()
     form = {
         "algorithm": "hetero_lr", "idempotency_key": "page-1", "rights": rights, "consumer_dataset": own.id,
-        "label_column": "default", "consumer_features": "age, income, existing_debt", "epochs": 0,
+        "label_column": "default", "consumer_features": ["age", "income", "existing_debt"], "epochs": 0,
         "learning_rate": 0.5, "l2": 0.001, "batch_size": 0, "key_bits": 1024, "tolerance": 0,
         "validation_fraction": 0.25,
     }  # fmt: skip
@@ -387,7 +391,7 @@ def test_a_model_trains_on_rows_aligned_in_an_earlier_job(demo, client) -> None:
     own = page.context["form"].fields["consumer_dataset"].queryset.get()
     form = {
         "algorithm": "hetero_lr", "idempotency_key": "page-aligned", "rights": rights, "consumer_dataset": own.id,
-        "label_column": "default", "consumer_features": "age, income, existing_debt", "epochs": 2,
+        "label_column": "default", "consumer_features": ["age", "income", "existing_debt"], "epochs": 2,
         "learning_rate": 0.5, "l2": 0.001, "batch_size": 0, "key_bits": 1024, "tolerance": 0,
         "validation_fraction": 0.25, "alignment_job": str(aligned.id),
     }  # fmt: skip

@@ -458,7 +458,7 @@ def _apply(job: Job, view: JobView, progress: Progress, parties: list[JobParty],
     if progress.delivers or progress.outputs is not None:
         for party in providers:
             if not party.quota_settled:
-                _settle(job, party, "delivered", writes)
+                _settle(job, party, "suppressed" if party.key in progress.withheld else "delivered", writes)
     if progress.outputs is not None:
         for party in parties:
             if party.role == "consumer":

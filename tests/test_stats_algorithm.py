@@ -184,13 +184,60 @@ def test_a_provider_encrypts_only_under_a_key_the_consumer_signed_for_this_job()
         stats.node_step(other_job, "partial", _signed_key(node, str(public.n)) | args)
 
 
-def test_a_provider_refuses_a_group_below_its_minimum() -> None:
+def test_a_provider_suppresses_a_group_below_its_minimum_and_refuses_it_under_dp() -> None:
     stats = get_algorithm("stats")
     public, _ = paillier.generate(1024)
     node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}]}, min_group=3)
-    with pytest.raises(StepRefused) as err:
-        stats.node_step(node, "partial", _signed_key(node, str(public.n)) | {"column": "x", "dataset": "a"})
+    args = _signed_key(node, str(public.n)) | {"column": "x", "dataset": "a"}
+    result = stats.node_step(node, "partial", args)
+    assert result.body == {"suppressed": True}  # no count, no ciphertext: nothing of the group leaves
+    assert (result.rows, result.records) == (2, 0)
+    with pytest.raises(StepRefused) as err:  # a DP release is charged to every right: all or nothing
+        stats.node_step(node, "partial", args | {"bounds": [0, 10]})
     assert err.value.code == "group_too_small"
+
+
+def test_a_suppressed_provider_is_named_in_the_result_and_withheld_from_the_charge() -> None:
+    stats = get_algorithm("stats")
+    consumer = FakeNode("bank", {})
+    a = FakeNode("acme", {"a": [{"x": str(v)} for v in (1, 2, 3, 4)]}, min_group=3)
+    b = FakeNode("taxco", {"b": [{"x": "9"}]}, min_group=3)
+    nodes = {"consumer": consumer, "provider:1": a, "provider:2": b}
+    job = JobView(
+        id="j",
+        params={"column": "x", "key_bits": 1024},
+        parties=[
+            Party("consumer", "bank", "consumer"),
+            Party("provider:1", "acme", "provider", 1, "a"),
+            Party("provider:2", "taxco", "provider", 2, "b"),
+        ],
+    )
+    outbox, outputs, withheld = list(stats.start(job).sends), None, None
+    while outbox:
+        send = outbox.pop(0)
+        progress = stats.on_result(
+            job, send.step, send.party, stats.node_step(nodes[send.party], send.step, send.body).body
+        )
+        outbox.extend(progress.sends)
+        outputs = progress.outputs or outputs
+        withheld = progress.withheld if progress.delivers else withheld
+    assert withheld == {"provider:2"}  # the services settle it as "suppressed": no charge
+    assert outputs["count"] == 4 and outputs["mean"] == pytest.approx(2.5)  # taxco's 9 is not in it
+    assert outputs["by_party"]["provider:2"] == {"suppressed": True}
+    assert outputs["by_party"]["provider:1"]["count"] == 4
+
+
+def test_every_provider_suppressed_fails_the_job() -> None:
+    stats = get_algorithm("stats")
+    consumer, b = FakeNode("bank", {}), FakeNode("taxco", {"b": [{"x": "9"}]}, min_group=3)
+    job = JobView(
+        id="j", params={"column": "x", "key_bits": 1024},
+        parties=[Party("consumer", "bank", "consumer"), Party("provider:1", "taxco", "provider", 1, "b")],
+    )  # fmt: skip
+    keygen = stats.start(job).sends[0]
+    partial = stats.on_result(job, "keygen", "consumer", stats.node_step(consumer, "keygen", keygen.body).body).sends[0]
+    with pytest.raises(ValueError, match="every provider's group is below its minimum size"):
+        stats.on_result(job, "partial", "provider:1", stats.node_step(b, "partial", partial.body).body)
 
 
 def test_the_consumer_node_refuses_to_decrypt_without_a_key() -> None:

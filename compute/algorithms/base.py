@@ -157,6 +157,9 @@ class Progress:
     # The consumer now holds what it paid for (e.g. the aggregate its node decrypts): the
     # job is charged from here on, whatever the consumer's node does next.
     delivers: bool = False
+    # Providers whose data the delivered result does not use (each suppressed its group as
+    # below the minimum size): settled without a charge.
+    withheld: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -161,13 +161,18 @@ class Stats:
             ]
             return Progress(sends=sends, percent=20)
         if step == "partial":
-            job.state["partials"][party] = {f: body[f] for f in FIELDS}
+            suppressed = body.get("suppressed") is True and "dp_epsilon" not in job.params
+            job.state["partials"][party] = None if suppressed else {f: body[f] for f in FIELDS}
             done = len(job.state["partials"])
             total = len(job.providers)
             if done < total:
                 return Progress(percent=20 + 60 * done // total)
             public = paillier.public_from_json(job.state["public_key"])
-            partials = dict(job.state["partials"])
+            withheld = sorted(k for k, v in job.state["partials"].items() if v is None)
+            partials = {k: v for k, v in job.state["partials"].items() if v is not None}
+            if not partials:
+                raise ValueError("every provider's group is below its minimum size: nothing to release")
+            job.state["suppressed"] = withheld
             spent = 0.0
             if "dp_epsilon" in job.params:
                 # Each provider's partial gets its own noise (its dataset, its ε); the total is
@@ -180,16 +185,23 @@ class Stats:
             summed: dict[str, Any] = {
                 f: paillier.add_ciphertexts(public, [partials[k][f] for k in keys]) for f in FIELDS
             }
-            if len(keys) > 1:  # per provider too: each is what a job on that dataset alone releases
+            if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
             job.state["partials"] = {}  # only the (noised) aggregates are kept
             return Progress(
-                sends=[Send(job.consumer.key, "decrypt", summed)], percent=85, privacy_spent=spent, delivers=True
+                sends=[Send(job.consumer.key, "decrypt", summed)],
+                percent=85,
+                privacy_spent=spent,
+                delivers=True,
+                withheld=frozenset(withheld),
             )
         if step == "decrypt":
             job.state["phase"] = "done"
             outputs = dict(body)
+            withheld = job.state.get("suppressed") or []
+            if withheld:  # named, with nothing of theirs: below the minimum group size
+                outputs["by_party"] = {**outputs.get("by_party", {}), **{k: {"suppressed": True} for k in withheld}}
             if "dp_epsilon" in job.params:
                 outputs["dp"] = {
                     "epsilon": job.params["dp_epsilon"],
@@ -256,11 +268,15 @@ class Stats:
             except ValueError:
                 raise StepRefused("not_numeric", f"column {column!r} is not numeric") from None
         if len(values) < ctx.min_group_size:
-            raise StepRefused(
-                "group_too_small",
-                # No count in the message: a suppressed group's size is what suppression hides.
-                f"fewer rows than the minimum group size {ctx.min_group_size}",
-            )
+            if "bounds" in body:  # a DP release spends ε on every right: it is all or nothing
+                raise StepRefused(
+                    "group_too_small",
+                    # No count in the message: a suppressed group's size is what suppression hides.
+                    f"fewer rows than the minimum group size {ctx.min_group_size}",
+                )
+            # Suppressed: the other providers' aggregate is still delivered; this one releases
+            # nothing (not even its count) and is charged nothing. The rows it read are metered.
+            return StepResult({"suppressed": True}, rows=len(rows), records=0)
         signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
         if signed.get("public_key") != body.get("public_key"):
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")

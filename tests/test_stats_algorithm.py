@@ -104,13 +104,9 @@ def test_parameters_are_validated_against_every_schema() -> None:
     assert set(err.value.errors) == {"column", "key_bits", "params"}
 
 
-def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
-    stats = get_algorithm("stats")
-    a_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([1.5, 2.25, -3.0, 10.0])]
-    b_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([4, 5, 6])] + [{"id": "z", "x": ""}]
-    consumer, a, b = FakeNode("bank", {}), FakeNode("acme", {"a": a_rows}), FakeNode("taxco", {"b": b_rows})
-    nodes = {"consumer": consumer, "provider:1": a, "provider:2": b}
-    job = JobView(
+def _two_provider_job() -> JobView:
+    """A stats job of the bank over acme's dataset "a" and taxco's "b"."""
+    return JobView(
         id="j",
         params={"column": "x", "key_bits": 1024},
         parties=[
@@ -119,16 +115,33 @@ def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
             Party("provider:2", "taxco", "provider", 2, "b"),
         ],
     )
-    outbox = list(stats.start(job).sends)
-    outputs = None
-    seen_by_hub = []
+
+
+def _run(stats: Any, job: JobView, nodes: dict[str, Any], replies: list[Any] | None = None) -> tuple[Any, Any]:
+    """The job's steps between the hub side and the nodes, in order: (outputs, the providers
+    the delivering step withheld from the charge)."""
+    outbox, outputs, withheld = list(stats.start(job).sends), None, None
     while outbox:
         send = outbox.pop(0)
         result = stats.node_step(nodes[send.party], send.step, send.body)
-        seen_by_hub.append(result.body)
+        if replies is not None:
+            replies.append(result.body)
         progress = stats.on_result(job, send.step, send.party, result.body)
         outbox.extend(progress.sends)
         outputs = progress.outputs or outputs
+        withheld = progress.withheld if progress.delivers else withheld
+    return outputs, withheld
+
+
+def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
+    stats = get_algorithm("stats")
+    a_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([1.5, 2.25, -3.0, 10.0])]
+    b_rows = [{"id": str(i), "x": str(v)} for i, v in enumerate([4, 5, 6])] + [{"id": "z", "x": ""}]
+    consumer, a, b = FakeNode("bank", {}), FakeNode("acme", {"a": a_rows}), FakeNode("taxco", {"b": b_rows})
+    nodes = {"consumer": consumer, "provider:1": a, "provider:2": b}
+    job = _two_provider_job()
+    seen_by_hub: list[dict[str, Any]] = []
+    outputs, _ = _run(stats, job, nodes, seen_by_hub)
 
     def summary(values: list[float]) -> dict[str, Any]:
         mean = sum(values) / len(values)
@@ -203,24 +216,8 @@ def test_a_suppressed_provider_is_named_in_the_result_and_withheld_from_the_char
     a = FakeNode("acme", {"a": [{"x": str(v)} for v in (1, 2, 3, 4)]}, min_group=3)
     b = FakeNode("taxco", {"b": [{"x": "9"}]}, min_group=3)
     nodes = {"consumer": consumer, "provider:1": a, "provider:2": b}
-    job = JobView(
-        id="j",
-        params={"column": "x", "key_bits": 1024},
-        parties=[
-            Party("consumer", "bank", "consumer"),
-            Party("provider:1", "acme", "provider", 1, "a"),
-            Party("provider:2", "taxco", "provider", 2, "b"),
-        ],
-    )
-    outbox, outputs, withheld = list(stats.start(job).sends), None, None
-    while outbox:
-        send = outbox.pop(0)
-        progress = stats.on_result(
-            job, send.step, send.party, stats.node_step(nodes[send.party], send.step, send.body).body
-        )
-        outbox.extend(progress.sends)
-        outputs = progress.outputs or outputs
-        withheld = progress.withheld if progress.delivers else withheld
+    job = _two_provider_job()
+    outputs, withheld = _run(stats, job, nodes)
     assert withheld == {"provider:2"}  # the services settle it as "suppressed": no charge
     assert outputs["count"] == 4 and outputs["mean"] == pytest.approx(2.5)  # taxco's 9 is not in it
     assert outputs["by_party"]["provider:2"] == {"suppressed": True}

@@ -178,7 +178,7 @@ def models_of(consumer: Organization) -> list[dict[str, Any]]:
     """The consumer's trained models: each with its rights, their expiry and whether it can score now."""
     out = []
     trainings = Job.objects.filter(consumer=consumer, algorithm="hetero_lr", status=Job.Status.SUCCEEDED)
-    for job in trainings.order_by("-finished_at").prefetch_related("parties__right__dataset"):
+    for job in trainings.order_by("-finished_at").prefetch_related("parties__right__dataset", "parties__dataset"):
         rights = [p.right for p in job.parties.all() if p.role == "provider" and p.right is not None]
         usable = all(r.status == UsageRight.Status.ACTIVE and r.expires_at > timezone.now() for r in rights)
         out.append({"job": job, "rights": rights, "usable": usable})

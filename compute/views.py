@@ -198,7 +198,12 @@ def right_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         pk=pk,
     )
-    parties = JobParty.objects.filter(right=right).select_related("job").order_by("-job__created_at")
+    parties = (
+        JobParty.objects.filter(right=right)
+        .select_related("job")
+        .prefetch_related("job__parties__dataset")  # each job is named by its datasets
+        .order_by("-job__created_at")
+    )
     return render(request, "marketplace/right.html", {"right": right, "parties": parties})
 
 
@@ -235,9 +240,9 @@ def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
             return redirect("job", pk=scoring.id)
     history = [
         {"job": s, "charges": services.job_charges(s)}
-        for s in Job.objects.filter(consumer=org, algorithm="hetero_lr_score", params__model=str(job.id)).order_by(
-            "-created_at"
-        )  # noqa: E501
+        for s in Job.objects.filter(consumer=org, algorithm="hetero_lr_score", params__model=str(job.id))
+        .prefetch_related("parties__dataset")  # each scoring job is named by its datasets
+        .order_by("-created_at")
     ]
     context = {"model": job, "rights": entry["rights"], "usable": entry["usable"], "form": form, "history": history}
     context.update(_model_charts(job))

@@ -9,7 +9,8 @@ from django.db.models import Q, QuerySet
 
 from ledger.models import LedgerEntry
 from marketplace import selectors as market
-from marketplace.models import Organization
+from marketplace.models import Dataset, Organization
+from marketplace.money import Money
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -66,8 +67,6 @@ def describe(entries: list[LedgerEntry]) -> dict[int, str]:
     """Each entry in words, for an auditor: who did what with which data, under which right and
     for which declared purpose, e.g. "Acme Retail's node acme reported a stats step on Acme
     shopper behaviour 2026 for Northwind Bank under right #1, purpose 'credit risk'"."""
-    from marketplace.models import Dataset
-
     orgs = dict(Organization.objects.values_list("id", "name"))
     datasets = dict(Dataset.objects.values_list("id", "name"))
     rights = {e.right_id for e in entries if e.right_id}
@@ -135,8 +134,6 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
 
 
 def _money(minor: Any, currency: Any) -> str:
-    from marketplace.money import Money
-
     try:
         return Money(int(minor), str(currency)).format()
     except (TypeError, ValueError):

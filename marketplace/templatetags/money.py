@@ -1,5 +1,6 @@
 from django import template
 
+from marketplace.models import PricePlan
 from marketplace.money import Money
 
 register = template.Library()
@@ -18,8 +19,6 @@ def fmt(value: Money) -> str:
 @register.filter
 def plan_name(kind: str) -> str:
     """A plan kind for people: "per_job" reads "Per job"."""
-    from marketplace.models import PricePlan
-
     try:
         return str(PricePlan.Kind(kind).label)
     except ValueError:

@@ -196,7 +196,8 @@ def ledger_idle(timeout: float = 30.0) -> None:
     wait_for(lambda: not PendingEntry.objects.exists(), timeout=timeout, interval=0.05)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -205,7 +206,7 @@ def _free_port() -> int:
 @pytest.fixture
 def api_server(tdemo, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The API as production serves it (gunicorn, ``DEBUG`` off) on the test database: (URL, log)."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gunicorn.log"
     cmd = [
         str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application",

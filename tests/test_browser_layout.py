@@ -15,9 +15,10 @@ from playwright.sync_api import Page
 from compute.models import Job
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry
-from marketplace.models import Dataset, Offer
+from marketplace.models import Dataset
 from tests import federation
-from tests.conftest import api_for, login
+from tests.conftest import login
+from tests.ledger.conftest import buy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -48,18 +49,8 @@ OVERFLOW = """() => {
 @pytest.fixture
 def world(tdemo):  # type: ignore[no-untyped-def]
     """A bought right, a finished stats job, a signed checkpoint: every detail page has content."""
-    acme = Offer.objects.get(dataset__node__slug="acme")
-    order = (
-        api_for("bank")
-        .post(
-            "/api/orders/",
-            {"offer": acme.id, "purpose": "Credit-risk model for SME loans", "accept_terms": True},
-            format="json",
-            HTTP_IDEMPOTENCY_KEY="layout",
-        )
-        .json()
-    )
-    job = federation.run(federation.submit([order["right"]["id"]], params={"column": "tenure_months"}))
+    right = buy(consumer="bank", node="acme")
+    job = federation.run(federation.submit([right.id], params={"column": "tenure_months"}))
     assert job.status == Job.Status.SUCCEEDED, job.error
     from ledger import writer
 
@@ -67,7 +58,7 @@ def world(tdemo):  # type: ignore[no-untyped-def]
     checkpoint = ledger_services.checkpoint_create()
     usage = LedgerEntry.objects.filter(kind="usage").order_by("seq").first()
     return {
-        "right": order["right"]["id"],
+        "right": right.id,
         "job": str(job.id),
         "dataset": Dataset.objects.get(node__slug="acme").id,
         "entry": usage.seq,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(url: str, token: str | None = None, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -61,7 +56,7 @@ def _api_token(env: dict[str, str], username: str) -> str:
 
 
 def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MAKEFLAGS"}}
     env.update(USUFRUCT_VAR_DIR=str(tmp_path / "var"), USUFRUCT_PORT=str(port), PYTHONUNBUFFERED="1")
     # Beat and the demo witness at a test's pace: checkpoints, receipt batches, cosignatures.

@@ -124,10 +124,10 @@ def test_the_noise_stats_adds_has_the_discrete_laplace_distribution(field) -> No
     from scipy.stats import chisquare
 
     from compute.algorithms.dp import discrete_laplace
-    from protocol import paillier
+    from compute.algorithms.stats import SCALE
 
     epsilon, reach = 1.0, 240.0
-    sensitivity = {"count": 1, "sum": paillier.to_fixed(reach)}[field]
+    sensitivity = {"count": 1, "sum": round(reach * SCALE)}[field]
     eps = (epsilon / 3) / sensitivity
     q = math.exp(-eps)
     rng = random.Random(20261201)

@@ -225,12 +225,12 @@ def test_parallel_previews_cannot_beat_the_daily_limit(tdemo) -> None:  # type: 
 def test_refusals_do_not_reveal_the_size_of_a_suppressed_group(bank_api) -> None:  # type: ignore[no-untyped-def]
     from compute.algorithms import get_algorithm
     from compute.algorithms.base import StepRefused
-    from protocol import paillier
+    from protocol import he
     from tests.test_stats_algorithm import FakeNode
 
-    public, _ = paillier.generate(1024)
+    public = he.PrivateKey.generate(1024).public
     small = FakeNode("acme", {"a": [{"x": str(i)} for i in range(7)]}, min_group=10)
-    args = {"public_key": str(public.n), "column": "x", "dataset": "a"}
+    args = {"public_key": public.to_json(), "column": "x", "dataset": "a"}
     assert get_algorithm("stats").node_step(small, "partial", args).body == {"suppressed": True}  # no count
     with pytest.raises(StepRefused) as err:  # under DP the group is refused, still without its size
         get_algorithm("stats").node_step(small, "partial", args | {"bounds": [0, 10]})

@@ -1,49 +1,19 @@
-"""The stats algorithm and the Paillier codec, driven without hub or broker."""
+"""The stats algorithm, driven without hub or broker (its Paillier engine: tests/test_he.py)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from phe import paillier as phe
 
 from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
-from protocol import envelope, keys, paillier
+from protocol import envelope, he, keys
 
-P, Q = 293, 433  # a toy key for known answers only
-N = P * Q
-
-
-def test_paillier_known_answer_with_injected_randomness() -> None:
-    public = phe.PaillierPublicKey(N)
-    private = phe.PaillierPrivateKey(public, P, Q)
-    m, r = 42, 17
-    expected = ((1 + N * m) * pow(r, N, N * N)) % (N * N)  # textbook Paillier, g = n + 1
-    assert public.raw_encrypt(m, r_value=r) == expected
-    assert paillier.decrypt_int(private, str(expected)) == 42
-    # Homomorphic addition is multiplication of ciphertexts mod n².
-    c2 = public.raw_encrypt(100, r_value=23)
-    assert paillier.decrypt_int(private, paillier.add_ciphertexts(public, [str(expected), str(c2)])) == 142
-
-
-def test_encryption_is_randomised_and_negative_values_round_trip() -> None:
-    public, private = paillier.generate(1024)
-    a, b = paillier.encrypt_int(public, -7), paillier.encrypt_int(public, -7)
-    assert a != b
-    assert paillier.decrypt_int(private, a) == -7
-    restored = paillier.private_from_json(paillier.private_to_json(private))
-    assert paillier.decrypt_int(restored, b) == -7
-    assert paillier.public_from_json(paillier.public_to_json(public)).n == public.n
-
-
-def test_out_of_range_ciphertexts_and_bad_moduli_are_refused() -> None:
-    public, _ = paillier.generate(1024)
-    with pytest.raises(ValueError, match="out of range"):
-        paillier.ciphertext(public, str(public.nsquare + 1))
-    with pytest.raises(ValueError, match="odd integer"):
-        paillier.public_from_json("1024")
+def _public_json() -> dict[str, str]:
+    return he.PrivateKey.generate(1024).public.to_json()
 
 
 class FakeNode:
@@ -158,29 +128,29 @@ def test_secure_sum_over_two_providers_matches_the_plain_computation() -> None:
     # Each provider's own aggregate too, as a job on its dataset alone would give.
     assert by_party == {"provider:1": summary(a_values), "provider:2": summary(b_values)}
     assert consumer.state == {}  # the private key is dropped after decryption
-    partials = [body for body in seen_by_hub if "sumsq" in body and isinstance(body["sum"], str)]
-    assert partials and all(int(body["count"]) > 10**100 for body in partials)  # ciphertexts only
+    partials = [body for body in seen_by_hub if "totals" in body and "by_party" not in body]
+    # One packed ciphertext mod n² each: (count, Σx, Σx²) never travel as plaintext or apart.
+    assert len(partials) >= 2 and all(len(base64.b64decode(body["totals"])) == 256 for body in partials)
 
 
-def _signed_key(node: FakeNode, public_json: str) -> dict[str, Any]:
+def _signed_key(node: FakeNode, public_json: dict[str, str]) -> dict[str, Any]:
     statement = node.sign({"type": "usufruct/job-key/v1", "job": node.job, "public_key": public_json})
     return {"public_key": public_json, "key_statement": statement}
 
 
 def test_a_provider_encrypts_only_under_a_key_the_consumer_signed_for_this_job() -> None:
     stats = get_algorithm("stats")
-    public, _ = paillier.generate(1024)
-    substitute, _ = paillier.generate(1024)  # e.g. the hub's own key
+    public, substitute = _public_json(), _public_json()  # substitute: e.g. the hub's own key
     node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}, {"x": "3"}]})
     args = {"column": "x", "dataset": "a"}
-    assert stats.node_step(node, "partial", _signed_key(node, str(public.n)) | args).records == 3
+    assert stats.node_step(node, "partial", _signed_key(node, public) | args).records == 3
     cases = {
-        "unsigned": {"public_key": str(substitute.n)} | args,
-        "swapped key": _signed_key(node, str(public.n)) | {"public_key": str(substitute.n)} | args,
+        "unsigned": {"public_key": substitute} | args,
+        "swapped key": _signed_key(node, public) | {"public_key": substitute} | args,
         "signed by another": {
-            "public_key": str(substitute.n),
+            "public_key": substitute,
             "key_statement": envelope.sign_payload(
-                {"type": "usufruct/job-key/v1", "job": "j", "public_key": str(substitute.n)},
+                {"type": "usufruct/job-key/v1", "job": "j", "public_key": substitute},
                 key=Ed25519PrivateKey.generate(),
                 kid=node.sign({})["kid"],
             ),
@@ -194,14 +164,14 @@ def test_a_provider_encrypts_only_under_a_key_the_consumer_signed_for_this_job()
     other_job = FakeNode("acme", node.rows)
     other_job.job = "another"
     with pytest.raises(StepRefused, match="another job"):
-        stats.node_step(other_job, "partial", _signed_key(node, str(public.n)) | args)
+        stats.node_step(other_job, "partial", _signed_key(node, public) | args)
 
 
 def test_a_provider_suppresses_a_group_below_its_minimum_and_refuses_it_under_dp() -> None:
     stats = get_algorithm("stats")
-    public, _ = paillier.generate(1024)
+    public = _public_json()
     node = FakeNode("acme", {"a": [{"x": "1"}, {"x": "2"}]}, min_group=3)
-    args = _signed_key(node, str(public.n)) | {"column": "x", "dataset": "a"}
+    args = _signed_key(node, public) | {"column": "x", "dataset": "a"}
     result = stats.node_step(node, "partial", args)
     assert result.body == {"suppressed": True}  # no count, no ciphertext: nothing of the group leaves
     assert (result.rows, result.records) == (2, 0)
@@ -239,4 +209,4 @@ def test_every_provider_suppressed_fails_the_job() -> None:
 
 def test_the_consumer_node_refuses_to_decrypt_without_a_key() -> None:
     with pytest.raises(StepRefused, match="no private key"):
-        get_algorithm("stats").node_step(FakeNode("bank", {}), "decrypt", {"count": "1", "sum": "1", "sumsq": "1"})
+        get_algorithm("stats").node_step(FakeNode("bank", {}), "decrypt", {"totals": "AAAA"})

@@ -84,6 +84,13 @@ MODEL = "hetero_lr.model"
 X_BITS = 12  # feature values in gradients: x ↦ round(x · 2^12) as a short exponent
 MASK_EXTRA = 80  # statistical hiding of a masked gradient
 MAX_ROWS = 1_000_000
+# Packing (protocol.he, BatchCrypt): values that are only summed travel many to a ciphertext.
+# Partial scores: fixed point 2^24, clipped to ±2^15 (σ saturates long before), summed over up
+# to 2^16 hosts: |Σ| < 2^55, so 56-bit slots (36 per 2048-bit plaintext).
+SCORE_CLIP = float(1 << 15)
+SCORE_SLOT = 56
+# A masked gradient value: |Xᵀd| < rows·2^50 plus a mask below rows·2^(50+80), rows ≤ 2^20.
+GRAD_SLOT = 20 + 50 + MASK_EXTRA + 4
 NUMERIC = ("number", "integer")
 DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -354,7 +361,7 @@ class HeteroLR:
         if step == "lr_update" and "scores" in body and party in hosts:
             if t + 1 != len(plan) or party in st["forward"]:
                 raise ValueError("scores before the epoch's end, or twice")
-            if len(public.unpack(body["scores"], MAX_ROWS)) != st["rows"]:
+            if len(public.unpack(body["scores"], MAX_ROWS)) != public.packed_count(st["rows"], SCORE_SLOT):
                 raise ValueError("a host scored another number of rows")
             st["forward"][party] = body["scores"]
             if len(st["forward"]) < len(hosts):
@@ -376,7 +383,9 @@ class HeteroLR:
                 percent=percent,
             )
         if step == "lr_gradient" and party in hosts:
-            public.unpack(body.get("masked"), 10_000)
+            features = len(job.params["host_features"][str(job.party(party).dataset_id)])
+            if len(public.unpack(body.get("masked"), 10_000)) != public.packed_count(features, GRAD_SLOT):
+                raise ValueError("a masked gradient of another length than the host's features, packed")
             return Progress(
                 sends=[Send(guest, "lr_decrypt", {"epoch": e, "batch": t, "party": party, "masked": body["masked"]})],
                 percent=percent,
@@ -569,7 +578,7 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
         if again:
             w = np.array(st["w_prev"], dtype=float)
         own = 0.25 * (z[rows] @ w) + 0.5 - y[rows]
-        d = public.rerandomize(public.add_plain(host, he.to_fixed(own.tolist())))
+        d = key.rerandomize(public.add_plain(host, he.to_fixed(own.tolist())))
         if len(w) and not again:
             grad_fixed = key.decrypt(public.matvec_t(_gradient_rows(z[rows]), d))
             grad = np.array(grad_fixed, dtype=float) / float(1 << (he.FRAC_BITS + X_BITS)) / len(rows) + st["l2"] * w
@@ -579,9 +588,7 @@ def _guest(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random
     if step == "lr_decrypt":
         return StepResult(_guest_decrypt(ctx, st, key, body))
     if step in ("lr_evaluate", "lr_finish"):
-        summed = np.array(key.decrypt(public.unpack(body["host_sum"], MAX_ROWS)), dtype=float) / he.ONE
-        if len(summed) != len(y):
-            raise StepRefused("bad_vector", "the hosts' sum does not match the aligned rows")
+        summed = decrypt_scores(key, body["host_sum"], len(y))
         u = z @ w + summed
         if step == "lr_evaluate":
             m = {"train": metrics.summary(y[train], u[train]), "validation": metrics.summary(y[val], u[val])}
@@ -607,15 +614,17 @@ def _guest_decrypt(ctx: NodeContext, st: dict[str, Any], key: he.PrivateKey, bod
         raise StepRefused("bad_decrypt", "a decryption for a batch whose residual this node did not make last")
     if host in st["decrypted"]:
         raise StepRefused("bad_decrypt", "this host's gradient for this batch was already decrypted")
+    packed = key.public.packed_count(info["features"], GRAD_SLOT)
     try:
-        masked = key.public.unpack(body.get("masked"), info["features"])
+        masked = key.public.unpack(body.get("masked"), packed)
     except he.HEError:
         masked = []
-    if len(masked) != info["features"]:
+    if len(masked) != packed:
         raise StepRefused("bad_decrypt", "a host's gradient has one value per feature of that host")
     st["decrypted"].append(host)
     ctx.state_put(STATE, st)
-    values = ctx.seal_to(info["node_key"], [str(v) for v in key.decrypt(masked)])
+    plain = key.decrypt_packed(masked, GRAD_SLOT, info["features"])
+    values = ctx.seal_to(info["node_key"], [str(v) for v in plain])
     return {"epoch": body.get("epoch"), "batch": body.get("batch"), "party": host, "values": values}
 
 
@@ -702,11 +711,7 @@ def _guest_finish(
     own = metrics.summary(y[val], own_u[val])
     contributions = {}
     for host, packed in (body.get("leave_out") or {}).items():
-        others = (
-            np.zeros(len(y))
-            if packed is None
-            else np.array(key.decrypt(public.unpack(packed, MAX_ROWS)), dtype=float) / he.ONE
-        )
+        others = np.zeros(len(y)) if packed is None else decrypt_scores(key, packed, len(y))
         without = metrics.auc(y[val], (z @ np.array(st["w"]) + others)[val])
         contributions[host] = {
             "dataset": (body.get("hosts") or {}).get(host),
@@ -724,6 +729,19 @@ def _guest_finish(
         "contributions": contributions,
         "guest_model": {"features": st["features"], "weights": [round(v, 8) for v in st["w"]]},
     }
+
+
+def encrypt_scores(public: he.PublicKey, u: np.ndarray) -> str:
+    """Partial scores, quantised and packed (:data:`SCORE_SLOT`), each plaintext with a fresh r."""
+    return public.pack(public.encrypt_packed(he.quantise(u, he.FRAC_BITS, SCORE_CLIP), SCORE_SLOT))
+
+
+def decrypt_scores(key: he.PrivateKey, packed: Any, rows: int) -> np.ndarray:
+    try:
+        values = key.decrypt_packed(key.public.unpack(packed, MAX_ROWS), SCORE_SLOT, rows)
+    except he.HEError:
+        raise StepRefused("bad_vector", "the hosts' sum does not match the aligned rows") from None
+    return np.array(values, dtype=float) / he.ONE
 
 
 def _train_local(z: np.ndarray, y: np.ndarray, st: dict[str, Any], epochs: int) -> np.ndarray:
@@ -809,7 +827,8 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
         # |x·2^12| < 2^16 for any z-score below 16, |d·2^24| < 2^34: each term below 2^50.
         bound = len(rows) << (50 + MASK_EXTRA)
         masks = [secrets.randbelow(bound) for _ in range(len(w))]
-        enc = public.rerandomize(public.add_plain(public.matvec_t(_gradient_rows(z[rows]), d), masks))
+        grads = public.add_plain(public.matvec_t(_gradient_rows(z[rows]), d), masks)
+        enc = public.rerandomize(public.pack_ciphertexts(grads, GRAD_SLOT))
         st["masks"] = {tag: [str(m) for m in masks]}
         ctx.state_put(STATE, st)
         return StepResult({**at, "masked": public.pack(enc)}, rows=rows_read, records=0)
@@ -826,7 +845,7 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
             ctx.state_put(STATE, st)
         if body.get("then") == "scores":  # the epoch is over: partial scores on every aligned row
             return StepResult(
-                {**at, "scores": public.pack(public.encrypt(he.to_fixed((z @ w).tolist())))}, rows=rows_read, records=0
+                {**at, "scores": encrypt_scores(public, z @ w)}, rows=rows_read, records=0
             )
         nxt = train[plan[batch + 1]]
         return StepResult(

@@ -145,7 +145,8 @@ class HeteroLRScore:
             return Progress(sends=sends, percent=50)
         if step == "sc_partial" and st["phase"] == "partial" and party in hosts and party not in st["partials"]:
             public = he.PublicKey.from_json(st["public_key"])
-            if len(public.unpack(body.get("scores"), hetero_lr.MAX_ROWS)) != st["rows"]:
+            packed = public.packed_count(st["rows"], hetero_lr.SCORE_SLOT)
+            if len(public.unpack(body.get("scores"), hetero_lr.MAX_ROWS)) != packed:
                 raise ValueError("a host scored another number of records")
             st["partials"][party] = body["scores"]
             if len(st["partials"]) < len(hosts):
@@ -202,7 +203,7 @@ def _host_partial(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
     x, rows_read = hetero_lr._matrix(ctx, part["dataset"], part["id_column"], part["features"])
     z = np.nan_to_num((x - np.array(part["mean"])) / np.array(part["std"]), nan=0.0)
     u = z @ np.array(part["w"], dtype=float)
-    return StepResult({"scores": public.pack(public.encrypt(he.to_fixed(u.tolist())))}, rows=rows_read, records=len(u))
+    return StepResult({"scores": hetero_lr.encrypt_scores(public, u)}, rows=rows_read, records=len(u))
 
 
 def _guest_combine(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
@@ -212,10 +213,7 @@ def _guest_combine(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
     key = he.PrivateKey.from_json(stored["key"])
     model = _model_part(ctx, str(body.get("model")))
     ids = psi_align.aligned_ids(ctx)
-    summed = np.array(key.decrypt(key.public.unpack(body.get("host_sum"), hetero_lr.MAX_ROWS)), dtype=float) / he.ONE
-    if len(summed) != len(ids):
-        raise StepRefused("bad_vector", "the hosts' sum does not match the records")
-    u = summed.copy()
+    u = hetero_lr.decrypt_scores(key, body.get("host_sum"), len(ids))
     if model["features"]:
         x, _ = hetero_lr._matrix(ctx, str(body.get("dataset")), str(body.get("id_column")), model["features"])
         u += np.nan_to_num((x - np.array(model["mean"])) / np.array(model["std"]), nan=0.0) @ np.array(model["w"])

@@ -1,8 +1,9 @@
 """``stats``: count, sum, mean and variance of one numeric column across providers.
 
-Secure aggregation with Paillier (additively homomorphic): the consumer's node makes
-a key pair for the job and keeps the private key; each provider encrypts its partial
-(count, Σx, Σx², in fixed point) under the public key; the hub multiplies ciphertexts
+Secure aggregation with Paillier (additively homomorphic, :mod:`protocol.he`): the consumer's
+node makes a key pair for the job and keeps the private key; each provider encrypts its partial
+(count, Σx, Σx², in fixed point) under the public key, packed into one plaintext of three slots
+(a third of the key's bits each: room for any sum a dataset can have); the hub multiplies ciphertexts
 (adds plaintexts) without learning any; the consumer's node decrypts the totals and,
 with two or more providers, each provider's own aggregate (``by_party``). That breakdown
 releases nothing a job on each dataset alone would not: every provider's node enforces the
@@ -39,11 +40,25 @@ from compute.algorithms.base import (
     register,
 )
 from compute.algorithms.dp import discrete_laplace
-from protocol import paillier
+from protocol import he
 
 NUMERIC = {"number", "integer"}
 JOB_KEY = "usufruct/job-key/v1"  # the consumer node's signed statement of the job's Paillier key
 FIELDS = ("count", "sum", "sumsq")
+SCALE = 10**6  # fixed point of Σx and Σx²
+
+
+def slot_bits(public: he.PublicKey) -> int:
+    """Three slots to a plaintext: count, Σx, Σx²."""
+    return (public.bits - 2) // len(FIELDS)
+
+
+def _totals(public: he.PublicKey, packed: Any) -> list[int]:
+    """One packed ciphertext, checked against the key."""
+    cts = public.unpack(packed, 1)
+    if len(cts) != 1:
+        raise he.HEError("the totals are one packed ciphertext")
+    return cts
 
 
 @register
@@ -143,6 +158,8 @@ class Stats:
             claimed = statement["payload"] if isinstance(statement, dict) else None
             if claimed != {"type": JOB_KEY, "job": job.id, "public_key": body["public_key"]}:
                 raise ValueError("the job key is not the one the consumer's node signed for this job")
+            if he.PublicKey.from_json(body["public_key"]).bits < int(job.params["key_bits"]) - 1:
+                raise ValueError("the consumer's key is shorter than the job asked for")
             job.state["public_key"] = body["public_key"]
             job.state["phase"] = "partial"
             sends = [
@@ -162,12 +179,12 @@ class Stats:
             return Progress(sends=sends, percent=20)
         if step == "partial":
             suppressed = body.get("suppressed") is True and "dp_epsilon" not in job.params
-            job.state["partials"][party] = None if suppressed else {f: body[f] for f in FIELDS}
+            public = he.PublicKey.from_json(job.state["public_key"])
+            job.state["partials"][party] = None if suppressed else public.pack(_totals(public, body.get("totals")))
             done = len(job.state["partials"])
             total = len(job.providers)
             if done < total:
                 return Progress(percent=20 + 60 * done // total)
-            public = paillier.public_from_json(job.state["public_key"])
             withheld = sorted(k for k, v in job.state["partials"].items() if v is None)
             partials = {k: v for k, v in job.state["partials"].items() if v is not None}
             if not partials:
@@ -182,9 +199,8 @@ class Stats:
                 spent = eps
                 job.state["dp_released"] = True
             keys = sorted(partials)
-            summed: dict[str, Any] = {
-                f: paillier.add_ciphertexts(public, [partials[k][f] for k in keys]) for f in FIELDS
-            }
+            total = public.sum_vectors([_totals(public, partials[k]) for k in keys])
+            summed: dict[str, Any] = {"totals": public.pack(total)}
             if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
@@ -216,22 +232,19 @@ class Stats:
 
     rng: Any = secrets.SystemRandom()
 
-    def _add_noise(self, public: Any, summed: dict[str, str], epsilon: float, bounds: list[float]) -> dict[str, str]:
-        """Add encrypted integer noise to each total; sensitivities in fixed-point units."""
+    def _add_noise(self, public: he.PublicKey, packed: str, epsilon: float, bounds: list[float]) -> str:
+        """Add encrypted integer noise to each total (one packed plaintext, slot by slot); sensitivities in fixed point."""
         reach = max(abs(bounds[0]), abs(bounds[1]))
-        sensitivity = {"count": 1, "sum": paillier.to_fixed(reach) or 1, "sumsq": paillier.to_fixed(reach * reach) or 1}
-        noisy = {}
-        for f in FIELDS:
-            noise = discrete_laplace((epsilon / 3) / sensitivity[f], self.rng)
-            noisy[f] = paillier.add_ciphertexts(public, [summed[f], paillier.encrypt_int(public, noise)])
-        return noisy
+        sensitivity = {"count": 1, "sum": round(reach * SCALE) or 1, "sumsq": round(reach * reach * SCALE) or 1}
+        noise = [discrete_laplace((epsilon / 3) / sensitivity[f], self.rng) for f in FIELDS]
+        return public.pack(public.add(_totals(public, packed), public.encrypt_packed(noise, slot_bits(public))))
 
     # --- node side ------------------------------------------------------------------
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
         if step == "keygen":
-            public, private = paillier.generate(int(body["key_bits"]))
-            ctx.state_put("paillier", {"private": paillier.private_to_json(private)})
-            public_json = paillier.public_to_json(public)
+            private = he.PrivateKey.generate(int(body["key_bits"]))
+            ctx.state_put("paillier", {"private": private.to_json()})
+            public_json = private.public.to_json()
             statement = ctx.sign({"type": JOB_KEY, "job": ctx.job, "public_key": public_json})
             return StepResult({"public_key": public_json, "key_statement": statement})
         if step == "partial":
@@ -240,15 +253,19 @@ class Stats:
             stored = ctx.state_get("paillier")
             if not stored:
                 raise StepRefused("no_key", "this node holds no private key for the job")
-            private = paillier.private_from_json(stored["private"])
-            count, total, sumsq = (paillier.decrypt_int(private, body[f]) for f in FIELDS)
-            result = summarise(count, total, sumsq)
+            private = he.PrivateKey.from_json(stored["private"])
+            bits = slot_bits(private.public)
+
+            def totals(packed: Any) -> dict[str, Any]:
+                try:
+                    return summarise(*private.decrypt_packed(_totals(private.public, packed), bits, len(FIELDS)))
+                except he.HEError as e:
+                    raise StepRefused("bad_totals", f"the totals to decrypt are not this job's: {e}") from None
+
+            result = totals(body.get("totals"))
             by_party = body.get("by_party")
             if isinstance(by_party, dict):
-                result["by_party"] = {
-                    str(k): summarise(*(paillier.decrypt_int(private, v[f]) for f in FIELDS))
-                    for k, v in by_party.items()
-                }
+                result["by_party"] = {str(k): totals(v) for k, v in by_party.items()}
             ctx.state_drop("paillier")
             return StepResult(result)
         raise StepRefused("unknown_step", f"stats has no step {step!r}")
@@ -280,23 +297,18 @@ class Stats:
         signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
         if signed.get("public_key") != body.get("public_key"):
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
-        public = paillier.public_from_json(signed["public_key"])
+        public = he.PublicKey.from_json(signed["public_key"])
         if "bounds" in body:  # a DP release: clipping bounds each row's contribution
             low, high = body["bounds"]
             values = [min(max(v, low), high) for v in values]
-        fixed = [paillier.to_fixed(v) for v in values]
-        squares = [paillier.to_fixed(v * v) for v in values]
-        out = {
-            "count": paillier.encrypt_int(public, len(values)),
-            "sum": paillier.encrypt_int(public, sum(fixed)),
-            "sumsq": paillier.encrypt_int(public, sum(squares)),
-        }
+        totals = [len(values), sum(round(v * SCALE) for v in values), sum(round(v * v * SCALE) for v in values)]
+        out = {"totals": public.pack(public.encrypt_packed(totals, slot_bits(public)))}
         return StepResult(out, rows=len(rows), records=len(values))
 
 
 def summarise(count: int, total_fixed: int, sumsq_fixed: int) -> dict[str, Any]:
     """Totals in fixed point → the consumer's result (plain floats are fine for outputs)."""
-    scale = paillier.SCALE
+    scale = SCALE
     if count <= 0:
         return {"count": 0, "sum": 0.0, "mean": None, "variance": None}
     total = total_fixed / scale

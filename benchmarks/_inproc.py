@@ -49,6 +49,7 @@ class Federation:
         self.consumer_node = {"kid": guest.kid, "public_key": keys.public_b64(guest.private_key)}
         self.job = job
         self.spent: dict[str, float] = {key: 0.0 for key in datasets} | {"hub": 0.0}
+        self.wire: list[tuple[float, int]] = []  # (when, bytes) of every message, hub → node and back
 
     def view(self, params: dict[str, Any]) -> JobView:
         """The hub's view of a benchmark job over these nodes (a grant of ten-row groups, no expiry)."""
@@ -80,8 +81,11 @@ class Federation:
             party = job.party(send.party)
             ctx = self.context(party)
             t = time.perf_counter()
-            result = algo.node_step(ctx, send.step, json.loads(canonical(send.body)))
-            reply = json.loads(canonical(result.body))
+            sent = canonical(send.body)
+            result = algo.node_step(ctx, send.step, json.loads(sent))
+            answer = canonical(result.body)
+            reply = json.loads(answer)
+            self.wire += [(t, len(sent)), (time.perf_counter(), len(answer))]
             for fn in ctx.after_reply:
                 fn()
             self.spent[send.party] += time.perf_counter() - t

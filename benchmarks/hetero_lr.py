@@ -120,7 +120,7 @@ def main() -> None:
     for bits in args.bits:
         o = ours(bits, args.epochs)
         line = f"usufruct {bits:5d} bits: {o['median']:6.2f} s/epoch (median; first {o['first']:.2f})"
-        print(f"{line}, total {o['total']:.1f} s, test AUC {o['auc']:.5f}  [fresh rⁿ on every ciphertext]")
+        print(f"{line}, total {o['total']:.1f} s, test AUC {o['auc']:.5f}  [fresh h_s^r on every ciphertext]")
         f = fate(args.fate, bits, args.epochs)
         if f is None:
             print(f"FATE 2.2 {bits:5d} bits: not run (no venv at {args.fate}; see benchmarks/fate/README.md)")

@@ -44,6 +44,63 @@ def _data(rows: int, seed: int = 7) -> tuple[list[dict[str, object]], list[dict[
     return guest, a, b
 
 
+def _time_crypto() -> list[tuple[float, float]]:
+    """Time spent inside the Paillier engine (outermost calls only), as (when it ended, seconds)."""
+    import functools
+
+    from protocol import he
+
+    spans: list[tuple[float, float]] = []
+    depth = [0]
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def inner(*a, **k):  # type: ignore[no-untyped-def]
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:
+                    spans.append((time.perf_counter(), time.perf_counter() - t))
+
+        return inner
+
+    for cls in (he.PublicKey, he.PrivateKey):
+        for name in ("encrypt", "rerandomize", "decrypt", "decrypt_packed", "add", "add_plain", "sum_vectors",
+                     "matvec_t", "pack_ciphertexts", "encrypt_packed", "pack", "unpack", "generate"):  # fmt: skip
+            fn = cls.__dict__.get(name)
+            if isinstance(fn, classmethod):
+                setattr(cls, name, classmethod(wrap(fn.__func__)))
+            elif fn is not None:
+                setattr(cls, name, wrap(fn))
+    return spans
+
+
+def _broker_replay(sizes: list[int]) -> float:
+    """Seconds to carry messages of these sizes through Redis with kombu (publish, then consume), one by one."""
+    import os
+
+    from kombu import Connection, Exchange, Queue
+
+    url = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+    queue = Queue("bench-replay", Exchange("bench-replay"), routing_key="bench-replay")
+    with Connection(url) as conn:
+        producer = conn.Producer(serializer="raw")
+        sq = queue(conn.channel())
+        sq.declare()
+        sq.purge()
+        start = time.perf_counter()
+        for n in sizes:
+            producer.publish(b"x" * n, exchange=queue.exchange, routing_key="bench-replay", declare=[queue])
+            message = None
+            while message is None:
+                message = sq.get(no_ack=False)
+            message.ack()
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
@@ -71,6 +128,7 @@ def main() -> None:
         infos,
     )  # fmt: skip
     job = fed.view(params)
+    crypto = _time_crypto()
     marks: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -94,8 +152,19 @@ def main() -> None:
         f"rows: guest {len(guest):,}, hosts {len(a):,} + {len(b):,}; aligned {aligned:,}; {args.bits}-bit, batch 5,000"
     )
     print(f"usufruct  PSI alignment (3 parties): {psi:7.1f} s")
-    note = f"({args.epochs} epoch(s); fresh rⁿ on every ciphertext), total {total:.0f} s"
+    note = f"({args.epochs} epoch(s); fresh randomness on every ciphertext), total {total:.0f} s"
     print(f"usufruct  training: {per_epoch:7.1f} s per epoch {note}")
+    in_epochs = [(t, n) for t, n in fed.wire if marks["setup"] <= t <= marks["last_eval"]]
+    crypto_s = sum(s for t, s in crypto if marks["setup"] <= t <= marks["last_eval"]) / args.epochs
+    broker_s = _broker_replay([n for _, n in in_epochs]) / args.epochs
+    python_s = per_epoch - crypto_s
+    whole = per_epoch + broker_s
+    print(
+        f"          per epoch: crypto {crypto_s:.1f} s ({crypto_s / whole:.0%}), broker {broker_s:.1f} s "
+        f"({broker_s / whole:.0%}; {len(in_epochs) // args.epochs} messages, "
+        f"{sum(n for _, n in in_epochs) / args.epochs / 1e6:.1f} MB replayed through Redis), "
+        f"Python and the rest {python_s:.1f} s ({python_s / whole:.0%})"
+    )
     joint, own = out["validation"]["auc"], out["own_data_only"]["validation"]["auc"]
     print(f"          validation AUC {joint:.4f}, own data only {own:.4f}")
     from sklearn.linear_model import LogisticRegression

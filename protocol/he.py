@@ -68,6 +68,8 @@ import binascii
 import hashlib
 import os
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -84,6 +86,7 @@ TABLE_BYTES = 192 << 20  # the largest fixed-base table a public key may build (
 TABLE_AFTER = 32  # vectors shorter than this (with no table yet) use plain exponentiations
 PARALLEL_AFTER = 256  # vectors at least this long are split across the worker processes
 MIN_BITS = 1000
+CRT_FROM_BITS = 2048  # below, two half-size tables cost more in Python than one table (measured)
 
 
 class HEError(ValueError):
@@ -183,9 +186,9 @@ def _digits(count: int, rbits: int, w: int) -> list[list[int]]:
 def _derive_h(n: int) -> gmpy2.mpz:
     """h = −x² mod n with x = SHA-512 expansion of n, reduced into Z*ₙ (public-coin)."""
     width = (n.bit_length() + 128 + 7) // 8
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
     stream = b"".join(
-        hashlib.sha512(b"usufruct/djn-h/v1\x00" + i.to_bytes(4, "big") + n.to_bytes((n.bit_length() + 7) // 8, "big")).digest()
-        for i in range(-(-width // 64))
+        hashlib.sha512(b"usufruct/djn-h/v1\x00" + i.to_bytes(4, "big") + raw).digest() for i in range(-(-width // 64))
     )
     x = gmpy2.mpz(int.from_bytes(stream[:width], "big") % n)
     return (-(x * x)) % n
@@ -467,7 +470,7 @@ class PrivateKey:
     def noise(self, count: int) -> list[gmpy2.mpz]:
         """The same h_s^r as :meth:`PublicKey.noise`, computed mod p² and q² apart (the key holder's CRT)."""
         public = self.public
-        if self._crt is None and count < TABLE_AFTER:
+        if (self._crt is None and count < TABLE_AFTER) or public.bits < CRT_FROM_BITS:
             return public.noise(count)
         tp, tq = self._tables()
         psq, qsq, qsq_c, inv = self.psq, self.qsq, self.qsq, self.qsq_inv
@@ -508,6 +511,8 @@ class PrivateKey:
         return [int((1 + (m % n) * n) * r % nsq) for m, r in zip(values, noise, strict=True)]
 
     def _noise_parallel(self, count: int) -> list[gmpy2.mpz]:
+        if self.public.bits < CRT_FROM_BITS:
+            return self.public._noise_parallel(count)
         if count < PARALLEL_AFTER:
             return self.noise(count)
         self._tables()  # the tables exist before the workers are forked
@@ -545,7 +550,8 @@ class PrivateKey:
             parts = _split(len(cts), _WORKERS)
             bounds = np.cumsum([0, *parts]).tolist()
             chunks = [[int(c) for c in cts[a:b]] for a, b in zip(bounds, bounds[1:], strict=False)]
-            return [v for chunk in pool.map(_decrypt_in_worker, [(self.public._pool_id, c) for c in chunks]) for v in chunk]
+            jobs = [(self.public._pool_id, c) for c in chunks]
+            return [v for chunk in pool.map(_decrypt_in_worker, jobs) for v in chunk]
         return self._decrypt(cts)
 
     def _decrypt(self, cts: Sequence[int]) -> list[int]:
@@ -573,7 +579,7 @@ def _private_key(n: str, hs: str, p: str, q: str) -> PrivateKey:
 
 # --- both cores: worker processes forked with the key's table ----------------------------------
 
-_WORKERS = max(1, min(os.cpu_count() or 1, int(os.environ.get("USUFRUCT_HE_WORKERS", "0") or 0) or (os.cpu_count() or 1)))
+_WORKERS = int(os.environ.get("USUFRUCT_HE_WORKERS") or os.cpu_count() or 1)  # 1: no worker processes
 _POOL: tuple[str, ProcessPoolExecutor] | None = None
 _KEYS: dict[str, tuple[PublicKey, PrivateKey | None]] = {}
 
@@ -604,14 +610,31 @@ def _pool_for(public: PublicKey, private: PrivateKey | None = None) -> ProcessPo
     known = _KEYS.get(ident)
     if private is None and known is not None:
         private = known[1]
-    state = f"{ident}:{public._fixed is not None}:{private is not None}:{private is not None and private._crt is not None}"
+    crt = private is not None and private._crt is not None
+    state = f"{ident}:{public._fixed is not None}:{private is not None}:{crt}"
     if _POOL is not None and _POOL[0] == state:
         return _POOL[1]
     _shutdown()
     _KEYS.clear()
     _KEYS[ident] = (public, private)
-    _POOL = (state, ProcessPoolExecutor(max_workers=_WORKERS, mp_context=get_context("fork")))
+    _POOL = (
+        state,
+        ProcessPoolExecutor(
+            max_workers=_WORKERS, mp_context=get_context("fork"), initializer=_watch_parent, initargs=(os.getpid(),)
+        ),
+    )
     return _POOL[1]
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that forked it is gone (a node killed mid-step)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _split(count: int, parts: int) -> list[int]:
@@ -636,4 +659,3 @@ def _decrypt_in_worker(job: tuple[str, list[int]]) -> list[int]:
     private = _KEYS[ident][1]
     assert private is not None
     return private._decrypt(cts)
-

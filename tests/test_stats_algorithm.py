@@ -12,6 +12,7 @@ from compute.algorithms import get_algorithm
 from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused
 from protocol import envelope, he, keys
 
+
 def _public_json() -> dict[str, str]:
     return he.PrivateKey.generate(1024).public.to_json()
 

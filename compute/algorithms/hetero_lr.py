@@ -12,7 +12,7 @@ Per mini-batch B (Hardy et al. 2017, "Private federated learning on vertically p
 data via entity resolution and additively homomorphic encryption", with the arbiter's role
 given to the key holder and every decryption masked):
 
-1. each host h: E(¼·u_h) with u_h = X_h[B]·w_h, a fresh rⁿ for every value;
+1. each host h: E(¼·u_h) with u_h = X_h[B]·w_h, fresh randomness for every value;
 2. the hub: E(¼·Σ_h u_h) = Π_h E(¼·u_h) (it cannot decrypt);
 3. the guest: E(d) = E(¼·Σ u_h) ⊕ (¼·u_g + ½ − y), re-randomised, where d is the Taylor
    residual σ(u) − y ≈ ¼·u + ½ − y; its own gradient from Xᵀ_g·E(d), decrypted (an
@@ -46,6 +46,13 @@ that sends it a residual, a host's forward pass or a second vector is refused.
 **Randomness.** Every ciphertext a party sends carries fresh randomness: encryptions, and
 the guest's residual, which is computed from the hosts' sum and re-randomised so that the
 hub cannot divide the two to read the guest's plaintext ¼·u_g + ½ − y.
+
+**Packing** (:mod:`protocol.he`): values that are only summed travel many to a plaintext —
+the partial scores at each epoch's end and in scoring (56-bit slots, :data:`SCORE_SLOT`), and
+each host's masked gradient (:data:`GRAD_SLOT`-bit slots, packed from the per-feature
+ciphertexts by the host and re-randomised), so the guest decrypts a few plaintexts instead
+of one per row or feature. The per-row forward values and residuals are multiplied by features,
+so they stay one value per ciphertext.
 """
 
 from __future__ import annotations
@@ -704,7 +711,6 @@ def _guest_finish(
     train: np.ndarray,
     val: np.ndarray,
 ) -> dict[str, Any]:
-    public = key.public
     joint = metrics.summary(y[val], u[val])
     own_w = _train_local(z[train], y[train], st, int(body["epochs"]))
     own_u = z @ own_w
@@ -844,9 +850,7 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
             st.update(w=w.tolist(), updated=tag)
             ctx.state_put(STATE, st)
         if body.get("then") == "scores":  # the epoch is over: partial scores on every aligned row
-            return StepResult(
-                {**at, "scores": encrypt_scores(public, z @ w)}, rows=rows_read, records=0
-            )
+            return StepResult({**at, "scores": encrypt_scores(public, z @ w)}, rows=rows_read, records=0)
         nxt = train[plan[batch + 1]]
         return StepResult(
             {

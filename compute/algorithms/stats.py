@@ -199,8 +199,8 @@ class Stats:
                 spent = eps
                 job.state["dp_released"] = True
             keys = sorted(partials)
-            total = public.sum_vectors([_totals(public, partials[k]) for k in keys])
-            summed: dict[str, Any] = {"totals": public.pack(total)}
+            aggregate = public.sum_vectors([_totals(public, partials[k]) for k in keys])
+            summed: dict[str, Any] = {"totals": public.pack(aggregate)}
             if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
@@ -233,7 +233,7 @@ class Stats:
     rng: Any = secrets.SystemRandom()
 
     def _add_noise(self, public: he.PublicKey, packed: str, epsilon: float, bounds: list[float]) -> str:
-        """Add encrypted integer noise to each total (one packed plaintext, slot by slot); sensitivities in fixed point."""
+        """Add encrypted integer noise to each total (packed, slot by slot); sensitivities in fixed point."""
         reach = max(abs(bounds[0]), abs(bounds[1]))
         sensitivity = {"count": 1, "sum": round(reach * SCALE) or 1, "sumsq": round(reach * reach * SCALE) or 1}
         noise = [discrete_laplace((epsilon / 3) / sensitivity[f], self.rng) for f in FIELDS]

@@ -370,7 +370,7 @@ def test_an_honest_log_with_failed_and_cancelled_jobs_verifies(demo) -> None:  #
     acme, taxco = buy("acme", key="a"), buy("taxco", key="t")
     assert federation.run(federation.submit([acme.id, taxco.id])).status == Job.Status.SUCCEEDED
     failed = federation.run(
-        federation.submit([acme.id]), tamper=federation.rewrite_result(lambda r: {**r, "count": "x"}, "partial")
+        federation.submit([acme.id]), tamper=federation.rewrite_result(lambda r: {**r, "totals": "x"}, "partial")
     )
     assert failed.status == Job.Status.FAILED
     # A job cancelled by revocation after one provider's data was used, before the other answered:
@@ -439,7 +439,7 @@ def test_an_honest_history_with_every_kind_of_entry_verifies_offline(demo, tmp_p
     dp = {"column": "tenure_months", "key_bits": 1024, "dp_epsilon": 0.5, "bounds": [0, 240]}
     assert federation.run(federation.submit([acme.id], params=dp)).status == Job.Status.SUCCEEDED
     failed = federation.run(
-        federation.submit([taxco.id]), tamper=federation.rewrite_result(lambda r: {**r, "sum": "x"}, "partial")
+        federation.submit([taxco.id]), tamper=federation.rewrite_result(lambda r: {**r, "totals": "x"}, "partial")
     )
     assert failed.status == Job.Status.FAILED
     assert federation.run(federation.submit([prepaid.id])).status == Job.Status.SUCCEEDED

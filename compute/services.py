@@ -632,10 +632,33 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
         .exclude(digest__in=answered)
     )
     count = 0
+    expired = []
     for m in pending:
         if envelope.parse_time(m.envelope["payload"]["expires_at"]) > timezone.now():
             _send(m.recipient, m.envelope)
             count += 1
+        elif m.step == "lr_retire":
+            expired.append(m)
+    return count + _retire_again(expired)
+
+
+def _retire_again(expired: list[Message]) -> int:
+    """An ``lr_retire`` step that expired unanswered is asked again as a fresh step (a new nonce and
+    expiry), unless a later one to the same node for the same model exists: a host must delete its
+    part however long it was away. The host's deletion is idempotent, the ledger entry is once."""
+    count = 0
+    for m in expired:
+        if Message.objects.filter(
+            job_id=m.job_id, step="lr_retire", direction=Message.Direction.OUT, recipient=m.recipient, id__gt=m.id
+        ).exists():
+            continue
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(id=m.job_id)
+            parties = _parties(job)
+            writes = _Writes()
+            _steps(job, _view(job, parties), [Send(m.body["party"], "lr_retire", m.body["args"])], parties, writes)
+            writes.flush()
+        count += 1
     return count
 
 
@@ -1190,8 +1213,32 @@ def models_retire_for_right(*, right_id: int, reason: str) -> int:
 
 
 def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any], message: Message) -> str:
-    """A host's signed answer to ``lr_retire``: its part of the model is gone; the ledger says so."""
-    if body.get("status") != "ok" or body.get("result", {}).get("deleted") is not True:
+    """A host's signed answer to ``lr_retire``: its part of the model is gone; the ledger says so.
+
+    A host that refuses (or answers anything but a deletion) is on the ledger too, with its code
+    and reason and the digest of its signed answer: a regulator sees which part was not deleted.
+    """
+    result = body.get("result") if isinstance(body.get("result"), dict) else {}
+    if body.get("status") != "ok" or result.get("deleted") is not True:
+        ledger_writer.entry_enqueue(
+            kind="model_retire_refused",
+            event_id=f"model_retire_refused:{message.digest}",
+            payload={
+                "model": str(job.id),
+                "right": party.right_id,
+                "dataset": party.dataset_id,
+                "node": node.slug,
+                "consumer": job.consumer_id,
+                "status": str(body.get("status", ""))[:20],
+                "code": str(body.get("code", "") or "not_deleted")[:40],
+                "reason": str(body.get("reason", ""))[:200],
+                "reply": message.digest,
+            },
+            dataset_id=party.dataset_id,
+            consumer_id=job.consumer_id,
+            provider_id=node.organization_id,
+            right_id=party.right_id,
+        )
         return "retire refused"
     ledger_writer.entry_enqueue(
         kind="model_retired",

@@ -26,6 +26,7 @@ class LedgerEntry(models.Model):
         NODE_ENROLLED = "node_enrolled", "Node enrolled"
         SETTLEMENT = "settlement", "Job settled"
         MODEL_RETIRED = "model_retired", "Model part deleted"
+        MODEL_RETIRE_REFUSED = "model_retire_refused", "Model part deletion refused"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -115,6 +115,10 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
     if kind == LedgerEntry.Kind.MODEL_RETIRED:
         node = p.get("node")
         return f"{provider}'s node {node} deleted its part of model {job} trained under {right}: {p.get('reason')}"
+    if kind == LedgerEntry.Kind.MODEL_RETIRE_REFUSED:
+        node = p.get("node")
+        why = f"{p.get('code')}: {p.get('reason')}"
+        return f"{provider}'s node {node} did not delete its part of model {job} trained under {right} ({why})"
     if kind == LedgerEntry.Kind.OFFER_PUBLISHED:
         ops = ", ".join(p.get("operations", []))
         return f"{provider} published version {p.get('version')} of an offer on {dataset} ({ops})"

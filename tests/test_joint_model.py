@@ -275,6 +275,72 @@ def test_a_model_dies_with_its_rights_each_host_deletes_its_part_on_the_ledger(d
     assert LedgerEntry.objects.filter(kind="model_retired").count() == 2
 
 
+def test_a_retirement_outlives_its_step_and_a_refusal_is_on_the_ledger(demo, settings) -> None:  # type: ignore[no-untyped-def]
+    """A host away longer than a step lives is asked again with a fresh step; a host that refuses to
+    delete its part is on the ledger with its code, reason and signed answer."""
+    import time
+    from datetime import timedelta
+
+    from compute import services
+    from compute.node.runtime import handle_step
+    from ledger import writer
+    from marketplace.models import Organization
+    from marketplace.rights import right_revoke
+
+    rights = _rights()
+    job = federation.run(
+        Job.objects.get(
+            id=post_job(api_for("bank"), "hetero_lr", {**PARAMS, "epochs": 1}, rights, "away").json()["id"]
+        ),
+        max_rounds=400,
+    )  # noqa: E501
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 1
+    right_revoke(provider=Organization.objects.get(slug="acme"), right_id=rights[0], reason="contract ended")
+    time.sleep(1.2)  # acme's node was away: the step expired unanswered
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 3600
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # a fresh step
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # resent, not a third
+    first, again = Message.objects.filter(step="lr_retire", direction="out").order_by("id")
+    assert first.nonce != again.nonce and again.body["args"] == first.body["args"]
+    assert _carry_retirements() == 2  # the node drops the expired step unanswered and answers the fresh one
+    part = federation.node("acme").state_dir / str(job.id) / "hetero_lr.model.json"
+    assert not part.exists()
+    assert LedgerEntry.objects.filter(kind="model_retired").count() == 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 0  # answered: done
+
+    def refuse(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body = payload["body"]
+        payload["body"] = {
+            "party": body["party"],
+            "status": "refused",
+            "code": "keep",
+            "reason": "we keep it",
+            "in_reply_to": body["in_reply_to"],
+        }
+        return payload
+
+    right_revoke(provider=Organization.objects.get(slug="taxco"), right_id=rights[1], reason="contract ended")
+    (taxco,) = Message.objects.filter(step="lr_retire", direction="out", recipient="taxco")
+    for reply in handle_step(federation.node("taxco"), taxco.envelope):
+        services.message_receive(wire=federation._tampered("taxco", reply, refuse))
+    writer.integrate_all()
+    (refused,) = LedgerEntry.objects.filter(kind="model_retire_refused")
+    assert (refused.payload["model"], refused.payload["right"], refused.payload["node"]) == (
+        str(job.id),
+        rights[1],
+        "taxco",
+    )
+    assert (refused.payload["code"], refused.payload["reason"]) == ("keep", "we keep it")
+    answer = Message.objects.get(direction="in", in_reply_to=taxco.digest)
+    assert refused.payload["reply"] == answer.digest  # the node's signed refusal, kept as evidence
+    assert LedgerEntry.objects.filter(kind="model_retired").count() == 1
+
+
 def test_a_replayed_gradient_fails_the_job_and_a_forged_one_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
     from compute import services
     from protocol.envelope import EnvelopeError

@@ -230,6 +230,13 @@ def test_three_parties_train_and_each_host_shows_what_it_adds() -> None:
     # With two hosts, the guest gets their partial scores only as a sum (one vector per epoch).
     evaluations = [t for t in trace if t[0] == "lr_evaluate"]
     assert len(evaluations) == 6 and all(set(t[2]) == {"epoch", "batch", "host_sum"} for t in evaluations)
+    # Leave-one-host-out: the others' scores on the validation rows only, not on every aligned row.
+    (finish,) = [t for t in trace if t[0] == "lr_finish"]
+    public = he.PublicKey.from_json(job.state["public_key"])
+    n_val = job.state["rows"] - job.state["n_train"]
+    for packed in finish[2]["leave_out"].values():
+        assert len(public.unpack(packed, 10_000)) == public.packed_count(n_val, hetero_lr.SCORE_SLOT)
+    assert public.packed_count(n_val, hetero_lr.SCORE_SLOT) < public.packed_count(386, hetero_lr.SCORE_SLOT)
     _check_privacy(job, nodes, trace)
 
 

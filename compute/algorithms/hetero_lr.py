@@ -26,16 +26,17 @@ the hub sums them and the guest decrypts the sum, adds u_g and computes train an
 validation AUC, KS and log-loss (the loss curve); early stopping compares the validation
 log-loss between epochs. At the end, the guest trains a model on its own features alone with
 the same settings (the lift), and computes each host's contribution as the validation AUC
-lost without that host's partial scores (leave-one-host-out on the final model).
+lost without that host's partial scores (leave-one-host-out on the final model, from the
+hosts' scores on the validation rows only, which they also send, packed, at each epoch's end).
 
 **What each party sees.** The hub: ciphertexts, masked values, sizes. A host: ciphertexts
 under a key it does not hold, the plaintext of its own gradient (after unmasking). The guest:
 its own gradient, masked host gradients, the hosts' *summed* partial scores on the aligned
 rows at the end of each epoch (what it would learn by scoring those rows), and, for the
-contribution of each host, the sum of the others' partial scores on validation rows once at
-the end (on every aligned row: with two or more hosts this lets it tell each host's scores
-apart; it is what "what did each right add" costs today). Never a host's weights, gradient or
-features.
+contribution of each host, the sum of the others' partial scores on the validation rows once
+at the end. With two or more hosts that lets it tell each host's scores apart on the validation
+rows (the validation fraction of the aligned rows, not all of them): it is what "what did each
+right add" costs. Never a host's weights, gradient or features.
 
 **No decryption oracle.** The guest decrypts for the hub only masked host gradients, and
 only as the protocol asks for them: per batch one vector per host, for the batch whose
@@ -370,10 +371,15 @@ class HeteroLR:
                 raise ValueError("scores before the epoch's end, or twice")
             if len(public.unpack(body["scores"], MAX_ROWS)) != public.packed_count(st["rows"], SCORE_SLOT):
                 raise ValueError("a host scored another number of rows")
+            n_val = st["rows"] - st["n_train"]
+            if len(public.unpack(body.get("validation_scores"), MAX_ROWS)) != public.packed_count(n_val, SCORE_SLOT):
+                raise ValueError("a host scored another number of validation rows")
+            st.setdefault("validation_forward", {})[party] = body["validation_scores"]
             st["forward"][party] = body["scores"]
             if len(st["forward"]) < len(hosts):
                 return Progress(percent=percent)
             st["last_scores"], st["forward"] = st["forward"], {}
+            st["last_validation"], st["validation_forward"] = st["validation_forward"], {}
             total = public.sum_vectors([public.unpack(st["last_scores"][h], MAX_ROWS) for h in hosts])
             return Progress(
                 sends=[Send(guest, "lr_evaluate", {"epoch": e, "batch": t, "host_sum": public.pack(total)})],
@@ -434,8 +440,11 @@ class HeteroLR:
             st.update(phase="finish", cur=None)
             last = st.pop("last_scores")
             scores = {h: public.unpack(last[h], MAX_ROWS) for h in hosts}
+            # Leave-one-host-out on the validation rows only: the others' summed scores there.
+            held = st.pop("last_validation")
+            validation = {h: public.unpack(held[h], MAX_ROWS) for h in hosts}
             leave_out = {
-                h: public.pack(public.sum_vectors([scores[o] for o in hosts if o != h])) if len(hosts) > 1 else None
+                h: public.pack(public.sum_vectors([validation[o] for o in hosts if o != h])) if len(hosts) > 1 else None
                 for h in hosts
             }
             final = {
@@ -717,8 +726,8 @@ def _guest_finish(
     own = metrics.summary(y[val], own_u[val])
     contributions = {}
     for host, packed in (body.get("leave_out") or {}).items():
-        others = np.zeros(len(y)) if packed is None else decrypt_scores(key, packed, len(y))
-        without = metrics.auc(y[val], (z @ np.array(st["w"]) + others)[val])
+        others = np.zeros(len(val)) if packed is None else decrypt_scores(key, packed, len(val))
+        without = metrics.auc(y[val], (z @ np.array(st["w"]))[val] + others)
         contributions[host] = {
             "dataset": (body.get("hosts") or {}).get(host),
             "validation_auc_without": round(without, 6),
@@ -850,7 +859,10 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
             st.update(w=w.tolist(), updated=tag)
             ctx.state_put(STATE, st)
         if body.get("then") == "scores":  # the epoch is over: partial scores on every aligned row
-            return StepResult({**at, "scores": encrypt_scores(public, z @ w)}, rows=rows_read, records=0)
+            u = z @ w
+            val = np.array(st["validation"], dtype=int)
+            body = {**at, "scores": encrypt_scores(public, u), "validation_scores": encrypt_scores(public, u[val])}
+            return StepResult(body, rows=rows_read, records=0)
         nxt = train[plan[batch + 1]]
         return StepResult(
             {

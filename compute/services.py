@@ -628,7 +628,7 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
     answered = Message.objects.filter(direction=Message.Direction.IN, in_reply_to__isnull=False).values("in_reply_to")
     pending = (
         Message.objects.filter(direction=Message.Direction.OUT, created_at__lt=cutoff)
-        .filter(Q(job__status=Job.Status.RUNNING) | Q(step="lr_retire"))
+        .filter(Q(job__status=Job.Status.RUNNING) | Q(step__in=RETIREMENT_STEPS))
         .exclude(digest__in=answered)
     )
     count = 0
@@ -637,26 +637,30 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
         if envelope.parse_time(m.envelope["payload"]["expires_at"]) > timezone.now():
             _send(m.recipient, m.envelope)
             count += 1
-        elif m.step == "lr_retire":
+        elif m.step in RETIREMENT_STEPS:
             expired.append(m)
     return count + _retire_again(expired)
 
 
+RETIREMENT_STEPS = ("lr_retire", "psi_forget")  # asked until answered, however long a node is away
+
+
 def _retire_again(expired: list[Message]) -> int:
-    """An ``lr_retire`` step that expired unanswered is asked again as a fresh step (a new nonce and
-    expiry), unless a later one to the same node for the same model exists: a host must delete its
-    part however long it was away. The host's deletion is idempotent, the ledger entry is once."""
+    """A retirement step (:data:`RETIREMENT_STEPS`) that expired unanswered is asked again as a fresh
+    step (a new nonce and expiry), unless a later one to the same node for the same job exists: a
+    node must delete what an ended right covered however long it was away. Deleting is idempotent
+    on the node; a model's ledger entry is written once."""
     count = 0
     for m in expired:
         if Message.objects.filter(
-            job_id=m.job_id, step="lr_retire", direction=Message.Direction.OUT, recipient=m.recipient, id__gt=m.id
+            job_id=m.job_id, step=m.step, direction=Message.Direction.OUT, recipient=m.recipient, id__gt=m.id
         ).exists():
             continue
         with transaction.atomic():
             job = Job.objects.select_for_update().get(id=m.job_id)
             parties = _parties(job)
             writes = _Writes()
-            _steps(job, _view(job, parties), [Send(m.body["party"], "lr_retire", m.body["args"])], parties, writes)
+            _steps(job, _view(job, parties), [Send(m.body["party"], m.step, m.body["args"])], parties, writes)
             writes.flush()
         count += 1
     return count
@@ -1012,6 +1016,9 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     writes = intake.writes
     if payload["step"] == "lr_retire" and party.role == "provider":
         return said(_model_retired(job=job, party=party, node=node, body=body, message=message))
+    if payload["step"] == "psi_forget":  # the signed answer is kept (the message) as the node's word
+        forgot = body.get("status") == "ok" and (body.get("result") or {}).get("forgotten") is True
+        return said("alignment forgotten" if forgot else "forget refused")
     if job.status != Job.Status.RUNNING:
         return said("ignored")
     writes.touch(job, parties)
@@ -1208,8 +1215,23 @@ def models_retire_for_right(*, right_id: int, reason: str) -> int:
         send = Send(host.key, "lr_retire", {"dataset": host.dataset.local_name, "reason": reason})
         _steps(job, _view(job, parties), [send], parties, writes)
         count += 1
+    # Every party of every finished job that aligned rows under the right forgets its alignment
+    # (the IDs it learned are shared): it can no longer be reused, and nothing keeps it.
+    aligned = (
+        Job.objects.filter(parties__right_id=right_id, algorithm__in=ALIGNING)
+        .exclude(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+        .select_related("consumer_node")
+        .distinct()
+    )
+    for job in aligned:
+        parties = _parties(job)
+        sends = [Send(p.key, "psi_forget", {}) for p in parties]
+        _steps(job, _view(job, parties), sends, parties, writes)
     writes.flush()
     return count
+
+
+ALIGNING = ("psi_align", "hetero_lr", "hetero_lr_score")  # the algorithms whose nodes keep an alignment
 
 
 def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any], message: Message) -> str:

@@ -301,8 +301,9 @@ def test_a_retirement_outlives_its_step_and_a_refusal_is_on_the_ledger(demo, set
     settings.USUFRUCT_MESSAGE_TTL_SECONDS = 3600
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(services, "_send_all", lambda sends: None)
-        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # a fresh step
-        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # resent, not a third
+        # Fresh steps: acme's lr_retire, and psi_forget to the job's three nodes (they expired too).
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 4
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 4  # resent, not again
     first, again = Message.objects.filter(step="lr_retire", direction="out").order_by("id")
     assert first.nonce != again.nonce and again.body["args"] == first.body["args"]
     assert _carry_retirements() == 2  # the node drops the expired step unanswered and answers the fresh one
@@ -311,7 +312,7 @@ def test_a_retirement_outlives_its_step_and_a_refusal_is_on_the_ledger(demo, set
     assert LedgerEntry.objects.filter(kind="model_retired").count() == 1
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(services, "_send_all", lambda sends: None)
-        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 0  # answered: done
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 3  # only the forgets wait
 
     def refuse(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
         body = payload["body"]
@@ -339,6 +340,53 @@ def test_a_retirement_outlives_its_step_and_a_refusal_is_on_the_ledger(demo, set
     answer = Message.objects.get(direction="in", in_reply_to=taxco.digest)
     assert refused.payload["reply"] == answer.digest  # the node's signed refusal, kept as evidence
     assert LedgerEntry.objects.filter(kind="model_retired").count() == 1
+
+
+def test_when_a_right_ends_every_node_forgets_the_alignments_made_under_it(demo) -> None:  # type: ignore[no-untyped-def]
+    """psi_align and hetero_lr jobs leave each node its aligned IDs; a right's end deletes them on
+    every party (the guest too), each node answering with a signed word, and no reuse after."""
+    from compute import services
+    from compute.algorithms import psi_align
+    from compute.node.runtime import handle_step
+    from marketplace.models import Organization
+    from marketplace.rights import right_revoke
+
+    rights = _rights()
+    align = {k: PARAMS[k] for k in ("consumer_dataset", "consumer_id_column")}
+    aligned = federation.run(
+        Job.objects.get(id=post_job(api_for("bank"), "psi_align", align, rights, "al").json()["id"]), max_rounds=100
+    )
+    trained = federation.run(
+        Job.objects.get(id=post_job(api_for("bank"), "hetero_lr", {**PARAMS, "epochs": 1}, rights, "tr").json()["id"]),
+        max_rounds=400,
+    )
+    assert aligned.status == trained.status == Job.Status.SUCCEEDED
+    files = [
+        federation.node(slug).state_dir / str(job.id) / f"{psi_align.ALIGNMENT}.json"
+        for job in (aligned, trained)
+        for slug in ("bank", "acme", "taxco")
+    ]
+    assert all(f.exists() for f in files)
+
+    right_revoke(provider=Organization.objects.get(slug="acme"), right_id=rights[0], reason="contract ended")
+    forget = list(Message.objects.filter(step="psi_forget", direction="out"))
+    assert sorted((str(m.job_id), m.recipient) for m in forget) == sorted(
+        (str(job.id), slug) for job in (aligned, trained) for slug in ("bank", "acme", "taxco")
+    )
+    outcomes = []
+    for m in forget:
+        for reply in handle_step(federation.node(m.recipient), m.envelope):
+            outcomes.append(services.message_receive(wire=reply))
+    assert outcomes == ["alignment forgotten"] * 6
+    assert not any(f.exists() for f in files)
+    answers = Message.objects.filter(direction="in", step="psi_forget")
+    assert answers.count() == 6 and all(a.body["result"] == {"forgotten": True, "had_alignment": True} for a in answers)
+    # A retirement step asked again (a lost first answer): the node answers it again, idempotently.
+    from datetime import timedelta
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # acme's lr_retire
 
 
 def test_a_replayed_gradient_fails_the_job_and_a_forged_one_is_refused(demo) -> None:  # type: ignore[no-untyped-def]

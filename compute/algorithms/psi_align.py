@@ -65,8 +65,9 @@ MAX_IDS = 1_000_000
 SECRET = "psi_align"  # the node's per-job state while aligning
 ALIGNMENT = "alignment"  # the node's per-job state afterwards: its IDs in the common order
 PARAMS = {"consumer_dataset", "consumer_id_column"}
-STEPS = ("psi_blind", "psi_exchange", "psi_match", "psi_align", "psi_keep")
-CONSUMER_STEPS = frozenset({"psi_blind", "psi_match", "psi_align"})
+STEPS = ("psi_blind", "psi_exchange", "psi_match", "psi_align", "psi_keep", "psi_forget")
+# ``psi_forget`` reads nothing and is no use of a right: any party runs it without a grant.
+CONSUMER_STEPS = frozenset({"psi_blind", "psi_match", "psi_align", "psi_forget"})
 
 _SYSTEM_RANDOM = secrets.SystemRandom()
 
@@ -212,6 +213,11 @@ def _received(value: Any, width: int = ristretto.ELEMENT_BYTES) -> list[bytes]:
 
 def node_step(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random | None = None) -> StepResult:
     rng = rng or _SYSTEM_RANDOM
+    if step == "psi_forget":  # a right the alignment was made under has ended: its IDs go
+        had = bool(ctx.state_get(ALIGNMENT) or ctx.state_get(SECRET))
+        ctx.state_drop(ALIGNMENT)
+        ctx.state_drop(SECRET)
+        return StepResult({"forgotten": True, "had_alignment": had}, rows=0, records=0)
     if step == "psi_blind":
         # Asked again (a redelivery after a crash), the node answers with the scalar and the
         # order it kept: the same list again, nothing new to compare.

@@ -1241,45 +1241,30 @@ def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any
     and reason and the digest of its signed answer: a regulator sees which part was not deleted.
     """
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
-    if body.get("status") != "ok" or result.get("deleted") is not True:
-        ledger_writer.entry_enqueue(
-            kind="model_retire_refused",
-            event_id=f"model_retire_refused:{message.digest}",
-            payload={
-                "model": str(job.id),
-                "right": party.right_id,
-                "dataset": party.dataset_id,
-                "node": node.slug,
-                "consumer": job.consumer_id,
-                "status": str(body.get("status", ""))[:20],
-                "code": str(body.get("code", "") or "not_deleted")[:40],
-                "reason": str(body.get("reason", ""))[:200],
-                "reply": message.digest,
-            },
-            dataset_id=party.dataset_id,
-            consumer_id=job.consumer_id,
-            provider_id=node.organization_id,
-            right_id=party.right_id,
-        )
-        return "retire refused"
+    deleted = body.get("status") == "ok" and result.get("deleted") is True
+    common = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}
+    common |= {"consumer": job.consumer_id, "reply": message.digest}
+    if deleted:
+        kind, event, payload = "model_retired", f"model_retired:{job.id}:{party.right_id}", {
+            **common, "reason": str(result.get("reason", "")),
+        }  # fmt: skip
+    else:
+        kind, event, payload = "model_retire_refused", f"model_retire_refused:{message.digest}", {
+            **common,
+            "status": str(body.get("status", ""))[:20],
+            "code": str(body.get("code", "") or "not_deleted")[:40],
+            "reason": str(body.get("reason", ""))[:200],
+        }  # fmt: skip
     ledger_writer.entry_enqueue(
-        kind="model_retired",
-        event_id=f"model_retired:{job.id}:{party.right_id}",
-        payload={
-            "model": str(job.id),
-            "right": party.right_id,
-            "dataset": party.dataset_id,
-            "node": node.slug,
-            "consumer": job.consumer_id,
-            "reason": str(body.get("result", {}).get("reason", "")),
-            "reply": message.digest,
-        },
+        kind=kind,
+        event_id=event,
+        payload=payload,
         dataset_id=party.dataset_id,
         consumer_id=job.consumer_id,
         provider_id=node.organization_id,
         right_id=party.right_id,
     )
-    return "retired"
+    return "retired" if deleted else "retire refused"
 
 
 def job_charges(job: Job) -> list[dict[str, Any]]:

@@ -70,7 +70,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from multiprocessing import get_context
@@ -276,17 +276,10 @@ class PublicKey:
     # -- the vector interface --
     def encrypt(self, values: Sequence[int]) -> list[int]:
         """E(m) = (1 + m·n)·h_s^r mod n², a fresh r for every value."""
-        n, nsq = self.n, self.nsquare
-        for m in values:
-            if not -self.half <= m <= self.half:
-                raise HEError("plaintext out of range for this key")
-        noise = self._noise_parallel(len(values))
-        return [int((1 + (m % n) * n) * r % nsq) for m, r in zip(values, noise, strict=True)]
+        return _encrypt(self, values, self._noise_parallel)
 
     def rerandomize(self, cts: Sequence[int]) -> list[int]:
-        nsq = self.nsquare
-        noise = self._noise_parallel(len(cts))
-        return [int(gmpy2.mpz(c) * r % nsq) for c, r in zip(cts, noise, strict=True)]
+        return _rerandomize(self, cts, self._noise_parallel)
 
     def add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
         if len(a) != len(b):
@@ -404,6 +397,19 @@ class PublicKey:
         return str(self.n)
 
 
+def _encrypt(public: PublicKey, values: Sequence[int], noise: Callable[[int], list[gmpy2.mpz]]) -> list[int]:
+    n, nsq, half = public.n, public.nsquare, public.half
+    for m in values:
+        if not -half <= m <= half:
+            raise HEError("plaintext out of range for this key")
+    return [int((1 + (m % n) * n) * r % nsq) for m, r in zip(values, noise(len(values)), strict=True)]
+
+
+def _rerandomize(public: PublicKey, cts: Sequence[int], noise: Callable[[int], list[gmpy2.mpz]]) -> list[int]:
+    nsq = public.nsquare
+    return [int(gmpy2.mpz(c) * r % nsq) for c, r in zip(cts, noise(len(cts)), strict=True)]
+
+
 @lru_cache(maxsize=8)
 def public_key(n: str, hs: str) -> PublicKey:
     """One :class:`PublicKey` per key and process, so its check and its table are made once."""
@@ -496,19 +502,11 @@ class PrivateKey:
 
     def rerandomize(self, cts: Sequence[int]) -> list[int]:
         """:meth:`PublicKey.rerandomize`, by the key holder, over CRT (faster; the same distribution)."""
-        nsq = self.public.nsquare
-        noise = self._noise_parallel(len(cts))
-        return [int(gmpy2.mpz(c) * r % nsq) for c, r in zip(cts, noise, strict=True)]
+        return _rerandomize(self.public, cts, self._noise_parallel)
 
     def encrypt(self, values: Sequence[int]) -> list[int]:
         """:meth:`PublicKey.encrypt`, by the key holder, over CRT."""
-        public = self.public
-        n, nsq = public.n, public.nsquare
-        for m in values:
-            if not -public.half <= m <= public.half:
-                raise HEError("plaintext out of range for this key")
-        noise = self._noise_parallel(len(values))
-        return [int((1 + (m % n) * n) * r % nsq) for m, r in zip(values, noise, strict=True)]
+        return _encrypt(self.public, values, self._noise_parallel)
 
     def _noise_parallel(self, count: int) -> list[gmpy2.mpz]:
         if self.public.bits < CRT_FROM_BITS:

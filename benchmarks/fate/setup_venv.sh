@@ -15,18 +15,11 @@ set -euo pipefail
 venv=${1:-/work/fate-venv}
 python=${PYTHON:-python3}
 
-case "$(cd "$(dirname "$venv")" 2>/dev/null && pwd)/$(basename "$venv")/" in
-  "$(cd "$(dirname "$0")/../.." && pwd)"/*)
-    echo "refusing to put the FATE venv inside the repository: $venv" >&2
-    exit 2
-    ;;
-esac
+source "$(dirname "$0")/../_peer_venv.sh"
+peer_venv FATE "$venv" "$python"
 
 pins=(pyfate==2.2.0 torch==2.13.0 "pandas==2.2.3" "numpy<2" scikit-learn==1.4.1.post1)
 
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
-fi
 
 if "$venv/bin/python" - <<'PY' 2>/dev/null; then
 from importlib.metadata import version

@@ -9,16 +9,9 @@ set -euo pipefail
 venv=${1:-/work/heu-venv}
 python=${PYTHON:-python3}
 
-case "$(cd "$(dirname "$venv")" 2>/dev/null && pwd)/$(basename "$venv")/" in
-  "$(cd "$(dirname "$0")/../.." && pwd)"/*)
-    echo "refusing to put the HEU venv inside the repository: $venv" >&2
-    exit 2
-    ;;
-esac
+source "$(dirname "$0")/../_peer_venv.sh"
+peer_venv HEU "$venv" "$python"
 
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
-fi
 if "$venv/bin/python" -c "from heu import phe; phe.setup(phe.SchemaType.ZPaillier, 1024)" 2>/dev/null; then
   echo "HEU venv ready: $venv"
   exit 0

@@ -1215,11 +1215,11 @@ def models_retire_for_right(*, right_id: int, reason: str) -> int:
         send = Send(host.key, "lr_retire", {"dataset": host.dataset.local_name, "reason": reason})
         _steps(job, _view(job, parties), [send], parties, writes)
         count += 1
-    # Every party of every finished job that aligned rows under the right forgets its alignment
-    # (the IDs it learned are shared): it can no longer be reused, and nothing keeps it.
+    # Every party of every job that aligned rows under the right forgets its alignment (the IDs
+    # it learned are shared): it can no longer be reused, and nothing keeps it. Jobs still open
+    # too: a revocation cancels them next, an expiry stops them at their next step.
     aligned = (
         Job.objects.filter(parties__right_id=right_id, algorithm__in=ALIGNING)
-        .exclude(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
         .select_related("consumer_node")
         .distinct()
     )

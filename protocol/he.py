@@ -72,6 +72,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from multiprocessing import get_context
 from operator import getitem
@@ -270,7 +271,11 @@ class PublicKey:
         if pool is None:
             return self.noise(count)
         parts = _split(count, _WORKERS)
-        chunks = pool.map(_noise_in_worker, [(self._pool_id, c) for c in parts])
+        try:
+            chunks = list(pool.map(_noise_in_worker, [(self._pool_id, c) for c in parts]))
+        except BrokenProcessPool:  # a worker died (killed, out of memory): fork afresh next time
+            _shutdown()
+            return self.noise(count)
         return [gmpy2.mpz(v) for chunk in chunks for v in chunk]
 
     # -- the vector interface --
@@ -518,7 +523,11 @@ class PrivateKey:
         if pool is None:
             return self.noise(count)
         parts = _split(count, _WORKERS)
-        chunks = pool.map(_private_noise_in_worker, [(self.public._pool_id, c) for c in parts])
+        try:
+            chunks = list(pool.map(_private_noise_in_worker, [(self.public._pool_id, c) for c in parts]))
+        except BrokenProcessPool:  # a worker died: fork afresh next time
+            _shutdown()
+            return self.noise(count)
         return [gmpy2.mpz(v) for chunk in chunks for v in chunk]
 
     @classmethod
@@ -549,7 +558,10 @@ class PrivateKey:
             bounds = np.cumsum([0, *parts]).tolist()
             chunks = [[int(c) for c in cts[a:b]] for a, b in zip(bounds, bounds[1:], strict=False)]
             jobs = [(self.public._pool_id, c) for c in chunks]
-            return [v for chunk in pool.map(_decrypt_in_worker, jobs) for v in chunk]
+            try:
+                return [v for chunk in list(pool.map(_decrypt_in_worker, jobs)) for v in chunk]
+            except BrokenProcessPool:  # a worker died: fork afresh next time
+                _shutdown()
         return self._decrypt(cts)
 
     def _decrypt(self, cts: Sequence[int]) -> list[int]:
@@ -592,7 +604,7 @@ def set_workers(count: int) -> None:
 def _shutdown() -> None:
     global _POOL
     if _POOL is not None:
-        _POOL[1].shutdown(wait=True, cancel_futures=True)
+        _POOL[1].shutdown(wait=False, cancel_futures=True)
         _POOL = None
 
 

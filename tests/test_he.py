@@ -163,6 +163,26 @@ def test_worker_processes_encrypt_and_decrypt_the_same(key: he.PrivateKey) -> No
         he.set_workers(1)
 
 
+def test_a_dead_worker_costs_one_call_its_speed_not_its_answer(key: he.PrivateKey) -> None:
+    import os
+    import signal
+    import time
+
+    he.set_workers(2)
+    try:
+        values = list(range(300))
+        assert key.decrypt(key.public.encrypt(values)) == values  # the pool exists
+        assert he._POOL is not None
+        victim = next(iter(he._POOL[1]._processes))  # e.g. the kernel's out-of-memory killer
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.3)
+        assert key.decrypt(key.public.encrypt(values)) == values  # done in this process instead
+        assert key.decrypt(key.public.encrypt(values)) == values  # and a fresh pool after
+        assert he._POOL is not None and victim not in he._POOL[1]._processes
+    finally:
+        he.set_workers(1)
+
+
 # --- properties ------------------------------------------------------------------------------
 
 SIGNED = st.one_of(st.integers(-(2**200), 2**200), st.sampled_from([0, 1, -1]))

@@ -44,6 +44,14 @@ residual it made last, of that host's feature count as named at set-up, and the 
 is sealed to that host's node key (also named at set-up), so the hub relays it unread. A hub
 that sends it a residual, a host's forward pass or a second vector is refused.
 
+What the guest cannot check is that a host's vector *is* a masked gradient: a dishonest host
+may send, in its one vector per batch, ciphertexts it computed from the residuals E(d) it was
+given (packed by Horner's rule, a few residuals to a slot) and so learn some of d = ¼u + ½ − y,
+which at epoch 0 is ½ − y: labels. Packing narrows what one vector can carry (its feature count
+of 154-bit slots, about four residuals each, instead of one ciphertext per feature holding any
+one value); closing it needs the host to prove its vector is Xᵀ·E(d) + mask (a zero-knowledge
+proof, or an arbiter that sees neither side's data), which this protocol does not have.
+
 **Randomness.** Every ciphertext a party sends carries fresh randomness: encryptions, and
 the guest's residual, which is computed from the hosts' sum and re-randomised so that the
 hub cannot divide the two to read the guest's plaintext ¼·u_g + ½ − y.
@@ -639,7 +647,10 @@ def _guest_decrypt(ctx: NodeContext, st: dict[str, Any], key: he.PrivateKey, bod
         raise StepRefused("bad_decrypt", "a host's gradient has one value per feature of that host")
     st["decrypted"].append(host)
     ctx.state_put(STATE, st)
-    plain = key.decrypt_packed(masked, GRAD_SLOT, info["features"])
+    try:
+        plain = key.decrypt_packed(masked, GRAD_SLOT, info["features"])
+    except he.HEError:  # more than the slots hold: not a masked gradient of this protocol
+        raise StepRefused("bad_decrypt", "a host's gradient does not decode to its feature count") from None
     values = ctx.seal_to(info["node_key"], [str(v) for v in plain])
     return {"epoch": body.get("epoch"), "batch": body.get("batch"), "party": host, "values": values}
 

@@ -639,7 +639,14 @@ def messages_resend_unanswered(*, older_than: timedelta) -> int:
             count += 1
         elif m.step in RETIREMENT_STEPS:
             expired.append(m)
-    return count + _retire_again(expired)
+    # A node that failed a retirement (a node error, e.g. its disk) is asked again, as if unanswered.
+    failed = Message.objects.filter(
+        direction=Message.Direction.OUT,
+        step__in=RETIREMENT_STEPS,
+        created_at__lt=cutoff,
+        digest__in=Message.objects.filter(direction=Message.Direction.IN, body__status="error").values("in_reply_to"),
+    )
+    return count + _retire_again([*expired, *failed])
 
 
 RETIREMENT_STEPS = ("lr_retire", "psi_forget")  # asked until answered, however long a node is away
@@ -1239,7 +1246,10 @@ def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any
 
     A host that refuses (or answers anything but a deletion) is on the ledger too, with its code
     and reason and the digest of its signed answer: a regulator sees which part was not deleted.
+    A node error is not a refusal: nothing is written, and the step is asked again.
     """
+    if body.get("status") == "error":  # the node failed, it did not refuse: the resend beat asks again
+        return "retire failed"
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
     deleted = body.get("status") == "ok" and result.get("deleted") is True
     common = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}

@@ -325,8 +325,22 @@ def test_a_retirement_outlives_its_step_and_a_refusal_is_on_the_ledger(demo, set
         }
         return payload
 
+    def fail(slug: str, payload: dict[str, Any]) -> dict[str, Any]:  # a node error, e.g. a full disk
+        body = payload["body"]
+        payload["body"] = {"party": body["party"], "status": "error", "code": "node_error", "reason": "disk full"}
+        payload["body"]["in_reply_to"] = body["in_reply_to"]
+        return payload
+
     right_revoke(provider=Organization.objects.get(slug="taxco"), right_id=rights[1], reason="contract ended")
-    (taxco,) = Message.objects.filter(step="lr_retire", direction="out", recipient="taxco")
+    (failed,) = Message.objects.filter(step="lr_retire", direction="out", recipient="taxco")
+    for reply in handle_step(federation.node("taxco"), failed.envelope):
+        assert services.message_receive(wire=federation._tampered("taxco", reply, fail)) == "retire failed"
+    assert not LedgerEntry.objects.filter(kind="model_retire_refused").exists()  # failing is not refusing
+    Message.objects.filter(id=failed.id).update(created_at=failed.created_at - timedelta(minutes=5))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(minutes=1)) == 1  # asked again, fresh
+    (taxco,) = Message.objects.filter(step="lr_retire", direction="out", recipient="taxco", id__gt=failed.id)
     for reply in handle_step(federation.node("taxco"), taxco.envelope):
         services.message_receive(wire=federation._tampered("taxco", reply, refuse))
     writer.integrate_all()

@@ -260,8 +260,7 @@ class PublicKey:
         if len(values) != len(exponents) or not all(0 <= r < 1 << self.rbits for r in exponents):
             raise HEError("one exponent of at most ⌈k/2⌉ bits per value")
         rows = [[(r >> (w * i)) & mask for i in range(-(-self.rbits // w))] for r in exponents]
-        n, nsq = self.n, self.nsquare
-        return [int((1 + (m % n) * n) * r % nsq) for m, r in zip(values, self._from_digits(rows), strict=True)]
+        return _encrypt(self, values, lambda _: self._from_digits(rows))
 
     def _noise_parallel(self, count: int) -> list[gmpy2.mpz]:
         if count < PARALLEL_AFTER:
@@ -270,13 +269,8 @@ class PublicKey:
         pool = _pool_for(self)
         if pool is None:
             return self.noise(count)
-        parts = _split(count, _WORKERS)
-        try:
-            chunks = list(pool.map(_noise_in_worker, [(self._pool_id, c) for c in parts]))
-        except BrokenProcessPool:  # a worker died (killed, out of memory): fork afresh next time
-            _shutdown()
-            return self.noise(count)
-        return [gmpy2.mpz(v) for chunk in chunks for v in chunk]
+        out = _map(pool, _noise_in_worker, self._pool_id, _split(count, _WORKERS))
+        return self.noise(count) if out is None else [gmpy2.mpz(v) for v in out]
 
     # -- the vector interface --
     def encrypt(self, values: Sequence[int]) -> list[int]:
@@ -484,7 +478,7 @@ class PrivateKey:
         if (self._crt is None and count < TABLE_AFTER) or public.bits < CRT_FROM_BITS:
             return public.noise(count)
         tp, tq = self._tables()
-        psq, qsq, qsq_c, inv = self.psq, self.qsq, self.qsq, self.qsq_inv
+        psq, qsq, inv = self.psq, self.qsq, self.qsq_inv
         out = []
         for digits in _digits(count, public.rbits, self._w):
             a = gmpy2.mpz(1)
@@ -493,7 +487,7 @@ class PrivateKey:
             b = gmpy2.mpz(1)
             for t in map(getitem, tq, digits):
                 b = b * t % qsq
-            out.append(b + (a - b) * inv % psq * qsq_c)  # the residue mod n² (CRT over p², q²)
+            out.append(b + (a - b) * inv % psq * qsq)  # the residue mod n² (CRT over p², q²)
         return out
 
     def _tables(self) -> tuple[list[list[gmpy2.mpz]], list[list[gmpy2.mpz]]]:
@@ -522,13 +516,8 @@ class PrivateKey:
         pool = _pool_for(self.public, self)
         if pool is None:
             return self.noise(count)
-        parts = _split(count, _WORKERS)
-        try:
-            chunks = list(pool.map(_private_noise_in_worker, [(self.public._pool_id, c) for c in parts]))
-        except BrokenProcessPool:  # a worker died: fork afresh next time
-            _shutdown()
-            return self.noise(count)
-        return [gmpy2.mpz(v) for chunk in chunks for v in chunk]
+        out = _map(pool, _private_noise_in_worker, self.public._pool_id, _split(count, _WORKERS))
+        return self.noise(count) if out is None else [gmpy2.mpz(v) for v in out]
 
     @classmethod
     def generate(cls, bits: int) -> PrivateKey:
@@ -557,11 +546,9 @@ class PrivateKey:
             parts = _split(len(cts), _WORKERS)
             bounds = np.cumsum([0, *parts]).tolist()
             chunks = [[int(c) for c in cts[a:b]] for a, b in zip(bounds, bounds[1:], strict=False)]
-            jobs = [(self.public._pool_id, c) for c in chunks]
-            try:
-                return [v for chunk in list(pool.map(_decrypt_in_worker, jobs)) for v in chunk]
-            except BrokenProcessPool:  # a worker died: fork afresh next time
-                _shutdown()
+            out = _map(pool, _decrypt_in_worker, self.public._pool_id, chunks)
+            if out is not None:
+                return out
         return self._decrypt(cts)
 
     def _decrypt(self, cts: Sequence[int]) -> list[int]:
@@ -645,6 +632,18 @@ def _watch_parent(parent: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _map(
+    pool: ProcessPoolExecutor, fn: Callable[[tuple[str, Any]], list[int]], ident: str, chunks: list[Any]
+) -> list[int] | None:
+    """``fn`` over ``chunks`` in the workers, concatenated; None if a worker died (the pool is then
+    dropped, to be forked afresh next time, and the caller computes in this process)."""
+    try:
+        return [v for part in pool.map(fn, [(ident, c) for c in chunks]) for v in part]
+    except BrokenProcessPool:
+        _shutdown()
+        return None
 
 
 def _split(count: int, parts: int) -> list[int]:

@@ -207,21 +207,40 @@ class PublicKey:
         self.bits = int(n).bit_length()
         self.rbits = -(-self.bits // 2)
         self.width = (int(self.nsquare).bit_length() + 7) // 8
-        h = _derive_h(int(n))
-        if gmpy2.gcd(h, self.n) != 1 or gmpy2.jacobi(h, self.n) != 1 or h in (1, self.n - 1):
-            raise HEError("the modulus gives no admissible h")
-        expected = gmpy2.powmod(h, self.n, self.nsquare)
-        if hs is not None and gmpy2.mpz(hs) != expected:
-            raise HEError("h_s is not hⁿ mod n² for this modulus")
-        self.hs = expected
+        self._claimed = None if hs is None else gmpy2.mpz(hs)
+        self._hs: gmpy2.mpz | None = None
         self._w = _window(self.rbits, self.width)
         self._fixed: list[list[gmpy2.mpz]] | None = None
 
+    def verify(self) -> PublicKey:
+        """Recompute h from n and check the published h_s against hⁿ mod n² (one exponentiation).
+
+        Done before anything is encrypted under the key, so nobody encrypts under an h of the
+        key holder's choosing. Adding, packing and checking ciphertexts need only n: a party
+        that only does those (the hub summing partials) does not pay for it."""
+        if self._hs is None:
+            h = _derive_h(int(self.n))
+            if gmpy2.gcd(h, self.n) != 1 or gmpy2.jacobi(h, self.n) != 1 or h in (1, self.n - 1):
+                raise HEError("the modulus gives no admissible h")
+            expected = gmpy2.powmod(h, self.n, self.nsquare)
+            if self._claimed is not None and self._claimed != expected:
+                raise HEError("h_s is not hⁿ mod n² for this modulus")
+            self._hs = expected
+        return self
+
+    @property
+    def hs(self) -> gmpy2.mpz:
+        """h_s, checked (see :meth:`verify`)."""
+        return self.verify()._hs
+
     def to_json(self) -> dict[str, str]:
-        return {"n": str(self.n), "hs": str(self.hs)}
+        hs = self._hs if self._hs is not None or self._claimed is None else self._claimed
+        return {"n": str(self.n), "hs": str(hs if hs is not None else self.hs)}
 
     @classmethod
-    def from_json(cls, value: object) -> PublicKey:
+    def from_json(cls, value: object, *, verify: bool = True) -> PublicKey:
+        """The key in ``value``; with ``verify=False`` its h_s is checked only when something is
+        first encrypted under it (for a party that only adds, or one that checked it before)."""
         ok = (
             isinstance(value, dict)
             and set(value) == {"n", "hs"}
@@ -230,7 +249,8 @@ class PublicKey:
         if not ok:
             raise HEError("a public key is {n, hs}, both decimal")
         assert isinstance(value, dict)
-        return public_key(value["n"], value["hs"])
+        key = public_key(value["n"], value["hs"])
+        return key.verify() if verify else key
 
     # -- randomness --
     def _table(self) -> list[list[gmpy2.mpz]]:
@@ -241,7 +261,8 @@ class PublicKey:
     def noise(self, count: int) -> list[gmpy2.mpz]:
         """``count`` fresh random factors h_s^r mod n², r of ⌈k/2⌉ bits."""
         if self._fixed is None and count < TABLE_AFTER:
-            return [gmpy2.powmod(self.hs, secrets.randbits(self.rbits), self.nsquare) for _ in range(count)]
+            hs = self.hs
+            return [gmpy2.powmod(hs, secrets.randbits(self.rbits), self.nsquare) for _ in range(count)]
         return self._from_digits(_digits(count, self.rbits, self._w))
 
     def _from_digits(self, rows: list[list[int]]) -> list[gmpy2.mpz]:

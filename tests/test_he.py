@@ -85,6 +85,13 @@ def test_keys_refuse_what_is_not_a_key(key: he.PrivateKey) -> None:
     forged = {"n": str(key.public.n), "hs": "1"}  # a key holder's h_s of its own choosing
     with pytest.raises(he.HEError, match="h_s"):
         he.PublicKey.from_json(forged)
+    # A party that only adds may take the key unchecked; encrypting under it still refuses.
+    unchecked = he.PublicKey.from_json(forged, verify=False)
+    c = key.public.encrypt([3, 4])
+    assert key.decrypt(unchecked.add(c, c)) == [6, 8]
+    for encrypt in (unchecked.encrypt, unchecked.rerandomize):
+        with pytest.raises(he.HEError, match="h_s"):
+            encrypt([1])
     with pytest.raises(he.HEError):
         he.PublicKey.from_json({**key.public.to_json(), "h": "4"})
     with pytest.raises(he.HEError):

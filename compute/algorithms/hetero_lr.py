@@ -351,7 +351,7 @@ class HeteroLR:
         st = job.state
         hosts = [p.key for p in job.providers]
         guest = job.consumer.key
-        public = he.PublicKey.from_json(st["public_key"])
+        public = he.PublicKey.from_json(st["public_key"], verify=False)  # checked at lr_setup
         plan = batches(st["n_train"], int(job.params["batch_size"]))
         epochs = int(job.params["epochs"])
         at = [body.get("epoch"), body.get("batch")]

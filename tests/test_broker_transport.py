@@ -1,0 +1,51 @@
+"""The hub's Redis transport (``config.broker``): one client per channel, messages unchanged."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.conf import settings
+from kombu import Connection, Exchange, Queue
+
+from config import broker
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.fail("this test needs CELERY_BROKER_URL on Redis (make test sets it)")
+    return settings.CELERY_BROKER_URL
+
+
+def test_the_hub_publishes_over_redis_through_its_own_transport(redis_url: str) -> None:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        assert conn.transport.Channel is broker.Channel
+
+
+def test_one_client_per_channel_and_a_new_one_when_the_pool_is_replaced(redis_url: str) -> None:
+    name = f"usufruct-test-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        clients = []
+        for i in range(3):
+            producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
+            with channel.conn_or_acquire() as client:
+                clients.append(client)
+        assert clients[0] is clients[1] is clients[2]
+        channel._disconnect_pools()  # as after a fork or a lost connection
+        producer.publish({"i": 3}, exchange=queue.exchange, routing_key=name, serializer="json")
+        with channel.conn_or_acquire() as client:
+            assert client is not clients[0] and client.connection_pool is channel.pool
+        with conn.SimpleQueue(queue) as simple:
+            got = []
+            for _ in range(4):
+                message = simple.get(timeout=5)
+                got.append(message.payload["i"])
+                message.ack()
+        assert got == [0, 1, 2, 3]
+        channel.queue_delete(name)

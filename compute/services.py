@@ -659,13 +659,21 @@ def _retire_again(expired: list[Message]) -> int:
     on the node; a model's ledger entry is written once."""
     count = 0
     for m in expired:
-        if Message.objects.filter(
-            job_id=m.job_id, step=m.step, direction=Message.Direction.OUT, recipient=m.recipient, id__gt=m.id
-        ).exists():
+        asked = Message.objects.filter(
+            job_id=m.job_id, step=m.step, direction=Message.Direction.OUT, recipient=m.recipient
+        ).values_list("id", flat=True)
+        if any(i > m.id for i in asked):
             continue
         with transaction.atomic():
             job = Job.objects.select_for_update().get(id=m.job_id)
             parties = _parties(job)
+            if len(asked) >= settings.USUFRUCT_RETIREMENT_ATTEMPTS:
+                # The node stayed away through every request: on the ledger as not deleted, once.
+                party = next(p for p in parties if p.key == m.body["party"])
+                node = Node.objects.get(slug=m.recipient)
+                reason = f"no answer to {len(asked)} requests"
+                _retirement_refused(job=job, party=party, node=node, step=m.step, code="unanswered", reason=reason)
+                continue
             writes = _Writes()
             _steps(job, _view(job, parties), [Send(m.body["party"], m.step, m.body["args"])], parties, writes)
             writes.flush()
@@ -1024,8 +1032,7 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     if payload["step"] == "lr_retire" and party.role == "provider":
         return said(_model_retired(job=job, party=party, node=node, body=body, message=message))
     if payload["step"] == "psi_forget":  # the signed answer is kept (the message) as the node's word
-        forgot = body.get("status") == "ok" and (body.get("result") or {}).get("forgotten") is True
-        return said("alignment forgotten" if forgot else "forget refused")
+        return said(_alignment_forgotten(job=job, party=party, node=node, body=body, message=message))
     if job.status != Job.Status.RUNNING:
         return said("ignored")
     writes.touch(job, parties)
@@ -1251,30 +1258,68 @@ def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any
     if body.get("status") == "error":  # the node failed, it did not refuse: the resend beat asks again
         return "retire failed"
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
-    deleted = body.get("status") == "ok" and result.get("deleted") is True
-    common = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}
-    common |= {"consumer": job.consumer_id, "reply": message.digest}
-    if deleted:
-        kind, event, payload = "model_retired", f"model_retired:{job.id}:{party.right_id}", {
-            **common, "reason": str(result.get("reason", "")),
-        }  # fmt: skip
-    else:
-        kind, event, payload = "model_retire_refused", f"model_retire_refused:{message.digest}", {
-            **common,
-            "status": str(body.get("status", ""))[:20],
-            "code": str(body.get("code", "") or "not_deleted")[:40],
-            "reason": str(body.get("reason", ""))[:200],
-        }  # fmt: skip
+    if body.get("status") != "ok" or result.get("deleted") is not True:
+        code, reason = str(body.get("code", "") or "not_deleted"), str(body.get("reason", ""))
+        status = str(body.get("status", ""))
+        _retirement_refused(job=job, party=party, node=node, step="lr_retire", code=code, reason=reason, status=status, reply=message.digest)  # fmt: skip # noqa: E501
+        return "retire refused"
+    payload = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}
+    payload |= {"consumer": job.consumer_id, "reply": message.digest, "reason": str(result.get("reason", ""))}
     ledger_writer.entry_enqueue(
-        kind=kind,
-        event_id=event,
+        kind="model_retired",
+        event_id=f"model_retired:{job.id}:{party.right_id}",
         payload=payload,
         dataset_id=party.dataset_id,
         consumer_id=job.consumer_id,
         provider_id=node.organization_id,
         right_id=party.right_id,
     )
-    return "retired" if deleted else "retire refused"
+    return "retired"
+
+
+def _alignment_forgotten(*, job: Job, party: JobParty, node: Node, body: dict[str, Any], message: Message) -> str:
+    """A node's signed answer to ``psi_forget``. A refusal is on the ledger, like a model part's; a
+    node error is not a refusal (the step is asked again)."""
+    if body.get("status") == "error":
+        return "forget failed"
+    result = body.get("result") if isinstance(body.get("result"), dict) else {}
+    if body.get("status") == "ok" and result.get("forgotten") is True:
+        return "alignment forgotten"
+    code, reason = str(body.get("code", "") or "not_forgotten"), str(body.get("reason", ""))
+    status = str(body.get("status", ""))
+    _retirement_refused(job=job, party=party, node=node, step="psi_forget", code=code, reason=reason, status=status, reply=message.digest)  # fmt: skip # noqa: E501
+    return "forget refused"
+
+
+RETIREMENT_REFUSED = {"lr_retire": "model_retire_refused", "psi_forget": "alignment_forget_refused"}
+
+
+def _retirement_refused(
+    *,
+    job: Job,
+    party: JobParty,
+    node: Node,
+    step: str,
+    code: str,
+    reason: str,
+    status: str = "",
+    reply: str | None = None,
+) -> None:
+    """On the ledger: ``node`` did not delete what ``step`` asked (a model part, an alignment), with
+    its code and reason and the digest of its signed answer (none when it never answered)."""
+    kind = RETIREMENT_REFUSED[step]
+    payload = {"model" if step == "lr_retire" else "job": str(job.id), "right": party.right_id}
+    payload |= {"dataset": party.dataset_id, "node": node.slug, "consumer": job.consumer_id, "reply": reply}
+    payload |= {"status": status[:20], "code": code[:40], "reason": reason[:200]}
+    ledger_writer.entry_enqueue(
+        kind=kind,
+        event_id=f"{kind}:{reply}" if reply else f"{kind}:{job.id}:{node.slug}:{code}",
+        payload=payload,
+        dataset_id=party.dataset_id,
+        consumer_id=job.consumer_id,
+        provider_id=node.organization_id,
+        right_id=party.right_id,
+    )
 
 
 def job_charges(job: Job) -> list[dict[str, Any]]:

@@ -255,6 +255,9 @@ USUFRUCT_NODES_DIR = Path(env_str("USUFRUCT_NODES_DIR", str(VAR_DIR / "nodes")))
 USUFRUCT_LOG_ORIGIN = env_str("USUFRUCT_LOG_ORIGIN", "usufruct.local/ledger")
 USUFRUCT_PAILLIER_BITS = env_int("USUFRUCT_PAILLIER_BITS", 2048)
 USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)
+# A retirement (lr_retire, psi_forget) is asked again until answered, at most this many times (three
+# days at the default TTL); then the node's silence is on the ledger as a refusal, code "unanswered".
+USUFRUCT_RETIREMENT_ATTEMPTS = env_int("USUFRUCT_RETIREMENT_ATTEMPTS", 72)
 USUFRUCT_PLATFORM_FEE_BPS = env_int("USUFRUCT_PLATFORM_FEE_BPS", 1000)
 USUFRUCT_JOB_STALE_SECONDS = env_int("USUFRUCT_JOB_STALE_SECONDS", 900)
 

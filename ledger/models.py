@@ -27,6 +27,7 @@ class LedgerEntry(models.Model):
         SETTLEMENT = "settlement", "Job settled"
         MODEL_RETIRED = "model_retired", "Model part deleted"
         MODEL_RETIRE_REFUSED = "model_retire_refused", "Model part deletion refused"
+        ALIGNMENT_FORGET_REFUSED = "alignment_forget_refused", "Alignment deletion refused"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -119,6 +119,9 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
         node = p.get("node")
         why = f"{p.get('code')}: {p.get('reason')}"
         return f"{provider}'s node {node} did not delete its part of model {job} trained under {right} ({why})"
+    if kind == LedgerEntry.Kind.ALIGNMENT_FORGET_REFUSED:
+        why = f"{p.get('code')}: {p.get('reason')}"
+        return f"Node {p.get('node')} did not delete the IDs it aligned in job {p.get('job')} ({why})"
     if kind == LedgerEntry.Kind.OFFER_PUBLISHED:
         ops = ", ".join(p.get("operations", []))
         return f"{provider} published version {p.get('version')} of an offer on {dataset} ({ops})"

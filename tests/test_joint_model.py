@@ -403,6 +403,79 @@ def test_when_a_right_ends_every_node_forgets_the_alignments_made_under_it(demo)
         assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 1  # acme's lr_retire
 
 
+def test_a_refused_or_never_answered_forget_is_on_the_ledger(demo, settings) -> None:  # type: ignore[no-untyped-def]
+    """A node that refuses to delete an alignment is on the ledger with its signed answer; one that
+    fails (a node error) is asked again and writes nothing; one that never answers is asked at most
+    ``USUFRUCT_RETIREMENT_ATTEMPTS`` times, then its silence is on the ledger as ``unanswered``."""
+    import time
+    from datetime import timedelta
+
+    from compute import services
+    from compute.node.runtime import handle_step
+    from ledger import writer
+    from marketplace.models import Organization
+    from marketplace.rights import right_revoke
+
+    rights = _rights()
+    align = {k: PARAMS[k] for k in ("consumer_dataset", "consumer_id_column")}
+    job = federation.run(
+        Job.objects.get(id=post_job(api_for("bank"), "psi_align", align, rights, "al").json()["id"]), max_rounds=100
+    )
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 1
+    right_revoke(provider=Organization.objects.get(slug="acme"), right_id=rights[0], reason="contract ended")
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 3600
+    forget = {m.recipient: m for m in Message.objects.filter(step="psi_forget", direction="out")}
+    assert sorted(forget) == ["acme", "bank", "taxco"]
+
+    def answer(status: str, code: str):  # type: ignore[no-untyped-def]
+        def tamper(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+            body = payload["body"]
+            payload["body"] = {"party": body["party"], "status": status, "code": code, "reason": "we keep them"}
+            payload["body"]["in_reply_to"] = body["in_reply_to"]
+            return payload
+
+        return tamper
+
+    (reply,) = handle_step(federation.node("acme"), forget["acme"].envelope)
+    assert services.message_receive(wire=federation._tampered("acme", reply, answer("refused", "keep"))) == (
+        "forget refused"
+    )
+    (reply,) = handle_step(federation.node("taxco"), forget["taxco"].envelope)
+    assert services.message_receive(wire=federation._tampered("taxco", reply, answer("error", "node_error"))) == (
+        "forget failed"
+    )
+    writer.integrate_all()
+    (refused,) = LedgerEntry.objects.filter(kind="alignment_forget_refused")
+    acme_answer = Message.objects.get(direction="in", in_reply_to=forget["acme"].digest)
+    assert (refused.payload["job"], refused.payload["node"], refused.payload["right"]) == (str(job.id), "acme", rights[0])
+    assert (refused.payload["code"], refused.payload["reply"]) == ("keep", acme_answer.digest)
+
+    # The bank's node never answers (its step expired); taxco's failure is asked again. Two attempts at most.
+    time.sleep(1.1)
+    settings.USUFRUCT_RETIREMENT_ATTEMPTS = 2
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 2  # the fresh steps expire too
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 2  # bank and taxco, fresh
+    settings.USUFRUCT_MESSAGE_TTL_SECONDS = 3600
+    again = {m.recipient: m for m in Message.objects.filter(step="psi_forget", direction="out").order_by("id")}
+    assert again["taxco"].id > forget["taxco"].id and again["bank"].id > forget["bank"].id
+    (reply,) = handle_step(federation.node("taxco"), again["taxco"].envelope)
+    assert services.message_receive(wire=reply) == "alignment forgotten"
+    time.sleep(2.1)  # the bank's second step expires unanswered as well
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_send_all", lambda sends: None)
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 0  # the cap: nothing more
+        assert services.messages_resend_unanswered(older_than=timedelta(seconds=0)) == 0
+    writer.integrate_all()
+    (silent,) = LedgerEntry.objects.filter(kind="alignment_forget_refused", payload__node="bank")
+    assert (silent.payload["code"], silent.payload["reply"], silent.payload["right"]) == ("unanswered", None, None)
+    assert silent.payload["reason"] == "no answer to 2 requests"
+    assert not LedgerEntry.objects.filter(kind="alignment_forget_refused", payload__node="taxco").exists()
+    assert Message.objects.filter(step="psi_forget", direction="out", recipient="bank").count() == 2
+
+
 def test_a_replayed_gradient_fails_the_job_and_a_forged_one_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
     from compute import services
     from protocol.envelope import EnvelopeError

@@ -16,7 +16,8 @@ keeps the IDs off the hub). The steps:
 **What the hub sees.** The scores travel to the consumer through the hub, as every job output does:
 the hub learns which of the consumer's records were scored (the joint intersection of the
 scoring set) and their probabilities. The providers learn neither. Keeping scores on the
-consumer's node (or sealing them to a key only the consumer holds) is still to be built.
+consumer's node (or sealing them to a key only the consumer holds) is not built: see the threat
+model in docs/decisions/0013-joint-credit-model.md.
 
 **Under the right.** A host scores only with the model part it kept for the right the job
 presents, and only while that right is active: the hub checks every right of the model at

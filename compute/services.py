@@ -1261,7 +1261,16 @@ def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any
     if body.get("status") != "ok" or result.get("deleted") is not True:
         code, reason = str(body.get("code", "") or "not_deleted"), str(body.get("reason", ""))
         status = str(body.get("status", ""))
-        _retirement_refused(job=job, party=party, node=node, step="lr_retire", code=code, reason=reason, status=status, reply=message.digest)  # fmt: skip # noqa: E501
+        _retirement_refused(
+            job=job,
+            party=party,
+            node=node,
+            step="lr_retire",
+            code=code,
+            reason=reason,
+            status=status,
+            reply=message.digest,
+        )
         return "retire refused"
     payload = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}
     payload |= {"consumer": job.consumer_id, "reply": message.digest, "reason": str(result.get("reason", ""))}
@@ -1287,7 +1296,16 @@ def _alignment_forgotten(*, job: Job, party: JobParty, node: Node, body: dict[st
         return "alignment forgotten"
     code, reason = str(body.get("code", "") or "not_forgotten"), str(body.get("reason", ""))
     status = str(body.get("status", ""))
-    _retirement_refused(job=job, party=party, node=node, step="psi_forget", code=code, reason=reason, status=status, reply=message.digest)  # fmt: skip # noqa: E501
+    _retirement_refused(
+        job=job,
+        party=party,
+        node=node,
+        step="psi_forget",
+        code=code,
+        reason=reason,
+        status=status,
+        reply=message.digest,
+    )
     return "forget refused"
 
 

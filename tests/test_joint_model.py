@@ -448,7 +448,8 @@ def test_a_refused_or_never_answered_forget_is_on_the_ledger(demo, settings) -> 
     writer.integrate_all()
     (refused,) = LedgerEntry.objects.filter(kind="alignment_forget_refused")
     acme_answer = Message.objects.get(direction="in", in_reply_to=forget["acme"].digest)
-    assert (refused.payload["job"], refused.payload["node"], refused.payload["right"]) == (str(job.id), "acme", rights[0])
+    who = (refused.payload["job"], refused.payload["node"], refused.payload["right"])
+    assert who == (str(job.id), "acme", rights[0])
     assert (refused.payload["code"], refused.payload["reply"]) == ("keep", acme_answer.digest)
 
     # The bank's node never answers (its step expired); taxco's failure is asked again. Two attempts at most.

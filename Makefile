@@ -42,7 +42,7 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy $(MYPY_PATHS)
 	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(CELERY_BROKER_URL_TEST) USUFRUCT_VAR_DIR=$(CURDIR)/var/test \
-		$(BIN)/python -m pytest -q
+		$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,7 +53,6 @@ lint: $(STAMP)
 # The quick benchmarks; ledger_proofs.py and ledger_verify.py build a 1M-entry ledger first
 # (see BENCHMARKS.md).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/paillier_ops.py
 	$(BIN)/python benchmarks/stats_job_latency.py
 	$(BIN)/python benchmarks/ledger_writer.py
 	$(BIN)/python benchmarks/hub_replies.py

@@ -26,7 +26,7 @@ from protocol import attest, jcs, merkle
 RIGHT_KINDS = ("right_granted", "right_revoked", "right_expired")
 BATCH_KIND = "receipt_batch"
 # Kinds whose payload the sequential pass reads whole: node keys, attested row counts, settlements.
-WHOLE_KINDS = ("node_enrolled", "key_rotated", "dataset_listed", "settlement")
+WHOLE_KINDS = ("node_enrolled", "key_rotated", "dataset_listed", "settlement", "dp_charge", "dataset_budget_set")
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,7 @@ def _examine_one(line: str, ctx: Context) -> Examined:
         facts["produced"] = body.get("producer_time")
         if kind == "right_granted":
             facts.update(operations=p.get("operations"), quota=p.get("quota"), expires_at=p.get("expires_at"))
+            facts["epsilon"] = p.get("epsilon")
         if kind == "usage" and isinstance(seq, int):
             facts.update({k: p.get(k) for k in ("rows", "records", "passes", "preview", "free", "step")})
             receipt = p.get("receipt")

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, BinaryIO
 
@@ -149,6 +150,8 @@ class _Right:
     ended_seq: int | None = None
     delivered: int = 0  # jobs charged by a settlement (the quota counts these)
     rows_at_grant: int | None = None  # the dataset's attested row count when the right was sold
+    epsilon: Decimal | None = None  # the privacy budget the right was sold with
+    epsilon_charged: Decimal = Decimal(0)
 
 
 _ANY = object()
@@ -164,6 +167,19 @@ class _NodeKey:
     organization: Any
     public_key: Any
     ended_seq: int | None = None  # the key_rotated entry that retired it
+
+
+def _epsilon(value: Any) -> Decimal:
+    """A privacy budget or charge as the log writes it: a decimal string."""
+    if not isinstance(value, str):
+        raise ValueError(f"ε {value!r} is not a decimal string")
+    try:
+        eps = Decimal(value)
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise ValueError(f"ε {value!r} is not a decimal") from None
+    if not eps.is_finite() or eps < 0:
+        raise ValueError(f"ε {value!r} is not a non-negative number")
+    return eps
 
 
 def _count(value: Any) -> bool:
@@ -244,6 +260,8 @@ class _Checker:
         self.uses: dict[tuple[str, Any], dict[int, tuple[int, int]]] = {}  # (job, right) -> seq -> (rows, records)
         self.settled: dict[tuple[str, Any], int] = {}  # (job, right) -> seq of its settlement
         self.charged: set[int] = set()  # usage seqs a settlement charges
+        self.budgets: dict[Any, Decimal | None] = {}  # dataset -> lifetime ε on the log (dataset_budget_set)
+        self.dp_spent: dict[Any, Decimal] = {}  # dataset -> ε its dp_charge entries add up to
 
     # --- checkpoints -------------------------------------------------------------------
     def checkpoints(self, items: list[dict[str, Any]], consistency: list[dict[str, Any]]) -> None:
@@ -438,6 +456,7 @@ class _Checker:
                 f.get("quota"),
                 _time(f["expires_at"]),
                 rows_at_grant=self.row_counts.get(f.get("dataset")),
+                epsilon=_epsilon(f.get("epsilon")) if f.get("epsilon") is not None else None,
             )
         elif kind == "right_revoked":
             # Revocation ends a right at its place in the log. Expiry is judged by time instead
@@ -515,6 +534,40 @@ class _Checker:
         if key in self.settled:
             self.report.fail(f"{where}: job {key[0]} was already settled at #{self.settled[key]}")
         self.uses.setdefault(key, {})[seq] = metered or (0, 0)
+
+    # --- privacy budgets ----------------------------------------------------------------
+    def privacy(self, seq: int, kind: str, f: dict[str, Any]) -> None:
+        """No dataset's DP charges exceed its lifetime budget, and no right's its own, at any point."""
+        dataset = f.get("dataset")
+        spent = self.dp_spent.get(dataset, Decimal(0))
+        if kind == "dataset_budget_set":
+            budget = None if f.get("epsilon_budget") is None else _epsilon(f["epsilon_budget"])
+            self.budgets[dataset] = budget
+            if budget is not None and self.scope_has_all_usage and spent > budget:
+                self.report.fail(
+                    f"entry #{seq}: dataset {dataset}'s budget set to ε {budget}, below its charges ε {spent}"
+                )
+            return
+        eps = _epsilon(f.get("epsilon"))
+        if eps <= 0:
+            self.report.fail(f"dp_charge #{seq}: ε {f.get('epsilon')!r} is not positive")
+        if f.get("right") is not None:
+            right = self.rights.get(f.get("right"))
+            if right is None:
+                self.report.fail(f"dp_charge #{seq} cites right {f.get('right')} with no earlier right_granted entry")
+            else:
+                if right.dataset != dataset:
+                    self.report.fail(f"dp_charge #{seq}: dataset {dataset} differs from right {f['right']}'s")
+                right.epsilon_charged += eps
+                if right.epsilon is not None and self.scope_has_all_usage and right.epsilon_charged > right.epsilon:
+                    self.report.fail(f"dp_charge #{seq}: right {f['right']} charged ε {right.epsilon_charged},"
+                                     f" over the ε {right.epsilon} it was sold with")  # fmt: skip
+        spent = self.dp_spent[dataset] = spent + eps
+        budget = self.budgets.get(dataset)
+        if budget is not None and self.scope_has_all_usage and spent > budget:
+            self.report.fail(
+                f"dp_charge #{seq}: dataset {dataset}'s charges reach ε {spent}, over its budget ε {budget}"
+            )
 
     def settlement(self, seq: int, f: dict[str, Any]) -> None:
         """A job's settlement names exactly its uses of one right; only a delivered one charges, once."""
@@ -650,6 +703,8 @@ class _Sequence:
                 self.checker.batch_entry(seq, facts)
             elif kind == "settlement":
                 self.checker.settlement(seq, facts)
+            elif kind in ("dp_charge", "dataset_budget_set"):
+                self.checker.privacy(seq, kind, facts)
             elif kind in ("node_enrolled", "key_rotated", "dataset_listed"):
                 self.checker.node_entry(seq, kind, facts)
             else:

@@ -109,3 +109,37 @@ def bars(values: dict[str, float], *, title: str, y_label: str, ident: str, y_mi
             f'<text x="{x + slot * 0.3:.1f}" y="{H - PAD + 14}" text-anchor="middle" font-size="10">{escape(name)}</text>'  # noqa: E501
         )
     return _frame(title, "".join(body), ident)
+
+
+def spending(
+    points: Sequence[tuple[float, float]], *, budget: float | None, title: str, ident: str, x_labels: Sequence[str]
+) -> str:
+    """Cumulative spending over time as a step line, with the budget as a dashed line (if any).
+
+    ``points``: (time as a fraction of the span shown, 0..1; cumulative amount), in time order.
+    ``x_labels``: the span's first and last dates."""
+    top = max([budget or 0.0, *(v for _, v in points)]) * 1.1 or 1.0
+    body = [_axes("time (UTC)", "ε spent", top)]
+    if budget is not None:
+        y = _y(budget, top)
+        body.append(
+            f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - 10}" y2="{y:.1f}" stroke="#dc2626" stroke-dasharray="6 4" '
+            f'data-budget="{budget:.3f}"/><text x="{W - 12}" y="{y - 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#dc2626">budget ε {budget:g}</text>'
+        )
+    if points:
+        xy, last = [f"{_x(0, 1):.1f},{_y(0, top):.1f}"], 0.0
+        for t, v in points:
+            xy += [f"{_x(t, 1):.1f},{_y(last, top):.1f}", f"{_x(t, 1):.1f},{_y(v, top):.1f}"]
+            last = v
+        xy.append(f"{_x(1, 1):.1f},{_y(last, top):.1f}")
+        body.append(
+            f'<polyline fill="none" stroke="{COLOURS[0]}" stroke-width="2" points="{" ".join(xy)}" '
+            f'data-series="spent" data-last="{last:.3f}"/>'
+        )
+    for i, label in enumerate(x_labels[:2]):
+        anchor = "start" if i == 0 else "end"
+        body.append(
+            f'<text x="{_x(i, 1):.1f}" y="{H - PAD + 14}" text-anchor="{anchor}" font-size="10">{escape(label)}</text>'
+        )
+    return _frame(title, "".join(body), ident)

@@ -31,7 +31,7 @@ from ledger.bulk import Json, insert_rows, update_rows
 from ledger.exceptions import LedgerConflict, UsufructError
 from ledger.hubkey import hub_kid, hub_private_key
 from ledger.models import LedgerEntry
-from marketplace import idempotency
+from marketplace import budget, idempotency
 from marketplace import rights as right_svc
 from marketplace import services as market
 from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, ServiceError, invalid, missing
@@ -94,15 +94,23 @@ def job_submit(
         _check_model(consumer, clean["model"], rights)
     if algorithm == "hetero_lr" and clean.get("alignment_job"):
         clean["aligned_rows"] = _check_alignment(consumer, clean, rights)
+    epsilon = algo.privacy_epsilon(clean)
+    demanding = [held[r].dataset.name for r in rights if held[r].dp_required]
+    if demanding and not epsilon:
+        names = ", ".join(sorted(demanding))
+        props = algo.params_schema.get("properties", {})
+        field = next((f for f in ("dp_epsilon", "epsilon") if f in props), "algorithm")
+        how = f"set {field}." if field != "algorithm" else f"{algorithm} makes no differentially private release."
+        raise invalid(field, f"The offer on {names} requires differential privacy for every release: {how}")
     consumer_node = consumer.nodes.filter(status=Node.Status.ACTIVE).order_by("id").first()
     if consumer_node is None:
         raise invalid("node", "Your organisation needs an enrolled node to hold the job's keys.")
     try:
         with transaction.atomic():
-            for right_id in sorted(rights):  # fixed lock order: ascending right id
-                right_svc.right_reserve(
-                    right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=algo.privacy_epsilon(clean)
-                )
+            for right_id in sorted(rights):  # fixed lock order: ascending right id, then datasets
+                right_svc.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=epsilon)
+            if epsilon:  # the dataset's lifetime budget, shared by every buyer, at the same time
+                budget.datasets_reserve(dataset_ids=[held[r].dataset_id for r in rights], epsilon=epsilon)
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -258,6 +266,7 @@ def preview_request(
                     f"the overlap previews of this dataset have used their lifetime privacy budget"
                     f" (ε {PREVIEW_LIFETIME_EPSILON:g}); buy a right to learn more"
                 )
+            budget.datasets_reserve(dataset_ids=[target.id], epsilon=PREVIEW_EPSILON)  # shared by every buyer
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -438,11 +447,12 @@ def _apply(job: Job, view: JobView, progress: Progress, parties: list[JobParty],
     providers = sorted(
         (p for p in parties if p.role == "provider" and p.right_id is not None), key=lambda p: p.right_id
     )
-    if progress.privacy_spent:
-        for party in providers:
+    if progress.privacy_spent:  # one entry charges the right and the dataset (a free preview: the dataset)
+        charged = providers or [p for p in parties if p.role == "provider" and job.preview and p.dataset_id]
+        for party in charged:
             ledger_writer.entry_enqueue(
                 kind="dp_charge",
-                event_id=f"dp_charge:{job.id}:{party.right_id}",
+                event_id=f"dp_charge:{job.id}:{party.right_id or f'dataset-{party.dataset_id}'}",
                 payload={
                     "job": str(job.id),
                     "right": party.right_id,
@@ -452,7 +462,7 @@ def _apply(job: Job, view: JobView, progress: Progress, parties: list[JobParty],
                 },
                 dataset_id=party.dataset_id,
                 consumer_id=job.consumer_id,
-                provider_id=party.right.dataset.organization_id,
+                provider_id=(party.right.dataset if party.right else party.dataset).organization_id,
                 right_id=party.right_id,
             )
     if progress.delivers or progress.outputs is not None:
@@ -551,10 +561,13 @@ def _fail(
     for party in sorted(providers, key=lambda p: p.right_id):
         if not party.quota_settled:
             _settle(job, party, outcome, writes)
-    eps = get_algorithm(job.algorithm).privacy_epsilon(job.params) if not job.preview else 0.0
+    eps = get_algorithm(job.algorithm).privacy_epsilon(job.params)
     if eps and not job.state.get("dp_released"):
-        for party in providers:
-            right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
+        if not job.preview:
+            for party in providers:
+                right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
+        every = [p for p in (_parties(job) if parties is None else parties) if p.role == "provider"]
+        budget.datasets_refund(dataset_ids=[p.dataset_id for p in every if p.dataset_id], epsilon=eps)
 
 
 def rights_of_open_jobs(*, right_id: int) -> list[int]:

@@ -5,7 +5,7 @@ every publish and every acknowledgement (``Channel.conn_or_acquire``). The clien
 connection of its own: each command takes one from the pool and gives it back. Building it
 is pure overhead (about half a millisecond on the 2-core machine, the largest part of a
 publish), so this channel builds it once per pool and reuses it. Nothing else changes;
-``CELERY_BROKER_URL=redis://…`` selects it (``config.settings``).
+``config.celery`` maps the ``redis://`` scheme to it.
 """
 
 from __future__ import annotations

@@ -233,8 +233,6 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "polling_interval": 0.2,  # the default 1 s adds a second to every hop of a job
         "control_folder": str(BROKER_DIR / "control"),  # exchange tables; the default is ./control
     }
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"  # one Redis client per channel, not per publish
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

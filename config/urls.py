@@ -8,7 +8,7 @@ from compute import views as compute_views
 from marketplace import api as market_api
 from marketplace import views as market_views
 from marketplace import views_accounts as market_accounts
-from portal import ledger_api, ledger_views
+from portal import ledger_api, ledger_views, privacy
 
 api = [
     path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
@@ -24,6 +24,7 @@ api = [
     path("api/hub/key/", market_api.HubKey.as_view(), name="api-hub-key"),
     path("api/billing/bill/", market_api.Bill.as_view(), name="api-bill"),
     path("api/billing/revenue/", market_api.Revenue.as_view(), name="api-revenue"),
+    path("api/datasets/<int:pk>/privacy-budget/", privacy.DatasetPrivacyBudget.as_view(), name="api-privacy-budget"),
     path("api/datasets/<int:pk>/overlap-preview/", compute_api.OverlapPreview.as_view(), name="api-preview"),
     path("api/jobs/", compute_api.JobListCreate.as_view(), name="api-jobs"),
     path("api/jobs/<uuid:pk>/", compute_api.JobDetail.as_view(), name="api-job"),
@@ -54,6 +55,7 @@ pages = [
     path("rights/", market_views.rights, name="rights"),
     path("bill/", market_views.bill, name="bill"),
     path("provider/", market_views.provider_home, name="provider"),
+    path("provider/datasets/<int:pk>/privacy/", privacy.dataset_privacy, name="dataset-privacy"),
     path("provider/offers/new/", market_views.offer_new, name="offer-new"),
     path("provider/offers/<int:pk>/retire/", market_views.offer_retire, name="offer-retire"),
     path("provider/nodes/new/", market_views.node_new, name="node-new"),

@@ -53,6 +53,11 @@ class OfferForm(forms.Form):
     duration_days = forms.IntegerField(min_value=1, initial=365, label="Duration (days)")
     min_group_size = forms.IntegerField(min_value=1, initial=10, label="Minimum group size")
     epsilon = forms.DecimalField(min_value=0, max_value=100, decimal_places=3, initial=0, label="Privacy budget ε")
+    dp_required = forms.BooleanField(
+        required=False,
+        label="Require differential privacy for every release",
+        help_text="Jobs without ε are refused; needs a privacy budget ε above 0",
+    )
     allowed_purposes = forms.CharField(required=False, help_text="Comma-separated; empty allows any declared purpose")
     terms = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 

@@ -5,6 +5,8 @@ Models hold fields, choices and constraints; workflows live in ``services.py``.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -79,13 +81,27 @@ class Dataset(models.Model):
     manifest = models.JSONField()  # the node-signed envelope, kept as attested
     attested_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # The dataset's lifetime privacy budget, shared by every buyer (marketplace.budget): None sets
+    # no cap beyond each right's own. ``epsilon_spent`` counts released and reserved ε.
+    epsilon_budget = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
+    epsilon_spent = models.DecimalField(max_digits=7, decimal_places=3, default=0)
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["node", "local_name"], name="dataset_per_node")]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "local_name"], name="dataset_per_node"),
+            models.CheckConstraint(
+                condition=Q(epsilon_budget__isnull=True) | Q(epsilon_spent__lte=F("epsilon_budget")),
+                name="dataset_epsilon_within_budget",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def epsilon_left(self) -> Decimal | None:
+        return None if self.epsilon_budget is None else self.epsilon_budget - self.epsilon_spent
 
 
 class Offer(models.Model):
@@ -104,6 +120,7 @@ class Offer(models.Model):
     terms = models.TextField(blank=True)
     # Privacy budget a right may spend on differentially private releases (0 = no DP releases).
     epsilon = models.DecimalField(max_digits=6, decimal_places=3, default=0)
+    dp_required = models.BooleanField(default=False)  # every release under it must be differentially private
     allowed_purposes = models.JSONField(default=list, blank=True)  # empty: any declared purpose
     published_at = models.DateTimeField(auto_now_add=True)
 
@@ -225,6 +242,7 @@ class UsageRight(models.Model):
     row_count = models.PositiveBigIntegerField(null=True, blank=True)
     epsilon_total = models.DecimalField(max_digits=6, decimal_places=3, default=0)
     epsilon_spent = models.DecimalField(max_digits=6, decimal_places=3, default=0)
+    dp_required = models.BooleanField(default=False)  # as sold: the offer demanded DP for every release
     expires_at = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.TextField(blank=True)

@@ -32,6 +32,7 @@ class OfferSerializer(serializers.ModelSerializer):
             "min_group_size",
             "terms",
             "epsilon",
+            "dp_required",
             "allowed_purposes",
             "published_at",
             "plans",
@@ -42,6 +43,11 @@ class DatasetSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="organization.name", read_only=True)
     node = serializers.CharField(source="node.slug", read_only=True)
     offers = serializers.SerializerMethodField()
+    epsilon_budget = serializers.DecimalField(
+        max_digits=7, decimal_places=3, read_only=True, allow_null=True,
+        help_text="The dataset's lifetime privacy budget, shared by every buyer (null: no cap beyond each right's).",
+    )  # fmt: skip
+    epsilon_left = serializers.DecimalField(max_digits=7, decimal_places=3, read_only=True, allow_null=True)
 
     class Meta:
         model = Dataset
@@ -56,6 +62,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "row_count",
             "content_sha256",
             "attested_at",
+            "epsilon_budget",
+            "epsilon_left",
             "offers",
         ]
 
@@ -106,6 +114,9 @@ class OfferCreateSerializer(StrictSerializer):
     epsilon = serializers.DecimalField(
         max_digits=6, decimal_places=3, default=0, min_value=0, max_value=100, coerce_to_string=False
     )
+    dp_required = StrictBoolean(
+        default=False, help_text="Every release under the offer's rights must be differentially private (ε > 0)."
+    )
     allowed_purposes = serializers.ListField(
         child=serializers.CharField(max_length=100, min_length=1), default=list, max_length=50
     )
@@ -148,6 +159,7 @@ class UsageRightSerializer(serializers.ModelSerializer):
             "min_group_size",
             "epsilon_total",
             "epsilon_spent",
+            "dp_required",
             "expires_at",
             "status",
             "status_reason",

@@ -280,6 +280,7 @@ def offer_publish(
     terms: str = "",
     epsilon: Decimal | float | str = 0,
     allowed_purposes: list[str] | None = None,
+    dp_required: bool = False,
 ) -> Offer:
     """Publish an offer (a new version when the title exists). Published offers never change.
 
@@ -313,6 +314,8 @@ def offer_publish(
         errors["epsilon"] = ["Privacy budget ε must be a number between 0 and 100 with at most 3 decimals."]
         eps = Decimal(0)
     purposes = [p.strip() for p in (allowed_purposes or []) if p and p.strip()]
+    if dp_required and eps == 0 and "epsilon" not in errors:
+        errors["epsilon"] = ["An offer that requires differential privacy needs a privacy budget ε above 0."]
     if errors:
         raise Invalid("invalid offer", fields=errors)
     with transaction.atomic():
@@ -332,6 +335,7 @@ def offer_publish(
             min_group_size=min_group_size,
             terms=terms,
             epsilon=eps,
+            dp_required=dp_required,
             allowed_purposes=purposes,
         )
         rows = [PricePlan.objects.create(offer=offer, **plan.as_dict()) for plan in parsed]
@@ -350,6 +354,7 @@ def offer_publish(
                     "duration_days": duration_days,
                     "min_group_size": min_group_size,
                     "epsilon": str(eps),
+                    "dp_required": dp_required,
                     "allowed_purposes": purposes,
                     "text": terms,
                 },
@@ -481,6 +486,7 @@ def order_place(
                 min_group_size=offer.min_group_size,
                 row_count=offer.dataset.row_count,
                 epsilon_total=offer.epsilon,
+                dp_required=offer.dp_required,
                 expires_at=timezone.now() + timedelta(days=offer.duration_days),
             )
             entry_append(
@@ -497,6 +503,7 @@ def order_place(
                     "operations": right.operations,
                     "quota": right.quota_total,
                     "epsilon": str(right.epsilon_total),
+                    "dp_required": right.dp_required,
                     "valid_from": right.created_at.isoformat(),
                     "expires_at": right.expires_at.isoformat(),
                     "purpose": order.purpose,

@@ -257,6 +257,7 @@ def offer_new(request: HttpRequest) -> HttpResponse:
                 min_group_size=d["min_group_size"],
                 terms=d["terms"],
                 epsilon=d["epsilon"],
+                dp_required=d["dp_required"],
                 allowed_purposes=d["purposes"],
             )
         except ServiceError as exc:

@@ -111,7 +111,11 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
     if kind == LedgerEntry.Kind.RIGHT_EXPIRED:
         return f"{consumer}'s {right} on {dataset} expired ({p.get('quota_used')} jobs used)"
     if kind == LedgerEntry.Kind.DP_CHARGE:
-        return f"ε = {p.get('epsilon')} of {dataset}'s privacy budget spent by {consumer} under {right} (job {job})"
+        under = f"under {right}" if p.get("right") is not None else "in a free preview"
+        return f"ε = {p.get('epsilon')} of {dataset}'s privacy budget spent by {consumer} {under} (job {job})"
+    if kind == LedgerEntry.Kind.DATASET_BUDGET_SET:
+        cap = f"ε = {p.get('epsilon_budget')}" if p.get("epsilon_budget") is not None else "no cap"
+        return f"{provider} set {dataset}'s lifetime privacy budget to {cap} (ε = {p.get('epsilon_spent')} spent)"
     if kind == LedgerEntry.Kind.MODEL_RETIRED:
         node = p.get("node")
         return f"{provider}'s node {node} deleted its part of model {job} trained under {right}: {p.get('reason')}"

@@ -23,6 +23,9 @@ def test_the_hub_publishes_over_redis_through_its_own_transport(redis_url: str) 
 
     with app.connection_for_write() as conn:
         assert conn.transport.Channel is broker.Channel
+    # Only redis:// is mapped: RabbitMQ (and the embedded filesystem transport) stay kombu's own.
+    for url in ("amqp://guest:guest@127.0.0.1:5672//", "filesystem://"):
+        assert not issubclass(Connection(url).get_transport_cls(), broker.Transport)
 
 
 def test_one_client_per_channel_and_a_new_one_when_the_pool_is_replaced(redis_url: str) -> None:

@@ -183,3 +183,51 @@ def test_consumer_runs_a_differentially_private_job_and_sees_the_budget_spent(wo
     expect(page.locator("#r-dp")).to_contain_text("ε = 1.0")
     page.click("header nav >> text=My rights")
     expect(page.locator("#rights")).to_contain_text("1.000 / 3.000")
+
+
+def test_a_provider_budgets_its_dataset_and_a_release_past_it_is_refused(workers, live_server, page: Page) -> None:
+    """The provider sets a lifetime ε on its page; the bank's DP job spends it (real workers); the
+    next DP job is refused with the reason on the form; the provider sees it spent, on a chart."""
+    base = live_server.url
+    login(page, base, "acme")
+    page.click("header nav >> text=My data")
+    page.locator("#my-datasets tr", has_text="Acme shopper behaviour 2026").locator("a", has_text="no cap").click()
+    page.fill("#epsilon_budget", "-1")
+    page.click("button:has-text('Save budget')")
+    expect(page.locator("#budget-error")).to_contain_text("between 0 and 1000")
+    page.fill("#epsilon_budget", "1")
+    page.click("button:has-text('Save budget')")
+    expect(page.locator("#budget-cap")).to_have_text("ε = 1.000")
+    page.context.clear_cookies()
+
+    login(page, base, "bank")
+    buy(page, base, "Acme shopper behaviour 2026", purpose="Portfolio statistics")
+    expect(page.locator("body")).to_contain_text("Usage right")
+    page.goto(f"{base}/datasets/{_acme_id()}/")
+    expect(page.locator("#shared-budget")).to_contain_text("ε = 1.000 of 1.000 left")
+    for attempt in (1, 2):
+        page.goto(f"{base}/jobs/new/?algorithm=stats")
+        page.locator("input[name=rights]").first.check()
+        page.select_option("#id_column", "tenure_months")
+        page.fill("#id_dp_epsilon", "1")
+        page.fill("#id_bound_low", "0")
+        page.fill("#id_bound_high", "240")
+        page.click("text=Submit job")
+        if attempt == 1:
+            expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator(".errorlist")).to_contain_text("lifetime privacy budget left")
+    page.context.clear_cookies()
+
+    login(page, base, "acme")
+    page.goto(f"{base}/provider/datasets/{_acme_id()}/privacy/")
+    expect(page.locator("#budget-left")).to_have_text("ε = 0.000")
+    expect(page.locator("#budget-charges tbody tr")).to_have_count(1)
+    expect(page.locator("#budget-charges")).to_contain_text("Northwind Bank")
+    expect(page.locator("#chart-budget polyline")).to_have_attribute("data-last", "1.000")
+    expect(page.locator("#chart-budget line[data-budget]")).to_have_attribute("data-budget", "1.000")
+
+
+def _acme_id() -> int:
+    from marketplace.models import Dataset
+
+    return Dataset.objects.get(node__slug="acme").id

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,11 @@ def test_preview_estimates_the_overlap_without_releasing_it_and_is_free(workers)
     usage = LedgerEntry.objects.get(kind="usage", payload__job=body["id"])
     assert usage.payload["free"] is True and usage.right_id is None
     assert bank.get("/api/billing/bill/").json()["lines"] == []
+    # Free, but not free of privacy: the release is charged to the dataset's lifetime budget.
+    assert Dataset.objects.get(id=acme.id).epsilon_spent == Decimal(str(out["epsilon"]))
+    wait_for(lambda: LedgerEntry.objects.filter(kind="dp_charge", payload__job=body["id"]).exists(), timeout=30)
+    charge = LedgerEntry.objects.get(kind="dp_charge", payload__job=body["id"])
+    assert (charge.dataset_id, charge.right_id, charge.payload["epsilon"]) == (acme.id, None, str(out["epsilon"]))
 
 
 def test_previews_are_rate_limited_and_idempotent(workers) -> None:  # type: ignore[no-untyped-def]

@@ -177,8 +177,8 @@ def _epsilon(value: Any) -> Decimal:
         eps = Decimal(value)
     except ArithmeticError:  # decimal.InvalidOperation
         raise ValueError(f"ε {value!r} is not a decimal") from None
-    if not eps.is_finite() or eps < 0:
-        raise ValueError(f"ε {value!r} is not a non-negative number")
+    if not eps.is_finite() or not 0 <= eps <= 10**6:
+        raise ValueError(f"ε {value!r} is not a number in [0, 10⁶]")
     return eps
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -95,11 +96,12 @@ def job_submit(
     if algorithm == "hetero_lr" and clean.get("alignment_job"):
         clean["aligned_rows"] = _check_alignment(consumer, clean, rights)
     epsilon = algo.privacy_epsilon(clean)
+    props = algo.params_schema.get("properties", {})
+    dp_field = next((f for f in ("dp_epsilon", "epsilon") if f in props), None)  # the algorithm's ε, if any
     demanding = [held[r].dataset.name for r in rights if held[r].dp_required]
     if demanding and not epsilon:
         names = ", ".join(sorted(demanding))
-        props = algo.params_schema.get("properties", {})
-        field = next((f for f in ("dp_epsilon", "epsilon") if f in props), "algorithm")
+        field = dp_field or "algorithm"
         how = f"set {field}." if field != "algorithm" else f"{algorithm} makes no differentially private release."
         raise invalid(field, f"The offer on {names} requires differential privacy for every release: {how}")
     consumer_node = consumer.nodes.filter(status=Node.Status.ACTIVE).order_by("id").first()
@@ -110,7 +112,8 @@ def job_submit(
             for right_id in sorted(rights):  # fixed lock order: ascending right id, then datasets
                 right_svc.right_reserve(right_id=right_id, operation=algo.operation, consumer=consumer, epsilon=epsilon)
             if epsilon:  # the dataset's lifetime budget, shared by every buyer, at the same time
-                budget.datasets_reserve(dataset_ids=[held[r].dataset_id for r in rights], epsilon=epsilon)
+                datasets = [held[r].dataset_id for r in rights]
+                budget.datasets_reserve(dataset_ids=datasets, epsilon=epsilon, field=dp_field)
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -266,7 +269,7 @@ def preview_request(
                     f"the overlap previews of this dataset have used their lifetime privacy budget"
                     f" (ε {PREVIEW_LIFETIME_EPSILON:g}); buy a right to learn more"
                 )
-            budget.datasets_reserve(dataset_ids=[target.id], epsilon=PREVIEW_EPSILON)  # shared by every buyer
+            budget.datasets_reserve(dataset_ids=[target.id], epsilon=PREVIEW_EPSILON, field=None)  # every buyer's
             job = Job.objects.create(
                 consumer=consumer,
                 submitted_by=user,
@@ -380,6 +383,7 @@ class _Writes:
     # Rights the transaction holds locked (with their dataset), settled in memory and saved here.
     rights: dict[int, UsageRight] = dataclasses.field(default_factory=dict)
     settled: set[int] = dataclasses.field(default_factory=set)
+    refunds: dict[int, Decimal] = dataclasses.field(default_factory=dict)  # dataset → ε given back
 
     def touch(self, job: Job, parties: list[JobParty]) -> None:
         self.jobs[job.pk] = job
@@ -396,6 +400,9 @@ class _Writes:
             update_rows(Job, list(self.jobs.values()), _JOB_FIELDS)
         update_rows(JobParty, list(self.parties.values()), ["status", "usage", "quota_settled"])
         update_rows(UsageRight, [self.rights[i] for i in sorted(self.settled)], right_svc.SETTLE_FIELDS)
+        if self.refunds:  # datasets last (after rights, jobs and nodes), in ascending order
+            budget.datasets_refund(self.refunds)
+            self.refunds = {}
         if self.sends:
             transaction.on_commit(lambda sends=self.sends: _send_all(sends))
         self.messages, self.jobs, self.parties, self.sends, self.settled = [], {}, {}, [], set()
@@ -546,11 +553,13 @@ def _fail(
     status: str = Job.Status.FAILED,
     parties: list[JobParty] | None = None,
     writes: _Writes | None = None,
+    refunds: dict[int, Decimal] | None = None,
 ) -> None:
     """End a job without a result and give back every quota unit not yet consumed.
 
     ``parties``: the job's parties as the caller holds them (their usage may not be written
-    yet); ``writes``: the caller's batch, which then writes the parties and the rights.
+    yet); ``writes``: the caller's batch, which then writes the parties and the rights and gives
+    back the datasets' ε (as ``refunds``, for a caller that ends several jobs: ascending datasets).
     """
     job.status = status
     job.error = reason
@@ -566,8 +575,11 @@ def _fail(
         if not job.preview:
             for party in providers:
                 right_svc.right_refund_epsilon(right_id=party.right_id, epsilon=eps)
-        every = [p for p in (_parties(job) if parties is None else parties) if p.role == "provider"]
-        budget.datasets_refund(dataset_ids=[p.dataset_id for p in every if p.dataset_id], epsilon=eps)
+        every = [p.dataset_id for p in (_parties(job) if parties is None else parties) if p.role == "provider"]
+        pending = writes.refunds if writes is not None else refunds if refunds is not None else {}
+        budget.refund_into(pending, [d for d in every if d], eps)
+        if writes is None and refunds is None:
+            budget.datasets_refund(pending)
 
 
 def rights_of_open_jobs(*, right_id: int) -> list[int]:
@@ -584,11 +596,13 @@ def jobs_cancel_for_right(*, right_id: int, reason: str) -> list[str]:
 
     The caller holds the locks of every right in ``rights_of_open_jobs`` (ascending).
     """
-    cancelled = []
+    cancelled: list[str] = []
+    refunds: dict[int, Decimal] = {}
     ids = JobParty.objects.filter(right_id=right_id).values_list("job_id", flat=True)
     for job in Job.objects.select_for_update().filter(id__in=ids, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]):
-        _fail(job, reason, status=Job.Status.CANCELLED)
+        _fail(job, reason, status=Job.Status.CANCELLED, refunds=refunds)
         cancelled.append(str(job.id))
+    budget.datasets_refund(refunds)  # after every job: the datasets in ascending order
     return cancelled
 
 

@@ -35,7 +35,7 @@ from protocol.checkpoint import encode_vkey
 
 FORMAT = "usufruct-ledger-bundle/1"
 RIGHT_KINDS = (LedgerEntry.Kind.RIGHT_GRANTED, LedgerEntry.Kind.RIGHT_REVOKED, LedgerEntry.Kind.RIGHT_EXPIRED)
-CITING_KINDS = (LedgerEntry.Kind.USAGE, LedgerEntry.Kind.SETTLEMENT)
+CITING_KINDS = (LedgerEntry.Kind.USAGE, LedgerEntry.Kind.SETTLEMENT, LedgerEntry.Kind.DP_CHARGE)
 NODE_KINDS = (LedgerEntry.Kind.NODE_ENROLLED, LedgerEntry.Kind.KEY_ROTATED)
 _CHUNK = 2000
 

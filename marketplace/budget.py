@@ -72,8 +72,9 @@ def dataset_budget_set(*, provider: Organization, dataset_id: int, epsilon_budge
     return dataset
 
 
-def datasets_reserve(*, dataset_ids: list[int], epsilon: float) -> None:
-    """Reserve ``epsilon`` on each dataset's lifetime budget (ascending ids; the caller's transaction)."""
+def datasets_reserve(*, dataset_ids: list[int], epsilon: float, field: str | None = "dp_epsilon") -> None:
+    """Reserve ``epsilon`` on each dataset's lifetime budget (ascending ids; the caller's transaction).
+    ``field``: the request's parameter a refusal names (None: the refusal names none)."""
     eps = Decimal(str(epsilon))
     for dataset_id in sorted(set(dataset_ids)):
         dataset = Dataset.objects.select_for_update().get(id=dataset_id)
@@ -81,22 +82,26 @@ def datasets_reserve(*, dataset_ids: list[int], epsilon: float) -> None:
             left = dataset.epsilon_budget - dataset.epsilon_spent
             raise Conflict(
                 f"dataset {dataset.name!r} has spent its lifetime privacy budget (ε {left} left)",
-                fields={
-                    "dp_epsilon": [
-                        f"{dataset.name} has ε = {left} of its lifetime privacy budget left, shared by every buyer."
-                    ]
-                },
+                fields={field: [f"{dataset.name} has ε = {left} of its lifetime privacy budget left, shared by all."]}
+                if field
+                else None,
                 code="privacy_budget_spent",
             )
         dataset.epsilon_spent += eps
         dataset.save(update_fields=["epsilon_spent"])
 
 
-def datasets_refund(*, dataset_ids: list[int], epsilon: float) -> None:
-    """Give back ε reserved by a job that ended before any DP release."""
-    eps = Decimal(str(epsilon))
+def datasets_refund(amounts: dict[int, Decimal]) -> None:
+    """Give back ε reserved by jobs that ended before any DP release (dataset id → ε), in ascending
+    dataset order: a transaction that ends several jobs locks their datasets in the one order."""
     with transaction.atomic():
-        for dataset_id in sorted(set(dataset_ids)):
+        for dataset_id in sorted(amounts):
             dataset = Dataset.objects.select_for_update().get(id=dataset_id)
-            dataset.epsilon_spent = max(dataset.epsilon_spent - eps, Decimal(0))
+            dataset.epsilon_spent = max(dataset.epsilon_spent - amounts[dataset_id], Decimal(0))
             dataset.save(update_fields=["epsilon_spent"])
+
+
+def refund_into(amounts: dict[int, Decimal], dataset_ids: list[int], epsilon: float) -> None:
+    """Add one job's refund to ``amounts`` (applied later by :func:`datasets_refund`)."""
+    for dataset_id in set(dataset_ids):
+        amounts[dataset_id] = amounts.get(dataset_id, Decimal(0)) + Decimal(str(epsilon))

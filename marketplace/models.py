@@ -84,7 +84,7 @@ class Dataset(models.Model):
     # The dataset's lifetime privacy budget, shared by every buyer (marketplace.budget): None sets
     # no cap beyond each right's own. ``epsilon_spent`` counts released and reserved ε.
     epsilon_budget = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
-    epsilon_spent = models.DecimalField(max_digits=7, decimal_places=3, default=0)
+    epsilon_spent = models.DecimalField(max_digits=15, decimal_places=3, default=0)  # uncapped, it keeps counting
 
     class Meta:
         ordering = ["name"]

@@ -12,6 +12,9 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import DecimalField, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import SafeString, mark_safe
@@ -30,6 +33,7 @@ from marketplace.models import Dataset, Organization
 from marketplace.permissions import IsProvider, page_for
 
 CHARGES_SHOWN = 200
+MILLI = Decimal("0.001")
 
 
 def _own_dataset(org: Organization | None, pk: int) -> Dataset:
@@ -42,17 +46,24 @@ def _own_dataset(org: Organization | None, pk: int) -> Dataset:
 
 
 def budget_view(dataset: Dataset) -> dict[str, Any]:
-    """Budget, spent, left and the releases that spent it (from the ledger), oldest first."""
-    entries = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DP_CHARGE, dataset_id=dataset.id)
-        .order_by("seq")
-        .values_list("seq", "producer_time", "consumer_id", "right_id", "payload")
-    )
-    names = dict(Organization.objects.values_list("id", "name"))
-    charges, total = [], Decimal(0)
-    for seq, at, consumer, right, payload in entries:
+    """Budget, spent, left and the latest releases that spent it (from the ledger), oldest first.
+
+    Two queries whatever the history: the total released summed in SQL, the last
+    ``CHARGES_SHOWN`` releases read with their running totals."""
+    charges_q = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DP_CHARGE, dataset_id=dataset.id)
+    eps_text = Cast(KeyTextTransform("epsilon", "payload"), DecimalField(max_digits=20, decimal_places=6))
+    total = charges_q.aggregate(total=Sum(eps_text))["total"] or Decimal(0)
+    rows = list(
+        charges_q.order_by("-seq").values_list("seq", "producer_time", "consumer_id", "right_id", "payload")[
+            :CHARGES_SHOWN
+        ]
+    )[::-1]
+    names = dict(Organization.objects.filter(id__in={r[2] for r in rows if r[2]}).values_list("id", "name"))
+    running = total - sum((Decimal(str(r[4].get("epsilon", "0"))) for r in rows), Decimal(0))
+    charges = []
+    for seq, at, consumer, right, payload in rows:
         eps = Decimal(str(payload.get("epsilon", "0")))
-        total += eps
+        running += eps
         charges.append(
             {
                 "seq": seq,
@@ -61,14 +72,14 @@ def budget_view(dataset: Dataset) -> dict[str, Any]:
                 "right": right,
                 "job": payload.get("job"),
                 "epsilon": str(eps),
-                "released_total": str(total),
+                "released_total": str(running.quantize(MILLI)),
             }
         )
     return {
         "dataset": dataset.id,
         "epsilon_budget": None if dataset.epsilon_budget is None else str(dataset.epsilon_budget),
         "epsilon_spent": str(dataset.epsilon_spent),  # released + reserved by jobs still running
-        "epsilon_released": str(total),
+        "epsilon_released": str(total.quantize(MILLI)),
         "epsilon_left": None if dataset.epsilon_left is None else str(dataset.epsilon_left),
         "charges": charges[-CHARGES_SHOWN:],
     }

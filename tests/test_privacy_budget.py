@@ -212,3 +212,21 @@ def test_the_provider_page_shows_the_budget_and_sets_it(demo, client) -> None:  
     assert client.get(f"/provider/datasets/{acme.id}/privacy/").status_code == 403
     with pytest.raises(Conflict):
         budget.datasets_reserve(dataset_ids=[acme.id], epsilon=4.5)
+
+
+def test_the_migration_counts_what_was_spent_before_budgets_existed(demo) -> None:  # type: ignore[no-untyped-def]
+    """Charges already on the ledger and ε reserved by open jobs are spent when budgets arrive."""
+    import importlib
+
+    from django.apps import apps
+
+    acme = _acme()
+    right = _buy(_dp_offer())
+    job = federation.run(Job.objects.get(id=post_job(api_for("bank"), "stats", DP, [right], "m1").json()["id"]))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    writer.integrate_all()
+    post_job(api_for("bank"), "stats", {**DP, "dp_epsilon": 0.25}, [right], "m2")  # open, nothing released
+    Dataset.objects.filter(id=acme.id).update(epsilon_spent=0)  # as before the migration
+    importlib.import_module("marketplace.migrations.0005_privacy_budgets").spent_so_far(apps, None)
+    assert Dataset.objects.get(id=acme.id).epsilon_spent == Decimal("0.75")
+    assert Dataset.objects.get(node__slug="taxco").epsilon_spent == 0

@@ -1286,18 +1286,7 @@ def _model_retired(*, job: Job, party: JobParty, node: Node, body: dict[str, Any
         return "retire failed"
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
     if body.get("status") != "ok" or result.get("deleted") is not True:
-        code, reason = str(body.get("code", "") or "not_deleted"), str(body.get("reason", ""))
-        status = str(body.get("status", ""))
-        _retirement_refused(
-            job=job,
-            party=party,
-            node=node,
-            step="lr_retire",
-            code=code,
-            reason=reason,
-            status=status,
-            reply=message.digest,
-        )
+        _answer_refused(job=job, party=party, node=node, step="lr_retire", body=body, message=message)
         return "retire refused"
     payload = {"model": str(job.id), "right": party.right_id, "dataset": party.dataset_id, "node": node.slug}
     payload |= {"consumer": job.consumer_id, "reply": message.digest, "reason": str(result.get("reason", ""))}
@@ -1321,19 +1310,19 @@ def _alignment_forgotten(*, job: Job, party: JobParty, node: Node, body: dict[st
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
     if body.get("status") == "ok" and result.get("forgotten") is True:
         return "alignment forgotten"
-    code, reason = str(body.get("code", "") or "not_forgotten"), str(body.get("reason", ""))
-    status = str(body.get("status", ""))
-    _retirement_refused(
-        job=job,
-        party=party,
-        node=node,
-        step="psi_forget",
-        code=code,
-        reason=reason,
-        status=status,
-        reply=message.digest,
-    )
+    _answer_refused(job=job, party=party, node=node, step="psi_forget", body=body, message=message)
     return "forget refused"
+
+
+def _answer_refused(
+    *, job: Job, party: JobParty, node: Node, step: str, body: dict[str, Any], message: Message
+) -> None:
+    """A signed answer to a retirement step that is not a deletion, on the ledger as the node's refusal."""
+    code = str(body.get("code", "") or ("not_deleted" if step == "lr_retire" else "not_forgotten"))
+    status, reason = str(body.get("status", "")), str(body.get("reason", ""))
+    _retirement_refused(
+        job=job, party=party, node=node, step=step, code=code, reason=reason, status=status, reply=message.digest
+    )
 
 
 RETIREMENT_REFUSED = {"lr_retire": "model_retire_refused", "psi_forget": "alignment_forget_refused"}

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from compute import charts
 from ledger.models import LedgerEntry
-from marketplace import budget, selectors
+from marketplace import accounts, budget, selectors
 from marketplace.api_input import StrictSerializer
 from marketplace.exceptions import Forbidden, NotFound, ServiceError
 from marketplace.models import Dataset, Organization
@@ -97,7 +97,7 @@ def budget_chart(view: dict[str, Any]) -> SafeString:
     cap = None if view["epsilon_budget"] is None else float(view["epsilon_budget"])
     svg = charts.spending(
         points, budget=cap, title="Privacy budget spent over time", ident="chart-budget", x_labels=labels
-    )  # noqa: E501
+    )
     return mark_safe(svg)  # noqa: S308 - built by compute.charts, every label escaped
 
 
@@ -133,8 +133,6 @@ def dataset_privacy(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _admin(request: HttpRequest | Request) -> Organization:
-    from marketplace import accounts
-
     return accounts.require_provider_admin(request.user)
 
 

@@ -234,8 +234,9 @@ class PublicKey:
         return self.verify()._hs
 
     def to_json(self) -> dict[str, str]:
-        hs = self._hs if self._hs is not None or self._claimed is None else self._claimed
-        return {"n": str(self.n), "hs": str(hs if hs is not None else self.hs)}
+        # The checked h_s, else the one published with the key (unchecked: this party only adds).
+        hs = self._hs if self._hs is not None else self._claimed if self._claimed is not None else self.hs
+        return {"n": str(self.n), "hs": str(hs)}
 
     @classmethod
     def from_json(cls, value: object, *, verify: bool = True) -> PublicKey:

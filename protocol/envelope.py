@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
-from protocol import sealed
+from protocol import keys, sealed
 from protocol.canonical import canonical, sha256_hex
 
 REQUIRED_FIELDS = ("job", "step", "round", "sender", "recipient", "nonce", "expires_at", "body")
@@ -114,10 +113,8 @@ def verify_signed(wire: Mapping[str, Any], resolve_key: Callable[[str], Ed25519P
     except (binascii.Error, ValueError) as exc:
         raise EnvelopeError("bad_signature", "signature is not base64") from exc
     data = canonical(payload)
-    try:
-        public.verify(signature, data)
-    except InvalidSignature as exc:
-        raise EnvelopeError("bad_signature", "signature does not verify") from exc
+    if not keys.verify(public, signature, data):
+        raise EnvelopeError("bad_signature", "signature does not verify")
     return Opened(payload=payload, kid=kid, digest=sha256_hex(data))
 
 

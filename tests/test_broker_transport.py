@@ -52,3 +52,69 @@ def test_one_client_per_channel_and_a_new_one_when_the_pool_is_replaced(redis_ur
                 message.ack()
         assert got == [0, 1, 2, 3]
         channel.queue_delete(name)
+
+
+def _queue() -> tuple[str, Queue]:
+    name = f"usufruct-test-{uuid.uuid4().hex}"
+    return name, Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def _drain(conn: Connection, queue: Queue, n: int) -> list[int]:
+    got = []
+    with conn.SimpleQueue(queue) as simple:
+        for _ in range(n):
+            message = simple.get(timeout=5)
+            got.append(message.payload["i"])
+            message.ack()
+    return got
+
+
+def test_messages_published_together_reach_redis_at_once_in_order(redis_url: str) -> None:
+    name, queue = _queue()
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        producer.publish({"i": -1}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
+        _drain(conn, queue, 1)
+        with channel.conn_or_acquire() as client:
+            with broker.together(channel):
+                for i in range(5):
+                    producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, serializer="json")
+                assert client.llen(name) == 0  # held until the block ends
+            assert client.llen(name) == 5
+        assert _drain(conn, queue, 5) == [0, 1, 2, 3, 4]
+        channel.queue_delete(name)
+
+
+def test_a_failed_round_trip_puts_each_message_alone(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    name, queue = _queue()
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        producer.publish({"i": -1}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
+        _drain(conn, queue, 1)
+
+        def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise redis.ConnectionError("the round trip was cut")
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", broken)
+        with broker.together(channel):
+            for i in range(3):
+                producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, serializer="json")
+        monkeypatch.undo()
+        assert _drain(conn, queue, 3) == [0, 1, 2]
+        with channel.conn_or_acquire() as client:
+            assert client.llen(name) == 0  # each once: the failed MULTI pushed nothing
+        channel.queue_delete(name)
+
+
+def test_together_changes_nothing_on_another_transport() -> None:
+    name, queue = _queue()
+    with Connection("memory://") as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        with broker.together(channel):
+            producer.publish({"i": 7}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
+        assert _drain(conn, queue, 1) == [7]

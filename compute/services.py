@@ -638,10 +638,38 @@ def jobs_fail_stale(*, older_than: timedelta) -> int:
         with transaction.atomic():
             job = _lock_job(job_id)  # rights first, then the job (the documented lock order)
             if job is not None and job.status in (Job.Status.QUEUED, Job.Status.RUNNING) and job.updated_at < cutoff:
+                if job.status == Job.Status.RUNNING and _stalled_goes_on(job):
+                    continue
                 waiting = ", ".join(p.node.slug for p in job.parties.filter(status=JobParty.Status.WAITING))
                 _fail(job, f"timed out waiting for {waiting or 'the hub'}")
                 count += 1
     return count
+
+
+def _stalled_goes_on(job: Job) -> bool:
+    """An algorithm that can go on without the parties that went silent (``on_stalled``: e.g.
+    ``homo_lr`` drops them from the round) does so; True if the job moved on."""
+    algo = get_algorithm(job.algorithm)
+    if not hasattr(algo, "on_stalled"):
+        return False
+    parties = _parties(job)
+    view = _view(job, parties)
+    try:
+        progress = algo.on_stalled(view)
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(job, f"timed out: {exc}", parties=parties)
+        return True
+    if progress is None:
+        return False
+    asked = {s.party for s in progress.sends}
+    for p in parties:  # the silent ones, dropped from the round
+        if p.role == "provider" and p.key in view.state.get("dropped", {}):
+            p.status = JobParty.Status.REFUSED
+    writes = _Writes()
+    _apply(job, view, progress, parties, writes)
+    writes.flush()
+    log.info("job %s went on without its silent parties (next: %s)", job.id, ", ".join(sorted(asked)) or "none")
+    return True
 
 
 def messages_resend_unanswered(*, older_than: timedelta) -> int:
@@ -1072,6 +1100,16 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     if body.get("status") != "ok":
         party.status = JobParty.Status.REFUSED
         reason = f"{node.slug} refused step {payload['step']}: {body.get('reason', '')} ({body.get('code')})"
+        algo = get_algorithm(job.algorithm)
+        if hasattr(algo, "on_refused"):  # an algorithm that goes on without the party (a dropout)
+            view = _view(job, parties)
+            try:
+                progress = algo.on_refused(view, payload["step"], party.key, reason)
+            except (KeyError, ValueError, TypeError) as exc:
+                _fail(job, f"{reason}; {exc}" if str(exc) != reason else reason, parties=parties, writes=writes)
+                return said("refused")
+            _apply(job, view, progress, parties, writes)
+            return said("dropped")
         _fail(job, reason, parties=parties, writes=writes)
         return said("refused")
     if party.role == "provider":

@@ -118,7 +118,17 @@ def drive(
             break
         send = outbox.pop(0)
         sent = _wire(send.body)
-        result = algo.node_step(nodes[send.party], send.step, sent)
+        try:
+            result = algo.node_step(nodes[send.party], send.step, sent)
+        except StepRefused as refused:
+            if not hasattr(algo, "on_refused"):
+                raise
+            # As the hub does: an algorithm that survives a refusal (a provider dropping out) goes on.
+            progress = algo.on_refused(job, send.step, send.party, f"{refused} ({refused.code})")
+            job.state = json.loads(canonical(job.state))
+            outbox.extend(progress.sends)
+            outputs = progress.outputs or outputs
+            continue
         reply = _wire(result.body)
         if trace is not None:
             trace.append((send.step, send.party, sent, reply, result.rows, result.records))

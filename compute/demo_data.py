@@ -67,6 +67,38 @@ def generate(seed: int = SEED, n: int = N_APPLICANTS) -> dict[str, list[dict[str
     return {"bank": bank, "acme": acme, "taxco": taxco}
 
 
+# The Breast Cancer Wisconsin (Diagnostic) features, in scikit-learn's order (x0..x29 of the file).
+CANCER_FEATURES = [
+    f"{kind}_{name}"
+    for kind in ("mean", "error", "worst")
+    for name in (
+        "radius", "texture", "perimeter", "area", "smoothness",
+        "compactness", "concavity", "concave_points", "symmetry", "fractal_dimension",
+    )
+]  # fmt: skip
+HOSPITALS = ("stmary", "lakeside", "northgate")
+CANCER_FILE = Path(__file__).resolve().parent / "demo_datasets" / "breast_cancer.csv"
+
+
+@lru_cache(maxsize=1)
+def hospitals(seed: int = SEED) -> dict[str, list[dict[str, object]]]:
+    """The breast-cancer rows split by rows across three hospitals (same columns, different patients)."""
+    with CANCER_FILE.open() as fh:
+        rows = list(csv.DictReader(fh))
+    random.Random(seed).shuffle(rows)
+    out: dict[str, list[dict[str, object]]] = {}
+    for k, slug in enumerate(HOSPITALS):
+        out[slug] = [
+            {
+                "patient_id": f"{slug[:2].upper()}{int(r['id']):05d}",
+                **{name: r[f"x{j}"] for j, name in enumerate(CANCER_FEATURES)},
+                "benign": r["y"],
+            }
+            for r in rows[k::3]
+        ]
+    return out
+
+
 def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
@@ -96,6 +128,24 @@ DATASET_SPECS = {
             "roles": {"taxpayer_id": "id"},
         }
     ],
+    **{
+        slug: [
+            {
+                "local": "patients",
+                "name": f"{name} breast-cancer diagnostics",
+                "description": f"Fine-needle aspirate measurements of {name}'s patients (30 features of the cell "
+                "nuclei) with the diagnosis (benign = 1). The same columns as the other hospitals' datasets: "
+                "train one model across them without a record leaving any hospital.",
+                "tags": ["health", "oncology", "diagnostics"],
+                "roles": {"patient_id": "id", "benign": "label"},
+            }
+        ]
+        for slug, name in (
+            ("stmary", "St Mary's Hospital"),
+            ("lakeside", "Lakeside Clinic"),
+            ("northgate", "Northgate Medical Centre"),
+        )
+    },
     "bank": [
         {
             "local": "applicants",

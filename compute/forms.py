@@ -137,6 +137,60 @@ class HeteroLRJobForm(forms.Form):
                 self.initial.setdefault("consumer_features", numeric_features(first))
 
 
+class HomoLRJobForm(forms.Form):
+    """Horizontal learning: one model over providers' datasets that share their columns."""
+
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    rights = forms.ModelMultipleChoiceField(
+        queryset=UsageRight.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        label="Providers (usage rights)",
+        help_text="Two or more datasets with the same columns",
+    )
+    features = forms.MultipleChoiceField(
+        choices=[], widget=forms.CheckboxSelectMultiple, help_text="Numeric features every chosen dataset has"
+    )
+    label = forms.ChoiceField(choices=[], help_text="The 0/1 outcome column every chosen dataset has")
+    rounds = forms.IntegerField(initial=20, min_value=1, max_value=200)
+    local_epochs = forms.IntegerField(initial=2, min_value=1, max_value=50, label="Local epochs per round")
+    learning_rate = forms.FloatField(initial=0.1)
+    l2 = forms.FloatField(initial=0.0, label="L2 regularisation")
+    batch_size = forms.IntegerField(initial=32, min_value=1)
+    min_providers = forms.IntegerField(
+        initial=2, min_value=2, label="Fewest providers per round", help_text="A round with fewer left fails the job"
+    )
+    key_bits = forms.TypedChoiceField(
+        choices=[(1024, "1024"), (2048, "2048"), (3072, "3072")], coerce=int, initial=2048, label="Paillier key bits"
+    )
+
+    def params(self) -> dict[str, object]:
+        d = self.cleaned_data
+        names = ("features", "label", "rounds", "local_epochs", "learning_rate", "l2", "batch_size", "min_providers")
+        return {**{n: d[n] for n in names}, "key_bits": d["key_bits"]}
+
+    def __init__(self, *args, consumer=None, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        active = UsageRight.objects.filter(consumer=consumer, status=UsageRight.Status.ACTIVE)
+        usable = [r.id for r in active if "homo_lr" in r.operations]  # JSON lists: filtered here, for SQLite too
+        rights = list(UsageRight.objects.filter(id__in=usable).select_related("dataset").order_by("dataset__name"))
+        self.fields["rights"].queryset = UsageRight.objects.filter(id__in=usable).select_related("dataset")
+        self.fields["rights"].label_from_instance = lambda r: (
+            f"{r.dataset.name} — right #{r.id}, {r.quota_left} of {r.quota_total} jobs left"
+        )
+        # Columns all the datasets you hold rights to share, in the first one's order.
+        shared: list[str] = numeric_features(rights[0].dataset) if rights else []
+        labels: list[str] = [c["name"] for c in rights[0].dataset.columns if c["role"] == "label"] if rights else []
+        for r in rights[1:]:
+            shared = [c for c in shared if c in set(numeric_features(r.dataset))]
+            labels = [c for c in labels if any(x["name"] == c for x in r.dataset.columns)]
+        self.fields["features"].choices = [(c, c) for c in shared]
+        self.fields["label"].choices = [(c, c) for c in labels] or [("", "No shared label column")]
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+            self.initial.setdefault("rights", [r.id for r in rights])
+            self.initial.setdefault("features", shared)
+
+
 class ScoreForm(forms.Form):
     """Score records with a trained model: a dataset on your node, or some of its IDs."""
 

@@ -42,7 +42,8 @@ class Job(models.Model):
 
     # What names a job for a person, by algorithm: the parameter that says what it computes.
     _SUBJECT = {"stats": ("of", "column"), "hetero_lr": ("predicting", "label_column"),
-                "hetero_lr_score": ("of", "consumer_dataset"), "psi": ("by", "consumer_id_column"),
+                "homo_lr": ("predicting", "label"), "hetero_lr_score": ("of", "consumer_dataset"),
+                "psi": ("by", "consumer_id_column"),
                 "psi_align": ("by", "consumer_id_column")}  # fmt: skip
 
     @property

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from compute import charts, services
-from compute.forms import HeteroLRJobForm, ScoreForm, StatsJobForm
+from compute.forms import HeteroLRJobForm, HomoLRJobForm, ScoreForm, StatsJobForm
 from compute.models import Job, JobParty, Message
 from marketplace import accounts, selectors
 from marketplace.exceptions import ServiceError
@@ -28,8 +28,12 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "compute/jobs.html", {"jobs": jobs})
 
 
-FORMS = {"stats": StatsJobForm, "hetero_lr": HeteroLRJobForm}
-TITLES = {"stats": "a statistics job", "hetero_lr": "the joint credit model (vertical logistic regression)"}
+FORMS = {"stats": StatsJobForm, "hetero_lr": HeteroLRJobForm, "homo_lr": HomoLRJobForm}
+TITLES = {
+    "stats": "a statistics job",
+    "hetero_lr": "the joint credit model (vertical logistic regression)",
+    "homo_lr": "a model across providers (horizontal logistic regression)",
+}
 
 
 @login_required
@@ -77,6 +81,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     }
     if job.algorithm == "hetero_lr":
         context.update(_model_charts(job))
+    if job.algorithm == "homo_lr":
+        context.update(_fedavg_charts(job, parties))
     return render(request, "compute/job.html", context)
 
 
@@ -151,6 +157,57 @@ def _model_charts(job: Job) -> dict[str, object]:
                     y_min=min(0.0, *added.values()),
                 )
             )
+    return out
+
+
+def _fedavg_charts(job: Job, parties: Any) -> dict[str, object]:
+    """Rounds so far, and the global model's log-loss and AUC per round across the providers."""
+    history = (job.outputs or {}).get("history") or job.state.get("history") or []
+    evaluated = [h for h in history if h.get("loss") is not None]
+    names = {p.key: p.dataset.name for p in parties if p.role == "provider" and p.dataset is not None}
+    out: dict[str, object] = {
+        "rounds_done": max(0, len(history) - 1),
+        "rounds_total": job.params.get("rounds"),
+        "dropped": [(names.get(k, k), why) for k, why in sorted((job.state.get("dropped") or {}).items())],
+    }
+    if evaluated:
+        out["fl_loss_chart"] = _svg(
+            charts.lines(
+                {"log-loss": [h["loss"] for h in evaluated]},
+                title="Global model's log-loss per round, over all providers' rows",
+                x_label="round",
+                y_label="log-loss",
+                ident="chart-fl-loss",
+            )
+        )
+        aucs = [h["auc"] for h in evaluated if h.get("auc") is not None]
+        if aucs:
+            out["fl_auc_chart"] = _svg(
+                charts.lines(
+                    {"AUC (binned)": aucs},
+                    title="Global model's AUC per round",
+                    x_label="round",
+                    y_label="AUC",
+                    ident="chart-fl-auc",
+                )  # fmt: skip
+            )
+        out["last"] = evaluated[-1]
+    model = (job.outputs or {}).get("model")
+    if model:
+        features = job.params.get("features", [])
+        out["coefficients"] = sorted(
+            zip(features, model["standardised"]["weights"], model["weights"], strict=True), key=lambda t: -abs(t[1])
+        )
+        top = dict((name, round(w, 4)) for name, w, _ in out["coefficients"][:12])  # type: ignore[index]
+        out["coef_chart"] = _svg(
+            charts.bars(
+                top,
+                title="Largest standardised coefficients",
+                y_label="weight",
+                ident="chart-fl-coef",
+                y_min=min(0.0, *top.values()),
+            )  # fmt: skip
+        )
     return out
 
 

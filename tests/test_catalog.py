@@ -51,18 +51,25 @@ def _more_datasets(n: int) -> None:
 
 
 def test_full_text_search_filters_and_sorting(demo, client) -> None:  # type: ignore[no-untyped-def]
-    assert _names(client) == ["Acme shopper behaviour 2026", "TaxCo SME invoice signals"]
-    assert _names(client, "q=invoicing") == ["TaxCo SME invoice signals"]  # stemmed: invoicing ~ invoice
-    assert _names(client, "q=buy-now-pay-later payments") == ["Acme shopper behaviour 2026"]
-    assert _names(client, "provider=taxco") == ["TaxCo SME invoice signals"]
-    assert _names(client, "tag=e-commerce") == ["Acme shopper behaviour 2026"]
+    acme, taxco = "Acme shopper behaviour 2026", "TaxCo SME invoice signals"
+    lakeside, northgate, stmary = (
+        f"{h} breast-cancer diagnostics" for h in ("Lakeside Clinic", "Northgate Medical Centre", "St Mary's Hospital")
+    )
+    assert _names(client) == [acme, lakeside, northgate, stmary, taxco]
+    assert _names(client, "q=invoicing") == [taxco]  # stemmed: invoicing ~ invoice
+    assert _names(client, "q=buy-now-pay-later payments") == [acme]
+    assert _names(client, "provider=taxco") == [taxco]
+    assert _names(client, "tag=e-commerce") == [acme]
     assert _names(client, "tag=e-comm") == []  # tags match whole
-    assert _names(client, "operation=stats") == ["Acme shopper behaviour 2026", "TaxCo SME invoice signals"]
+    assert _names(client, "tag=oncology") == [lakeside, northgate, stmary]
+    assert _names(client, "operation=stats") == [acme, lakeside, northgate, stmary, taxco]
+    assert _names(client, "operation=homo_lr") == [lakeside, northgate, stmary]
+    assert _names(client, "operation=hetero_lr") == [acme, taxco]
     assert _names(client, "plan=subscription") == []
-    assert _names(client, "price_max=160") == ["Acme shopper behaviour 2026"]
-    assert _names(client, "price_min=160&price_max=250") == ["TaxCo SME invoice signals"]
-    assert _names(client, "sort=-price") == ["TaxCo SME invoice signals", "Acme shopper behaviour 2026"]
-    assert _names(client, "sort=-rows") == ["Acme shopper behaviour 2026", "TaxCo SME invoice signals"]
+    assert _names(client, "price_max=160") == [acme]
+    assert _names(client, "price_min=160&price_max=250") == [taxco]
+    assert _names(client, "sort=-price") == [stmary, northgate, lakeside, taxco, acme]
+    assert _names(client, "sort=-rows")[:2] == [acme, taxco]
 
 
 def test_bad_filter_values_are_a_400_with_field_messages(demo, client) -> None:  # type: ignore[no-untyped-def]
@@ -78,9 +85,9 @@ def test_the_consumers_own_dataset_is_not_listed(demo, client) -> None:  # type:
 def test_pagination_and_query_count_independent_of_page_size(demo, client) -> None:  # type: ignore[no-untyped-def]
     _more_datasets(12)
     page = client.get("/api/datasets/?limit=5&offset=5").json()
-    assert page["count"] == 14 and len(page["results"]) == 5
+    assert page["count"] == 17 and len(page["results"]) == 5
     counts = []
-    for limit in (1, 14):
+    for limit in (1, 17):
         with CaptureQueriesContext(connection) as ctx:
             assert client.get(f"/api/datasets/?limit={limit}").status_code == 200
         counts.append(len(ctx.captured_queries))

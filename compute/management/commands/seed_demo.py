@@ -1,4 +1,5 @@
-"""Seed the demo: organisations, users, three nodes with local data, datasets, offers,
+"""Seed the demo: organisations, users, nodes with local data (a bank, two providers of credit
+signals, three hospitals and a research institute), datasets, offers,
 and the data protection authority's witness (key, API token and pinned log key under
 ``var/witness/``, which the Procfile's ``witness`` process reads).
 
@@ -34,12 +35,20 @@ ORGS = [
     ("northwind", "Northwind Bank", False, True, False, "bank", "bank"),
     ("acme", "Acme Commerce", True, False, False, "acme", "acme"),
     ("taxco", "TaxCo Invoice Bureau", True, False, False, "taxco", "taxco"),
+    ("stmary", "St Mary's Hospital", True, False, False, "stmary", "stmary"),
+    ("lakeside", "Lakeside Clinic", True, False, False, "lakeside", "lakeside"),
+    ("northgate", "Northgate Medical Centre", True, False, False, "northgate", "northgate"),
+    ("oncolab", "Oncology Research Institute", False, True, False, "research", "oncolab"),
     ("dpa", "Data Protection Authority", False, False, True, "regulator", None),
 ]
 DESCRIPTIONS = {
     "northwind": "A regional bank lending to households and small businesses.",
     "acme": "An online marketplace with 1.2 million monthly shoppers; shares behavioural signals, never rows.",
     "taxco": "The e-invoicing bureau for small and medium enterprises; publishes compute-only invoice signals.",
+    "stmary": "A teaching hospital with a breast-cancer screening programme.",
+    "lakeside": "A regional clinic for diagnostics and oncology.",
+    "northgate": "A medical centre that runs fine-needle aspirate diagnostics for three districts.",
+    "oncolab": "Researchers building diagnostic models from several hospitals' records, which never leave them.",
     "dpa": "The supervisory authority for data protection; audits the ledger and co-signs its checkpoints.",
 }
 OFFERS = {
@@ -63,6 +72,20 @@ OFFERS = {
         epsilon="2.0",
         terms="Compute-only use for lending decisions. Aggregates only, minimum group 50.",
     ),
+    **{
+        slug: dict(
+            title="Diagnostic records for joint models, compute only",
+            amount_minor=amount,
+            currency="EUR",
+            quota_jobs=10,
+            duration_days=365,
+            min_group_size=20,
+            epsilon="2.0",
+            terms="Compute-only use for diagnostic research. Only federated training and aggregates. No re-identification.",  # noqa: E501
+            operations=["stats", "homo_lr"],
+        )
+        for slug, amount in (("stmary", 500), ("lakeside", 400), ("northgate", 450))
+    },
 }
 
 
@@ -81,7 +104,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        data = demo_data.generate()
+        data = {**demo_data.generate(), **demo_data.hospitals()}
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.org", PASSWORD)
@@ -102,12 +125,14 @@ class Command(BaseCommand):
                     user = User.objects.create_user(username, f"{username}@example.org", PASSWORD)
                 Membership.objects.get_or_create(user=user, organization=org, defaults={"role": "admin"})
             if node_slug and not Node.objects.filter(slug=node_slug).exists():
-                self._make_node(org, node_slug, data[node_slug])
+                self._make_node(org, node_slug, data.get(node_slug, []))
         for slug, offer in OFFERS.items():
             dataset = Dataset.objects.filter(node__slug=slug).first()
             if dataset and not Offer.objects.filter(dataset=dataset).exists():
                 services.offer_publish(
-                    organization=dataset.organization, dataset=dataset, operations=DEMO_OPERATIONS, **offer
+                    organization=dataset.organization,
+                    dataset=dataset,
+                    **{"operations": DEMO_OPERATIONS, **offer},  # type: ignore[arg-type]
                 )
         self._make_witness(Organization.objects.get(slug="dpa"), User.objects.get(username="regulator"))
         if not opts["quiet"]:
@@ -140,12 +165,21 @@ class Command(BaseCommand):
 
     def _make_node(self, org: Organization, slug: str, rows: list[dict[str, object]]) -> None:
         directory = node_dir(slug)
-        spec = demo_data.DATASET_SPECS[slug]
-        demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
+        spec = demo_data.DATASET_SPECS.get(slug, [])  # a consumer's node may hold no dataset
+        directory.mkdir(parents=True, exist_ok=True)
+        if spec:
+            demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
         (directory / "datasets.json").write_text(json.dumps(spec, indent=2))
-        policy: dict[str, object] = {"operations": ["stats", "psi", "psi_align", "hetero_lr"], "min_group_size": 20}
+        policy: dict[str, object] = {
+            "operations": ["stats", "psi", "psi_align", "hetero_lr", "homo_lr"],
+            "min_group_size": 20,
+        }
         if slug == "bank":
             policy["consumer_datasets"] = ["applicants"]  # the bank's own IDs and labels, for its jobs
+        elif slug in ("stmary", "lakeside", "northgate"):
+            policy["operations"] = ["stats", "homo_lr"]
+        elif slug == "oncolab":
+            pass  # a consumer's node that holds no data of its own: it makes keys and sums updates
         else:
             policy["previews"] = True  # answer free, noised overlap previews
         (directory / "policy.json").write_text(json.dumps(policy))

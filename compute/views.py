@@ -166,7 +166,7 @@ def _fedavg_charts(job: Job, parties: Any) -> dict[str, object]:
     evaluated = [h for h in history if h.get("loss") is not None]
     names = {p.key: p.dataset.name for p in parties if p.role == "provider" and p.dataset is not None}
     out: dict[str, object] = {
-        "rounds_done": max(0, len(history) - 1),
+        "rounds_done": min(max(0, len(history) - 1), int(job.params.get("rounds") or 0)),  # the last: evaluation
         "rounds_total": job.params.get("rounds"),
         "dropped": [(names.get(k, k), why) for k, why in sorted((job.state.get("dropped") or {}).items())],
     }

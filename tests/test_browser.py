@@ -17,7 +17,7 @@ from tests.conftest import buy, login  # noqa: E402
 def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
     base = live_server.url
     page.goto(f"{base}/")
-    expect(page.locator(".dataset-card")).to_have_count(2)
+    expect(page.locator(".dataset-card")).to_have_count(5)  # two credit signals, three hospitals
     expect(page.locator("body")).to_contain_text("1.50 EUR")
 
     login(page, base, "bank")

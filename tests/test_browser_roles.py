@@ -56,7 +56,8 @@ def test_anonymous_visitor_filters_the_catalog_and_signs_up(tdemo, live_server, 
     page.select_option("select[name=sort]", "-price")
     page.fill("input[name=tag]", "")
     page.click("text=Apply")
-    expect(page.locator(".dataset-card h2").first).to_have_text("TaxCo SME invoice signals")
+    expect(page.locator(".dataset-card h2").first).to_have_text("St Mary's Hospital breast-cancer diagnostics")
+    expect(page.locator(".dataset-card h2").last).to_have_text("Acme shopper behaviour 2026")  # the cheapest
 
     page.click("text=Sign up")
     page.fill("#id_username", "ivy")

@@ -68,9 +68,10 @@ def test_make_run_serves_the_whole_path_on_the_embedded_default(tmp_path) -> Non
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _call(f"{base}/api/datasets/")[1].get("count") == 2, timeout=120)
+        _wait(lambda: _call(f"{base}/api/datasets/")[1].get("count") == 5, timeout=120)
         token = _api_token(env, "bank")
-        datasets = _call(f"{base}/api/datasets/")[1]["results"]
+        datasets = _call(f"{base}/api/datasets/?operation=hetero_lr")[1]["results"]  # the credit signals
+        assert sorted(d["node"] for d in datasets) == ["acme", "taxco"]
         rights = []
         for d in datasets:
             status, order = _call(

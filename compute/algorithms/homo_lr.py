@@ -165,12 +165,12 @@ class HomoLR:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 errors[name] = [f"{name} must be a whole number in [{low}, {high}]."]
             clean[name] = value
-        for name, (low, high, default) in REALS.items():
-            value = params.get(name, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-                errors[name] = [f"{name} must be a number in [{low:g}, {high:g}]."]
+        for name, (lo, hi, fallback) in REALS.items():
+            real = params.get(name, fallback)
+            if isinstance(real, bool) or not isinstance(real, int | float) or not lo <= real <= hi:
+                errors[name] = [f"{name} must be a number in [{lo:g}, {hi:g}]."]
             else:
-                clean[name] = float(value)
+                clean[name] = float(real)
         least = params.get("min_providers", 2)
         if isinstance(least, bool) or not isinstance(least, int) or least < 2:
             errors["min_providers"] = ["min_providers must be a whole number, at least 2."]
@@ -416,7 +416,7 @@ class HomoLR:
             try:
                 key = keys.public_from_b64(str(node_keys.get(party)))
                 kid = keys.key_id(key)
-                opened = envelope.verify_signed(statement, lambda k, kid=kid, key=key: key if k == kid else None)
+                opened = envelope.verify_signed(statement, _only(kid, key))
             except (ValueError, envelope.EnvelopeError) as exc:
                 raise StepRefused("unsigned_contribution", f"{party}: {exc}") from None
             p = opened.payload
@@ -449,7 +449,7 @@ class HomoLR:
             rate = min(max(ys / n, 1e-6), 1 - 1e-6)
             bias = math.log(rate / (1 - rate))
             model = {"mean": mean.tolist(), "std": std.tolist(), "weights": [0.0] * f, "bias": bias}
-            out_metrics = {"rows": int(round(n)), "positives": int(round(ys))}
+            out_metrics: dict[str, Any] = {"rows": int(round(n)), "positives": int(round(ys))}
         else:
             head = _unfixed(values[: f + 3])  # Σ n·w, Σ n·b, Σ n, Σ loss
             pos, neg = values[f + 3 : f + 3 + BINS], values[f + 3 + BINS :]
@@ -483,6 +483,11 @@ class HomoLR:
         else:
             ctx.state_put("fl", stored)
         return StepResult(result)
+
+
+def _only(kid: str, key: Any) -> Any:
+    """A key resolver that knows one key."""
+    return lambda k: key if k == kid else None
 
 
 def _local(ctx: NodeContext, dataset: str, features: list[str], label: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -11,6 +11,8 @@ OPERATIONS: dict[str, str] = {
     "stats": "Count, sum, mean and variance of a numeric column, summed under Paillier.",
     "psi": "Noised size of the overlap between your ID list and a provider's, by Diffie–Hellman PSI.",
     "psi_align": "Align your records with providers' by PSI: each node learns which of its own records are shared.",
-    "homo_lr": "Train a logistic regression across providers with the same columns (FedAvg); no update is seen alone.",
+    "homo_lr": (
+        "Horizontal logistic regression (FedAvg) across providers with the same columns; updates summed under Paillier."
+    ),
     "hetero_lr": "Train a logistic regression on your labels and providers' features, aligned by PSI; rows never move.",
 }

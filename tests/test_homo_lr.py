@@ -153,9 +153,7 @@ def test_with_fewer_providers_left_than_min_providers_the_job_fails() -> None:
 def test_a_silent_provider_is_dropped_when_the_round_stalls() -> None:
     train, _ = _rows()
     job, nodes = _federation(_split(train, "iid"), rounds=2, local_epochs=1)
-    sends = ALGO.start(job).sends
-    body = ALGO.node_step(nodes["consumer"], "fl_keygen", sends[0].body).body
-    asks = ALGO.on_result(job, "fl_keygen", "consumer", body).sends
+    asks = _asks(job, nodes)
     for ask in asks[:2]:  # provider:2 never answers
         ALGO.on_result(job, ask.step, ask.party, ALGO.node_step(nodes[ask.party], ask.step, ask.body).body)
     progress = ALGO.on_stalled(job)
@@ -167,12 +165,16 @@ def test_a_silent_provider_is_dropped_when_the_round_stalls() -> None:
     assert ALGO.on_result(job, asks[2].step, "provider:2", late).sends == []
 
 
+def _asks(job: JobView, nodes: dict[str, FakeNode]) -> list[Any]:
+    """Start the job and take the consumer's key: the hub's ``fl_moments`` steps to the providers."""
+    (keygen,) = ALGO.start(job).sends
+    body = ALGO.node_step(nodes["consumer"], "fl_keygen", keygen.body).body
+    return list(ALGO.on_result(job, "fl_keygen", "consumer", body).sends)
+
+
 def _round_zero(job: JobView, nodes: dict[str, FakeNode]) -> dict[str, Any]:
     """The consumer's ``fl_aggregate`` body for round 0, as an honest hub sends it."""
-    sends = ALGO.start(job).sends
-    body = ALGO.node_step(nodes["consumer"], "fl_keygen", sends[0].body).body
-    progress = ALGO.on_result(job, "fl_keygen", "consumer", body)
-    for ask in progress.sends:
+    for ask in _asks(job, nodes):
         progress = ALGO.on_result(job, ask.step, ask.party, ALGO.node_step(nodes[ask.party], ask.step, ask.body).body)
     (aggregate,) = progress.sends
     return copy.deepcopy(aggregate.body)
@@ -212,9 +214,7 @@ def test_the_consumer_node_never_decrypts_one_provider_alone() -> None:
 def test_the_hub_holds_each_contribution_to_its_signer_round_and_party() -> None:
     train, _ = _rows()
     job, nodes = _federation(_split(train, "iid"), rounds=2, local_epochs=1)
-    sends = ALGO.start(job).sends
-    body = ALGO.node_step(nodes["consumer"], "fl_keygen", sends[0].body).body
-    asks = ALGO.on_result(job, "fl_keygen", "consumer", body).sends
+    asks = _asks(job, nodes)
     reply = ALGO.node_step(nodes["provider:0"], asks[0].step, asks[0].body).body
     with pytest.raises(ValueError, match="not signed by its node"):
         ALGO.on_result(job, "fl_moments", "provider:1", reply)  # provider:0's statement from provider:1
@@ -229,9 +229,7 @@ def test_the_hub_holds_each_contribution_to_its_signer_round_and_party() -> None
 def test_a_provider_encrypts_only_under_the_key_the_consumer_signed() -> None:
     train, _ = _rows()
     job, nodes = _federation(_split(train, "iid"), rounds=1, local_epochs=1)
-    sends = ALGO.start(job).sends
-    body = ALGO.node_step(nodes["consumer"], "fl_keygen", sends[0].body).body
-    ask = ALGO.on_result(job, "fl_keygen", "consumer", body).sends[0]
+    ask = _asks(job, nodes)[0]
     other = ALGO.node_step(FakeNode("x", {}), "fl_keygen", {"key_bits": 1024}).body["public_key"]
     with pytest.raises(StepRefused) as e:
         ALGO.node_step(nodes[ask.party], ask.step, {**ask.body, "public_key": other})
@@ -241,9 +239,7 @@ def test_a_provider_encrypts_only_under_the_key_the_consumer_signed() -> None:
 def test_a_provider_below_its_minimum_group_or_with_a_non_binary_label_refuses() -> None:
     train, _ = _rows()
     job, nodes = _federation(_split(train, "iid"), rounds=1, local_epochs=1)
-    sends = ALGO.start(job).sends
-    body = ALGO.node_step(nodes["consumer"], "fl_keygen", sends[0].body).body
-    ask = ALGO.on_result(job, "fl_keygen", "consumer", body).sends[0]
+    ask = _asks(job, nodes)[0]
     node = nodes[ask.party]
     node.min_group_size = 1000
     with pytest.raises(StepRefused) as e:

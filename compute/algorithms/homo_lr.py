@@ -54,9 +54,9 @@ from compute.algorithms.base import (
     refuse_unknown,
     register,
 )
+from compute.algorithms.hetero_lr import JOB_KEY, new_job_key, signed_job_key
 from protocol import envelope, he, keys
 
-JOB_KEY = "usufruct/job-key/v1"
 CONTRIBUTION = "usufruct/fl-contribution/v1"
 SLOT = 96  # bits per packed slot: room for Σ over many providers of n·w in fixed point
 FRAC = 24  # fixed point: x ↦ round(x · 2^24)
@@ -333,11 +333,9 @@ class HomoLR:
 
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
         if step == "fl_keygen":
-            private = he.PrivateKey.generate(int(body["key_bits"]))
+            private, signed = new_job_key(ctx, int(body["key_bits"]))
             ctx.state_put("fl", {"private": private.to_json(), "rounds": []})
-            public_json = private.public.to_json()
-            statement = ctx.sign({"type": JOB_KEY, "job": ctx.job, "public_key": public_json})
-            return StepResult({"public_key": public_json, "key_statement": statement})
+            return StepResult(signed)
         if step in ("fl_moments", "fl_train"):
             return self._provider(ctx, step, body)
         if step == "fl_aggregate":
@@ -345,10 +343,7 @@ class HomoLR:
         raise StepRefused("unknown_step", f"homo_lr has no step {step!r}")
 
     def _provider(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
-        signed = ctx.consumer_statement(body.get("key_statement"), JOB_KEY)
-        if signed.get("public_key") != body.get("public_key"):
-            raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
-        public = he.PublicKey.from_json(signed["public_key"])
+        public = signed_job_key(ctx, body)  # only under the key the consumer's node signed for this job
         features, label = list(body["features"]), str(body["label"])
         x, y, read = _local(ctx, str(body["dataset"]), features, label)
         if len(y) < ctx.min_group_size:

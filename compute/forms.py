@@ -25,10 +25,27 @@ class StatsJobForm(forms.Form):
     )
     bound_low = forms.FloatField(required=False, label="Clip values from")
     bound_high = forms.FloatField(required=False, label="to")
+    histogram_edges = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Histogram bin edges (optional)",
+        help_text="e.g. 0, 12, 24, 48, 96: counts per bin [from, to) instead of the summary",
+    )
+
+    def clean_histogram_edges(self) -> list[float] | None:
+        text = self.cleaned_data.get("histogram_edges", "").strip()
+        if not text:
+            return None
+        try:
+            return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        except ValueError:
+            raise forms.ValidationError("Give numbers separated by commas.") from None
 
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         params: dict[str, object] = {"column": d["column"]}
+        if d.get("histogram_edges") is not None:
+            params["histogram"] = {"edges": d["histogram_edges"]}
         if d.get("dp_epsilon"):
             params["dp_epsilon"] = d["dp_epsilon"]
             if d.get("bound_low") is not None or d.get("bound_high") is not None:

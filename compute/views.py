@@ -56,7 +56,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
             )
         except ServiceError as exc:
             _form_errors(
-                form, exc, {"bounds": "bound_low", "datasets": "rights", "consumer_id_column": "consumer_dataset"}
+                form,
+                exc,
+                {
+                    "bounds": "bound_low",
+                    "datasets": "rights",
+                    "consumer_id_column": "consumer_dataset",
+                    "histogram": "histogram_edges",
+                },
             )
         else:
             return redirect("job", pk=job.id)
@@ -83,6 +90,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context.update(_model_charts(job))
     if job.algorithm == "homo_lr":
         context.update(_fedavg_charts(job, parties))
+    if job.algorithm == "stats" and "counts" in (job.outputs or {}):
+        context.update(_histogram(job, parties))
     return render(request, "compute/job.html", context)
 
 
@@ -158,6 +167,31 @@ def _model_charts(job: Job) -> dict[str, object]:
                 )
             )
     return out
+
+
+def _histogram(job: Job, parties: Any) -> dict[str, object]:
+    """A histogram's bins as a bar chart, and its per-provider counts by dataset."""
+    o = job.outputs
+    edges = o["edges"]
+    labels = [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False)]
+    named = {p.key: p.dataset.name for p in parties if p.role == "provider" and p.dataset is not None}
+    rows = [
+        (named.get(k, k), None if v.get("suppressed") else v.get("counts"))
+        for k, v in sorted((o.get("by_party") or {}).items())
+    ]
+    return {
+        "bins": list(zip(labels, o["counts"], strict=True)),
+        "hist_rows": rows,
+        "hist_chart": _svg(
+            charts.bars(
+                dict(zip(labels, o["counts"], strict=True)),
+                title=f"Rows per bin of {job.params['column']}",
+                y_label="rows",
+                ident="chart-histogram",
+                y_min=min(0, *o["counts"]),
+            )
+        ),  # fmt: skip
+    }
 
 
 def _fedavg_charts(job: Job, parties: Any) -> dict[str, object]:

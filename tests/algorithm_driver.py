@@ -27,6 +27,7 @@ class FakeNode:
         self.rows = rows
         self.min_group_size = min_group
         self.states: dict[str, dict[str, dict[str, Any]]] = {}  # job → name → value, as on disk
+        self.memory: dict[str, dict[str, Any]] = {}  # what the node remembers across jobs
         self.grant: dict[str, Any] | None = None
         self.key = Ed25519PrivateKey.generate()
         self.kid = keys.key_id(self.key)
@@ -66,6 +67,12 @@ class FakeNode:
 
     def state_get(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.state.get(name, {}))
+
+    def memory_get(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.memory.get(name, {}))
+
+    def memory_put(self, name: str, value: dict[str, Any]) -> None:
+        self.memory[name] = json.loads(json.dumps(value))
 
     def state_put(self, name: str, value: dict[str, Any]) -> None:
         self.state[name] = json.loads(json.dumps(value))  # as the runtime stores it: JSON on disk

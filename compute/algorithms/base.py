@@ -219,6 +219,14 @@ class NodeContext(Protocol):
         """What this node kept under ``name`` at the end of an earlier job ``job`` (a model part), or {}."""
         ...
 
+    def memory_get(self, name: str) -> dict[str, Any]:
+        """What the node remembers across jobs under ``name`` (e.g. the bin edges it released), or {}."""
+        ...
+
+    def memory_put(self, name: str, value: dict[str, Any]) -> None:
+        """Remember ``value`` across jobs (atomically, before the reply leaves)."""
+        ...
+
     @property
     def grant(self) -> dict[str, Any] | None:
         """The usage right the hub presented for this step (None on the consumer's own steps)."""

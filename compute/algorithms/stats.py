@@ -20,9 +20,12 @@ is charged to every provider right of the job, once: each release is of its own 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
 
 from compute.algorithms.base import (
     COLUMN_SCHEMA,
@@ -46,6 +49,8 @@ NUMERIC = {"number", "integer"}
 JOB_KEY = "usufruct/job-key/v1"  # the consumer node's signed statement of the job's Paillier key
 FIELDS = ("count", "sum", "sumsq")
 SCALE = 10**6  # fixed point of Σx and Σx²
+HIST_SLOT = 48  # bits per count: room for any dataset's counts summed across providers, plus noise
+MAX_BINS = 100
 
 
 def slot_bits(public: he.PublicKey) -> int:
@@ -83,6 +88,21 @@ class Stats:
                 "maxItems": 2,
                 "description": "[low, high] with low < high: values are clipped to it for a DP release.",
             },
+            "histogram": {
+                "type": "object",
+                "properties": {
+                    "edges": {
+                        "type": "array",
+                        "items": {"type": "number", "minimum": -1e9, "maximum": 1e9},
+                        "minItems": 2,
+                        "maxItems": MAX_BINS + 1,
+                        "description": "Strictly increasing bin edges; bins are [e_i, e_i+1).",
+                    }
+                },
+                "required": ["edges"],
+                "additionalProperties": False,
+                "description": "Counts per bin instead of count, sum, mean and variance.",
+            },
         },
         ["column"],
     )
@@ -102,13 +122,20 @@ class Stats:
                     errors.setdefault("column", []).append(
                         f"column {column!r} of {ds.name!r} is not a numeric feature."
                     )
-        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds"}
+        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram"}
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
         bits = params.get("key_bits", 2048)
         if bits not in (1024, 2048, 3072):
             errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
         clean: dict[str, Any] = {"column": column, "key_bits": bits}
+        if "histogram" in params:
+            edges = (params["histogram"] or {}).get("edges") if isinstance(params["histogram"], dict) else None
+            problem = edges_problem(edges)
+            if problem or set(params["histogram"]) != {"edges"}:
+                errors["histogram"] = [problem or "A histogram takes exactly one field, edges."]
+            else:
+                clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
         eps = params.get("dp_epsilon")
         if eps is not None:
             if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 10:
@@ -117,7 +144,11 @@ class Stats:
                 # ε is accounted in thousandths (UsageRight.epsilon_*): no release may round to 0.
                 errors["dp_epsilon"] = ["dp_epsilon has at most 3 decimals (at least 0.001)."]
             bounds = params.get("bounds")
-            if (
+            if "histogram" in params and bounds is None:
+                clean["dp_epsilon"] = float(eps)  # counts: one row moves one bin by one, no clipping needed
+            elif "histogram" in params:
+                errors["bounds"] = ["A histogram's counts need no bounds."]
+            elif (
                 not isinstance(bounds, list)
                 or len(bounds) != 2
                 or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
@@ -172,6 +203,8 @@ class Stats:
                         "column": job.params["column"],
                         "dataset": p.dataset_local,
                         **({"bounds": job.params["bounds"]} if "bounds" in job.params else {}),
+                        **({"histogram": job.params["histogram"]} if "histogram" in job.params else {}),
+                        **({"dp": True} if "dp_epsilon" in job.params else {}),
                     },
                 )
                 for p in job.providers
@@ -180,7 +213,8 @@ class Stats:
         if step == "partial":
             suppressed = body.get("suppressed") is True and "dp_epsilon" not in job.params
             public = he.PublicKey.from_json(job.state["public_key"], verify=False)  # checked at keygen
-            job.state["partials"][party] = None if suppressed else public.pack(_totals(public, body.get("totals")))
+            field, width = _shape(job.params, public)
+            job.state["partials"][party] = None if suppressed else public.pack(_packed(public, body.get(field), width))
             done = len(job.state["partials"])
             total = len(job.providers)
             if done < total:
@@ -194,13 +228,18 @@ class Stats:
             if "dp_epsilon" in job.params:
                 # Each provider's partial gets its own noise (its dataset, its ε); the total is
                 # their sum, post-processing that spends nothing more.
-                eps, bounds = job.params["dp_epsilon"], job.params["bounds"]
-                partials = {k: self._add_noise(public, v, eps, bounds) for k, v in partials.items()}
+                eps = job.params["dp_epsilon"]
+                if "histogram" in job.params:
+                    partials = {k: self._add_count_noise(public, v, eps, width) for k, v in partials.items()}
+                else:
+                    partials = {k: self._add_noise(public, v, eps, job.params["bounds"]) for k, v in partials.items()}
                 spent = eps
                 job.state["dp_released"] = True
             keys = sorted(partials)
-            aggregate = public.sum_vectors([_totals(public, partials[k]) for k in keys])
-            summed: dict[str, Any] = {"totals": public.pack(aggregate)}
+            aggregate = public.sum_vectors([_packed(public, partials[k], width) for k in keys])
+            summed: dict[str, Any] = {field: public.pack(aggregate)}
+            if "histogram" in job.params:
+                summed["bins"] = len(job.params["histogram"]["edges"]) - 1
             if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
@@ -218,7 +257,14 @@ class Stats:
             withheld = job.state.get("suppressed") or []
             if withheld:  # named, with nothing of theirs: below the minimum group size
                 outputs["by_party"] = {**outputs.get("by_party", {}), **{k: {"suppressed": True} for k in withheld}}
-            if "dp_epsilon" in job.params:
+            if "histogram" in job.params:
+                outputs["edges"] = job.params["histogram"]["edges"]
+            if "dp_epsilon" in job.params and "histogram" in job.params:
+                outputs["dp"] = {
+                    "epsilon": job.params["dp_epsilon"],
+                    "mechanism": "discrete Laplace per bin (sensitivity 1)",
+                }
+            elif "dp_epsilon" in job.params:
                 outputs["dp"] = {
                     "epsilon": job.params["dp_epsilon"],
                     "bounds": job.params["bounds"],
@@ -238,6 +284,12 @@ class Stats:
         sensitivity = {"count": 1, "sum": round(reach * SCALE) or 1, "sumsq": round(reach * reach * SCALE) or 1}
         noise = [discrete_laplace((epsilon / 3) / sensitivity[f], self.rng) for f in FIELDS]
         return public.pack(public.add(_totals(public, packed), public.encrypt_packed(noise, slot_bits(public))))
+
+    def _add_count_noise(self, public: he.PublicKey, packed: str, epsilon: float, width: int) -> str:
+        """Encrypted integer noise on each bin: adding or removing one row moves one count by one."""
+        cts = _packed(public, packed, width)
+        noise = [discrete_laplace(epsilon, self.rng) for _ in range(width)]
+        return public.pack(public.add(cts, public.encrypt_packed(noise, HIST_SLOT)))
 
     # --- node side ------------------------------------------------------------------
     def node_step(self, ctx: NodeContext, step: str, body: dict[str, Any]) -> StepResult:
@@ -262,7 +314,20 @@ class Stats:
                 except he.HEError as e:
                     raise StepRefused("bad_totals", f"the totals to decrypt are not this job's: {e}") from None
 
-            result = totals(body.get("totals"))
+            if "bins" in body:  # a histogram: counts per bin
+                bins = int(body["bins"])
+
+                def totals(packed: Any) -> dict[str, Any]:  # noqa: F811 - the histogram's decoding
+                    public = private.public
+                    try:
+                        cts = _packed(public, packed, bins)
+                        return {"counts": private.decrypt_packed(cts, HIST_SLOT, bins)}
+                    except he.HEError as e:
+                        raise StepRefused("bad_totals", f"the counts to decrypt are not this job's: {e}") from None
+
+                result = totals(body.get("histogram"))
+            else:
+                result = totals(body.get("totals"))
             by_party = body.get("by_party")
             if isinstance(by_party, dict):
                 result["by_party"] = {str(k): totals(v) for k, v in by_party.items()}
@@ -285,7 +350,7 @@ class Stats:
             except ValueError:
                 raise StepRefused("not_numeric", f"column {column!r} is not numeric") from None
         if len(values) < ctx.min_group_size:
-            if "bounds" in body:  # a DP release spends ε on every right: it is all or nothing
+            if "bounds" in body or body.get("dp"):  # a DP release spends ε on every right: all or nothing
                 raise StepRefused(
                     "group_too_small",
                     # No count in the message: a suppressed group's size is what suppression hides.
@@ -298,12 +363,74 @@ class Stats:
         if signed.get("public_key") != body.get("public_key"):
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
         public = he.PublicKey.from_json(signed["public_key"])
+        if "histogram" in body:
+            counts = histogram_counts(ctx, body["dataset"], column, values, body["histogram"].get("edges"))
+            out = {"histogram": public.pack(public.encrypt_packed(counts, HIST_SLOT))}
+            return StepResult(out, rows=len(rows), records=len(values))
         if "bounds" in body:  # a DP release: clipping bounds each row's contribution
             low, high = body["bounds"]
             values = [min(max(v, low), high) for v in values]
         totals = [len(values), sum(round(v * SCALE) for v in values), sum(round(v * v * SCALE) for v in values)]
         out = {"totals": public.pack(public.encrypt_packed(totals, slot_bits(public)))}
         return StepResult(out, rows=len(rows), records=len(values))
+
+
+def _shape(params: dict[str, Any], public: he.PublicKey) -> tuple[str, int]:
+    """What a provider's partial is called and how many values it packs."""
+    if "histogram" in params:
+        return "histogram", len(params["histogram"]["edges"]) - 1
+    return "totals", len(FIELDS)
+
+
+def _packed(public: he.PublicKey, packed: Any, width: int) -> list[int]:
+    """A packed partial, checked against the key: the ciphertexts ``width`` values need, no more."""
+    limit = public.packed_count(width, HIST_SLOT) if width != len(FIELDS) else 1
+    cts = public.unpack(packed, limit)
+    if len(cts) != limit:
+        raise he.HEError(f"expected {limit} packed ciphertext(s)")
+    return cts
+
+
+def edges_problem(edges: Any) -> str | None:
+    """Why ``edges`` are not a histogram's bin edges, or None."""
+    if not isinstance(edges, list) or not 2 <= len(edges) <= MAX_BINS + 1:
+        return f"Give 2 to {MAX_BINS + 1} bin edges."
+    if not all(isinstance(e, int | float) and not isinstance(e, bool) and abs(e) <= 1e9 for e in edges):
+        return "Bin edges are numbers within ±1e9."
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        return "Bin edges must increase strictly."
+    return None
+
+
+def histogram_counts(ctx: NodeContext, dataset: str, column: str, values: list[float], edges: Any) -> list[int]:
+    """Counts per bin [eᵢ, eᵢ₊₁) of this node's values, held to the differencing rule.
+
+    The node remembers every edge it has released on this column, to anyone (consumers may
+    collude). Any two releases can be subtracted, so what they can isolate is every *atom*
+    between consecutive edges of the union, including below the first and above the last (the
+    column's count is released too). A histogram is answered only if every atom of the union
+    with its edges holds no row or at least the minimum group size; otherwise it is refused, and
+    nothing is released — so no two answers differ by a small group.
+    """
+    problem = edges_problem(edges)
+    if problem:
+        raise StepRefused("bad_edges", problem)
+    name = "edges-" + hashlib.sha256(f"{dataset}\x00{column}".encode()).hexdigest()[:32]
+    released = [float(e) for e in ctx.memory_get(name).get("edges", [])]
+    union = sorted({*released, *(float(e) for e in edges)})
+    v = np.asarray(values, dtype=float)
+    atoms = np.bincount(np.searchsorted(union, v, side="right"), minlength=len(union) + 1)
+    small = int(((atoms > 0) & (atoms < ctx.min_group_size)).sum())
+    if small:
+        raise StepRefused(
+            "differencing",
+            f"with the bin edges already released on {column!r}, these would isolate {small} range(s) of fewer"
+            f" rows than the minimum group size {ctx.min_group_size}: choose edges from those released",
+        )
+    ctx.memory_put(name, {"edges": union})
+    idx = np.searchsorted(np.asarray(edges, dtype=float), v, side="right") - 1
+    inside = (idx >= 0) & (idx < len(edges) - 1)
+    return [int(c) for c in np.bincount(idx[inside], minlength=len(edges) - 1)]
 
 
 def summarise(count: int, total_fixed: int, sumsq_fixed: int) -> dict[str, Any]:

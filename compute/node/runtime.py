@@ -114,6 +114,25 @@ class LocalContext:
         path = self.config.state_dir / job / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def _memory_path(self, name: str) -> Path:
+        if not _SAFE_JOB.fullmatch(name):
+            raise StepRefused("bad_name", "not a name the node remembers")
+        return self.config.state_dir / "memory" / f"{name}.json"
+
+    def memory_get(self, name: str) -> dict[str, Any]:
+        path = self._memory_path(name)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def memory_put(self, name: str, value: dict[str, Any]) -> None:
+        path = self._memory_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as fh:
+            json.dump(value, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # before the reply leaves: a release is remembered even if the job fails later
+
     def state_get(self, name: str) -> dict[str, Any]:
         path = self._state_path(name)
         return json.loads(path.read_text()) if path.exists() else {}

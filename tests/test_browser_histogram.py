@@ -1,0 +1,33 @@
+"""A ``stats`` histogram through the real pages, in Chromium, with real worker processes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import buy, login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+
+def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
+    base = live_server.url
+    login(page, base, "bank")
+    buy(page, base, "Acme shopper behaviour 2026", purpose="Tenure profile")
+    page.click("header >> text=Jobs")
+    page.click("text=Run a job")
+    for box in page.locator("input[name=rights]").all():
+        box.check()
+    page.select_option("#id_column", "tenure_months")
+    page.fill("#id_histogram_edges", "0, 24, 48, 24")
+    page.click("text=Submit job")
+    expect(page.locator(".errorlist")).to_contain_text("Bin edges must increase strictly.")
+    page.fill("#id_histogram_edges", "0, 24, 48, 72, 1000")
+    page.click("text=Submit job")
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#chart-histogram")).to_be_visible()
+    expect(page.locator("#histogram tbody tr")).to_have_count(4)
+    expect(page.locator("#histogram")).to_contain_text("[72, 1000)")

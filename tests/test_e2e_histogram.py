@@ -1,0 +1,84 @@
+"""``stats`` histograms with real worker processes: the sum of the providers' counts, and the
+differencing attack refused by the providers' nodes before anything is released or charged."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from marketplace.models import UsageRight
+from tests.conftest import api_for, ledger_idle, post_job, wait_for
+
+pytestmark = pytest.mark.e2e
+
+EDGES = [0, 24, 48, 72, 1000]  # every range holds at least the minimum group at both providers
+
+
+def _tenure(slug: str) -> list[float]:
+    path = next((Path(settings.USUFRUCT_NODES_DIR) / slug / "data").glob("*.csv"))
+    with path.open() as fh:
+        return [float(r["tenure_months"]) for r in csv.DictReader(fh)]
+
+
+def _counts(values: list[float], edges: list[float]) -> list[int]:
+    return [sum(1 for v in values if a <= v < b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def _rights(bank) -> list[int]:  # type: ignore[no-untyped-def]
+    rights = []
+    for d in bank.get("/api/datasets/?operation=hetero_lr").json()["results"]:  # acme and taxco
+        r = bank.post(
+            "/api/orders/",
+            {"offer": d["offers"][0]["id"], "purpose": "Tenure profile", "accept_terms": True},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"hist-{d['node']}",
+        )
+        assert r.status_code == 201, r.content
+        rights.append(r.json()["right"]["id"])
+    return rights
+
+
+def _run(bank, params: dict, rights: list[int], key: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    r = post_job(bank, "stats", params, rights, key)
+    assert r.status_code == 201, r.content
+    job_id = r.json()["id"]
+
+    def finished():  # type: ignore[no-untyped-def]
+        body = bank.get(f"/api/jobs/{job_id}/").json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    return wait_for(finished, timeout=90)  # type: ignore[no-any-return]
+
+
+def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) -> None:  # type: ignore[no-untyped-def]
+    bank = api_for("bank")
+    rights = _rights(bank)
+    body = _run(bank, {"column": "tenure_months", "histogram": {"edges": EDGES}, "key_bits": 1024}, rights, "h-1")
+    assert body["status"] == "succeeded", body["error"]
+    acme, taxco = _tenure("acme"), _tenure("taxco")
+    assert body["outputs"]["counts"] == _counts(acme + taxco, EDGES)
+    assert sorted(v["counts"] for v in body["outputs"]["by_party"].values()) == sorted(
+        [_counts(acme, EDGES), _counts(taxco, EDGES)]
+    )
+
+    # The attack: a second histogram whose one extra edge isolates a small range of acme's rows.
+    edge = next(e for e in range(73, 400) if 0 < len([v for v in acme if 72 <= v < e]) < 20)
+    attack = {"column": "tenure_months", "histogram": {"edges": [0, 24, 48, 72, edge, 1000]}, "key_bits": 1024}
+    refused = _run(bank, attack, rights, "h-2")
+    assert refused["status"] == "failed"
+    assert "(differencing)" in refused["error"] and "minimum group size" in refused["error"]
+    assert "counts" not in (refused["outputs"] or {})
+    ledger_idle()
+    for right_id in rights:  # the first job charged once; the refused one nothing
+        right = UsageRight.objects.get(id=right_id)
+        assert (right.quota_used, right.quota_reserved) == (1, 0)
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bank"))
+    page = client.get(f"/jobs/{body['id']}/").content.decode()
+    assert 'id="chart-histogram"' in page and "[24, 48)" in page

@@ -1,0 +1,133 @@
+"""``stats`` histograms: counts per bin summed under Paillier, and the differencing rule.
+
+Every provider's node remembers the bin edges it has released on a column (to anyone), and
+answers a new histogram only if no range between the edges of all releases together holds a
+small group: the obvious attack — two histograms whose edges differ by one small range, then
+subtract — is refused before anything is released.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compute.algorithms.base import Column, DatasetInfo, JobView, ParamError, Party, StepRefused, get_algorithm
+from tests.algorithm_driver import FakeNode, drive
+
+STATS = get_algorithm("stats")
+MIN_GROUP = 5
+
+
+def _nodes(values: dict[str, list[float]]) -> dict[str, FakeNode]:
+    consumer = FakeNode("bank", {})
+    nodes = {"consumer": consumer}
+    for key, vs in values.items():
+        node = FakeNode(key.split(":")[1], {"d": [{"x": str(v)} for v in vs]}, min_group=MIN_GROUP)
+        node.consumer = consumer
+        nodes[key] = node
+    return nodes
+
+
+def _job(nodes: dict[str, FakeNode], job_id: str, **params: Any) -> JobView:
+    infos = [DatasetInfo(i, f"d{i}", (Column("x", "number", "feature"),)) for i in range(len(nodes) - 1)]
+    clean = STATS.validate({"column": "x", "key_bits": 1024, **params}, infos)
+    for node in nodes.values():
+        node.job = job_id
+    parties = [Party("consumer", "bank", "consumer")] + [
+        Party(k, nodes[k].slug, "provider", dataset_id=i, dataset_local="d")
+        for i, k in enumerate(nodes)
+        if k != "consumer"
+    ]
+    return JobView(id=job_id, params=clean, parties=parties)
+
+
+def _truth(values: list[float], edges: list[float]) -> list[int]:
+    v = np.asarray(values)
+    return [int(((v >= a) & (v < b)).sum()) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def test_a_histogram_over_two_providers_is_the_sum_of_their_counts() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 100, 300).tolist(), rng.integers(20, 120, 200).tolist()
+    nodes = _nodes({"provider:a": a, "provider:b": b})
+    edges = [0, 25, 50, 75, 100, 125]
+    out = drive(STATS, _job(nodes, "h1", histogram={"edges": edges}), nodes)
+    assert out["counts"] == _truth(a + b, edges)
+    assert out["edges"] == [float(e) for e in edges]
+    assert out["by_party"] == {"provider:a": {"counts": _truth(a, edges)}, "provider:b": {"counts": _truth(b, edges)}}
+
+
+def test_the_obvious_differencing_attack_is_refused_before_anything_is_released() -> None:
+    # 40 rows in [0, 20), 3 rows in [20, 21), 40 rows in [21, 30).
+    values = [float(v % 20) for v in range(40)] + [20.2, 20.5, 20.8] + [21 + v % 9 for v in range(40)]
+    nodes = _nodes({"provider:a": values})
+    first = drive(STATS, _job(nodes, "q1", histogram={"edges": [0, 10, 20, 30]}), nodes)
+    assert first["counts"] == [20, 20, 43]
+    # The attacker's second query moves one edge by one unit: subtracting the two answers would
+    # give the 3 rows in [20, 21) — a group below the minimum of 5.
+    shifted = [0, 10, 21, 30]
+    assert _truth(values, [0, 10, 20, 30])[2] - _truth(values, shifted)[2] == 3  # what the attack targets
+    with pytest.raises(StepRefused, match="isolate 1 range"):
+        drive(STATS, _job(nodes, "q2", histogram={"edges": shifted}), nodes)
+    # A colluding consumer fares no better: the node remembers the edges, not who asked.
+    nodes["consumer"] = FakeNode("other-bank", {})
+    nodes["provider:a"].consumer = nodes["consumer"]
+    with pytest.raises(StepRefused, match="isolate 1 range"):
+        drive(STATS, _job(nodes, "q3", histogram={"edges": shifted}), nodes)
+    # "Everything" minus "everything but the top value" (the 4 rows at 29) is the same attack.
+    with pytest.raises(StepRefused, match="isolate 1 range"):
+        drive(STATS, _job(nodes, "q4", histogram={"edges": [0, 28.5]}), nodes)
+    # Edges chosen from those released (a coarser histogram) are answered.
+    coarse = drive(STATS, _job(nodes, "q5", histogram={"edges": [0, 20, 30]}), nodes)
+    assert coarse["counts"] == [40, 43]
+
+
+def test_a_refused_histogram_teaches_the_node_nothing_new() -> None:
+    values = [float(v) for v in range(40)] + [40.5]
+    nodes = _nodes({"provider:a": values})
+    with pytest.raises(StepRefused, match="isolate"):
+        drive(STATS, _job(nodes, "r1", histogram={"edges": [0, 40, 40.4]}), nodes)
+    assert nodes["provider:a"].memory == {}  # nothing released, nothing remembered
+    drive(STATS, _job(nodes, "r2", histogram={"edges": [0, 20, 41]}), nodes)
+    (remembered,) = nodes["provider:a"].memory.values()
+    assert remembered == {"edges": [0.0, 20.0, 41.0]}
+
+
+def test_a_dp_histogram_adds_noise_per_bin_and_spends_its_epsilon() -> None:
+    values = [float(v % 50) for v in range(500)]
+    edges = [0, 10, 20, 30, 40, 50]
+    noisy = []
+    for i in range(4):
+        nodes = _nodes({"provider:a": values})
+        job = _job(nodes, f"dp{i}", histogram={"edges": edges}, dp_epsilon=0.5)
+        noisy.append(drive(STATS, job, nodes)["counts"])
+        assert job.state["dp_released"] is True
+    truth = _truth(values, edges)
+    assert any(c != truth for c in noisy)  # P(all 20 draws are 0) = (tanh(0.25))^20 ≈ 1e-12
+    assert all(abs(n - t) < 60 for c in noisy for n, t in zip(c, truth, strict=True))
+
+
+def test_a_provider_below_its_minimum_group_is_suppressed_in_a_histogram() -> None:
+    nodes = _nodes({"provider:a": [float(v) for v in range(50)], "provider:b": [1.0, 2.0]})
+    out = drive(STATS, _job(nodes, "s1", histogram={"edges": [0, 25, 50]}), nodes)
+    assert out["counts"] == [25, 25] and out["by_party"]["provider:b"] == {"suppressed": True}
+
+
+@pytest.mark.parametrize(
+    ("histogram", "extra", "field"),
+    [
+        ({"edges": [0, 0, 1]}, {}, "histogram"),
+        ({"edges": [1]}, {}, "histogram"),
+        ({"edges": list(range(103))}, {}, "histogram"),
+        ({"edges": [0, 1], "bins": 3}, {}, "histogram"),
+        ({"edges": [0, 1]}, {"dp_epsilon": 1, "bounds": [0, 1]}, "bounds"),
+    ],
+)
+def test_bad_histograms_are_refused_by_field(histogram: dict[str, Any], extra: dict[str, Any], field: str) -> None:
+    with pytest.raises(ParamError) as e:
+        STATS.validate(
+            {"column": "x", "histogram": histogram, **extra}, [DatasetInfo(0, "d", (Column("x", "number", "feature"),))]
+        )
+    assert field in e.value.errors

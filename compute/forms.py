@@ -32,6 +32,22 @@ class StatsJobForm(forms.Form):
         help_text="e.g. 0, 12, 24, 48, 96: counts per bin [from, to) instead of the summary",
     )
 
+    quantiles = forms.CharField(
+        required=False,
+        max_length=400,
+        label="Quantiles (optional, with ε)",
+        help_text="e.g. 0.25, 0.5, 0.75: read from noised counts over the bin edges above, as a grid",
+    )
+
+    def clean_quantiles(self) -> list[float] | None:
+        text = self.cleaned_data.get("quantiles", "").strip()
+        if not text:
+            return None
+        try:
+            return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        except ValueError:
+            raise forms.ValidationError("Give probabilities separated by commas.") from None
+
     def clean_histogram_edges(self) -> list[float] | None:
         text = self.cleaned_data.get("histogram_edges", "").strip()
         if not text:
@@ -44,7 +60,9 @@ class StatsJobForm(forms.Form):
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         params: dict[str, object] = {"column": d["column"]}
-        if d.get("histogram_edges") is not None:
+        if d.get("quantiles") is not None:
+            params["quantiles"] = {"probabilities": d["quantiles"], "edges": d.get("histogram_edges") or []}
+        elif d.get("histogram_edges") is not None:
             params["histogram"] = {"edges": d["histogram_edges"]}
         if d.get("dp_epsilon"):
             params["dp_epsilon"] = d["dp_epsilon"]

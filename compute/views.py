@@ -63,6 +63,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                     "datasets": "rights",
                     "consumer_id_column": "consumer_dataset",
                     "histogram": "histogram_edges",
+                    "quantiles": "quantiles",
                 },
             )
         else:

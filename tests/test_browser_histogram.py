@@ -31,3 +31,19 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#chart-histogram")).to_be_visible()
     expect(page.locator("#histogram tbody tr")).to_have_count(4)
     expect(page.locator("#histogram")).to_contain_text("[72, 1000)")
+
+    # Quantiles: only with ε, read from a grid.
+    page.click("header >> text=Jobs")
+    page.click("text=Run a job")
+    for box in page.locator("input[name=rights]").all():
+        box.check()
+    page.select_option("#id_column", "tenure_months")
+    page.fill("#id_histogram_edges", ", ".join(str(e) for e in range(0, 201, 2)))
+    page.fill("#id_quantiles", "0.25, 0.5, 0.75")
+    page.click("text=Submit job")
+    expect(page.locator(".errorlist")).to_contain_text("only with differential privacy")
+    page.fill("#id_dp_epsilon", "0.5")
+    page.click("text=Submit job")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#quantiles tbody tr")).to_have_count(3)
+    expect(page.locator("#r-dp")).to_contain_text("ε = 0.5")

@@ -4,6 +4,7 @@ differencing attack refused by the providers' nodes before anything is released 
 from __future__ import annotations
 
 import csv
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,20 @@ def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) 
     for right_id in rights:  # the first job charged once; the refused one nothing
         right = UsageRight.objects.get(id=right_id)
         assert (right.quota_used, right.quota_reserved) == (1, 0)
+    ledger_idle()
+
+    # DP quantiles over a fine grid (an exact release of it would be refused): charged ε, close to the truth.
+    grid = list(range(0, 201))
+    q = {"probabilities": [0.25, 0.5, 0.75], "edges": grid}
+    dp = _run(bank, {"column": "tenure_months", "quantiles": q, "dp_epsilon": 0.5, "key_bits": 1024}, rights, "h-3")
+    assert dp["status"] == "succeeded", dp["error"]
+    both = sorted(acme + taxco)
+    for got in dp["outputs"]["quantiles"]:
+        exact = both[int(got["p"] * len(both))]
+        assert abs(got["value"] - exact) <= 3, (got, exact)
+    ledger_idle()
+    for right_id in rights:
+        assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("0.5")
 
     client = Client()
     client.force_login(get_user_model().objects.get(username="bank"))

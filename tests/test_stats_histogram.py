@@ -131,3 +131,38 @@ def test_bad_histograms_are_refused_by_field(histogram: dict[str, Any], extra: d
             {"column": "x", "histogram": histogram, **extra}, [DatasetInfo(0, "d", (Column("x", "number", "feature"),))]
         )
     assert field in e.value.errors
+
+
+def test_dp_quantiles_are_read_from_a_noised_grid_which_needs_no_differencing_rule() -> None:
+    values = [float(v % 1000) for v in range(5000)]  # uniform on [0, 1000)
+    nodes = _nodes({"provider:a": values})
+    grid = [float(e) for e in range(0, 1001, 5)]  # 200 cells of 25 rows: an exact release would be refused
+    job = _job(nodes, "dpq", quantiles={"probabilities": [0.1, 0.5, 0.9], "edges": grid}, dp_epsilon=1.0)
+    out = drive(STATS, job, nodes)
+    assert [q["p"] for q in out["quantiles"]] == [0.1, 0.5, 0.9]
+    for q, want in zip(out["quantiles"], (100, 500, 900), strict=True):
+        assert abs(q["value"] - want) < 15, out["quantiles"]
+    assert "counts" not in out and out["dp"]["epsilon"] == 1.0
+    assert nodes["provider:a"].memory == {}  # a DP release is not held to (nor recorded for) the rule
+
+
+def test_quantiles_need_dp_and_exclude_a_histogram() -> None:
+    info = [DatasetInfo(0, "d", (Column("x", "number", "feature"),))]
+    q = {"probabilities": [0.5], "edges": [0, 1, 2]}
+    with pytest.raises(ParamError) as e:
+        STATS.validate({"column": "x", "quantiles": q}, info)
+    assert "dp_epsilon" in e.value.errors
+    with pytest.raises(ParamError) as e:
+        STATS.validate({"column": "x", "quantiles": q, "histogram": {"edges": [0, 1]}, "dp_epsilon": 1}, info)
+    assert "quantiles" in e.value.errors
+    with pytest.raises(ParamError) as e:
+        STATS.validate({"column": "x", "quantiles": {**q, "probabilities": [0.5, 0.2]}, "dp_epsilon": 1}, info)
+    assert "quantiles" in e.value.errors
+
+
+def test_quantile_of_a_histogram_interpolates_within_a_bin() -> None:
+    from compute.algorithms.stats import quantile
+
+    assert quantile([10, 10], [0.0, 1.0, 2.0], 0.5) == 1.0
+    assert quantile([10, -3, 10], [0.0, 1.0, 2.0, 3.0], 0.75) == 2.5  # a negative noised count counts 0
+    assert quantile([0, 0], [0.0, 1.0, 2.0], 0.5) is None

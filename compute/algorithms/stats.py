@@ -51,6 +51,7 @@ FIELDS = ("count", "sum", "sumsq")
 SCALE = 10**6  # fixed point of Σx and Σx²
 HIST_SLOT = 48  # bits per count: room for any dataset's counts summed across providers, plus noise
 MAX_BINS = 100
+MAX_GRID = 1000  # the grid DP quantiles are read from
 
 
 def slot_bits(public: he.PublicKey) -> int:
@@ -103,6 +104,27 @@ class Stats:
                 "additionalProperties": False,
                 "description": "Counts per bin instead of count, sum, mean and variance.",
             },
+            "quantiles": {
+                "type": "object",
+                "properties": {
+                    "probabilities": {
+                        "type": "array",
+                        "items": {"type": "number", "minimum": 0.0001, "maximum": 0.9999},
+                        "minItems": 1,
+                        "maxItems": 20,
+                    },
+                    "edges": {
+                        "type": "array",
+                        "items": {"type": "number", "minimum": -1e9, "maximum": 1e9},
+                        "minItems": 2,
+                        "maxItems": MAX_GRID + 1,
+                        "description": "The grid the quantiles are read from (noised counts per cell).",
+                    },
+                },
+                "required": ["probabilities", "edges"],
+                "additionalProperties": False,
+                "description": "Quantiles of the column, only with dp_epsilon.",
+            },
         },
         ["column"],
     )
@@ -122,7 +144,7 @@ class Stats:
                     errors.setdefault("column", []).append(
                         f"column {column!r} of {ds.name!r} is not a numeric feature."
                     )
-        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram"}
+        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram", "quantiles"}
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
         bits = params.get("key_bits", 2048)
@@ -136,6 +158,28 @@ class Stats:
                 errors["histogram"] = [problem or "A histogram takes exactly one field, edges."]
             else:
                 clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
+        if "quantiles" in params:
+            q = params["quantiles"]
+            probs = q.get("probabilities") if isinstance(q, dict) else None
+            problem = edges_problem(q.get("edges") if isinstance(q, dict) else None, most=MAX_GRID)
+            if "histogram" in params:
+                errors["quantiles"] = ["Ask for a histogram or for quantiles, not both."]
+            elif not isinstance(q, dict) or set(q) != {"probabilities", "edges"}:
+                errors["quantiles"] = ["Quantiles take probabilities and edges (the grid they are read from)."]
+            elif (
+                not isinstance(probs, list)
+                or not 1 <= len(probs) <= 20
+                or not all(isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 1 for p in probs)
+                or any(b <= a for a, b in zip(probs, probs[1:], strict=False))
+            ):
+                errors["quantiles"] = ["Give 1 to 20 increasing probabilities strictly between 0 and 1."]
+            elif problem:
+                errors["quantiles"] = [problem]
+            elif params.get("dp_epsilon") is None:
+                errors["dp_epsilon"] = ["Quantiles are released only with differential privacy: give dp_epsilon."]
+            else:
+                clean["quantiles"] = [float(p) for p in probs]
+                clean["histogram"] = {"edges": [float(e) for e in q["edges"]]}  # the grid, counted as a histogram
         eps = params.get("dp_epsilon")
         if eps is not None:
             if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 10:
@@ -144,9 +188,9 @@ class Stats:
                 # ε is accounted in thousandths (UsageRight.epsilon_*): no release may round to 0.
                 errors["dp_epsilon"] = ["dp_epsilon has at most 3 decimals (at least 0.001)."]
             bounds = params.get("bounds")
-            if "histogram" in params and bounds is None:
+            if ("histogram" in params or "quantiles" in params) and bounds is None:
                 clean["dp_epsilon"] = float(eps)  # counts: one row moves one bin by one, no clipping needed
-            elif "histogram" in params:
+            elif "histogram" in params or "quantiles" in params:
                 errors["bounds"] = ["A histogram's counts need no bounds."]
             elif (
                 not isinstance(bounds, list)
@@ -257,12 +301,21 @@ class Stats:
             withheld = job.state.get("suppressed") or []
             if withheld:  # named, with nothing of theirs: below the minimum group size
                 outputs["by_party"] = {**outputs.get("by_party", {}), **{k: {"suppressed": True} for k in withheld}}
-            if "histogram" in job.params:
+            if "quantiles" in job.params:  # read from the noised counts: post-processing, no more ε
+                edges = job.params["histogram"]["edges"]
+                outputs = {
+                    "quantiles": [
+                        {"p": p, "value": quantile(outputs["counts"], edges, p)} for p in job.params["quantiles"]
+                    ],
+                    "edges": edges,
+                }
+            elif "histogram" in job.params:
                 outputs["edges"] = job.params["histogram"]["edges"]
             if "dp_epsilon" in job.params and "histogram" in job.params:
                 outputs["dp"] = {
                     "epsilon": job.params["dp_epsilon"],
-                    "mechanism": "discrete Laplace per bin (sensitivity 1)",
+                    "mechanism": "discrete Laplace per bin (sensitivity 1)"
+                    + (", quantiles read from the noised grid" if "quantiles" in job.params else ""),
                 }
             elif "dp_epsilon" in job.params:
                 outputs["dp"] = {
@@ -364,7 +417,8 @@ class Stats:
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
         public = he.PublicKey.from_json(signed["public_key"])
         if "histogram" in body:
-            counts = histogram_counts(ctx, body["dataset"], column, values, body["histogram"].get("edges"))
+            edges = body["histogram"].get("edges")
+            counts = histogram_counts(ctx, body["dataset"], column, values, edges, dp=body.get("dp") is True)
             out = {"histogram": public.pack(public.encrypt_packed(counts, HIST_SLOT))}
             return StepResult(out, rows=len(rows), records=len(values))
         if "bounds" in body:  # a DP release: clipping bounds each row's contribution
@@ -391,10 +445,10 @@ def _packed(public: he.PublicKey, packed: Any, width: int) -> list[int]:
     return cts
 
 
-def edges_problem(edges: Any) -> str | None:
-    """Why ``edges`` are not a histogram's bin edges, or None."""
-    if not isinstance(edges, list) or not 2 <= len(edges) <= MAX_BINS + 1:
-        return f"Give 2 to {MAX_BINS + 1} bin edges."
+def edges_problem(edges: Any, most: int = MAX_BINS) -> str | None:
+    """Why ``edges`` are not a histogram's bin edges (at most ``most`` bins), or None."""
+    if not isinstance(edges, list) or not 2 <= len(edges) <= most + 1:
+        return f"Give 2 to {most + 1} bin edges."
     if not all(isinstance(e, int | float) and not isinstance(e, bool) and abs(e) <= 1e9 for e in edges):
         return "Bin edges are numbers within ±1e9."
     if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
@@ -402,7 +456,9 @@ def edges_problem(edges: Any) -> str | None:
     return None
 
 
-def histogram_counts(ctx: NodeContext, dataset: str, column: str, values: list[float], edges: Any) -> list[int]:
+def histogram_counts(
+    ctx: NodeContext, dataset: str, column: str, values: list[float], edges: Any, *, dp: bool = False
+) -> list[int]:
     """Counts per bin [eᵢ, eᵢ₊₁) of this node's values, held to the differencing rule.
 
     The node remembers every edge it has released on this column, to anyone (consumers may
@@ -412,9 +468,13 @@ def histogram_counts(ctx: NodeContext, dataset: str, column: str, values: list[f
     with its edges holds no row or at least the minimum group size; otherwise it is refused, and
     nothing is released — so no two answers differ by a small group.
     """
-    problem = edges_problem(edges)
+    problem = edges_problem(edges, most=MAX_GRID)
     if problem:
         raise StepRefused("bad_edges", problem)
+    if dp:  # a differentially private release: DP bounds what any combination of releases reveals
+        idx = np.searchsorted(np.asarray(edges, dtype=float), np.asarray(values, dtype=float), side="right") - 1
+        inside = (idx >= 0) & (idx < len(edges) - 1)
+        return [int(c) for c in np.bincount(idx[inside], minlength=len(edges) - 1)]
     name = "edges-" + hashlib.sha256(f"{dataset}\x00{column}".encode()).hexdigest()[:32]
     released = [float(e) for e in ctx.memory_get(name).get("edges", [])]
     union = sorted({*released, *(float(e) for e in edges)})
@@ -431,6 +491,19 @@ def histogram_counts(ctx: NodeContext, dataset: str, column: str, values: list[f
     idx = np.searchsorted(np.asarray(edges, dtype=float), v, side="right") - 1
     inside = (idx >= 0) & (idx < len(edges) - 1)
     return [int(c) for c in np.bincount(idx[inside], minlength=len(edges) - 1)]
+
+
+def quantile(counts: list[int], edges: list[float], p: float) -> float | None:
+    """The p-quantile of a (noised) histogram: its counts clipped at 0, linear within a bin."""
+    c = np.maximum(np.asarray(counts, dtype=float), 0.0)
+    total = c.sum()
+    if total <= 0:
+        return None
+    cum = np.cumsum(c)
+    i = int(np.searchsorted(cum, p * total, side="left"))
+    before = cum[i - 1] if i else 0.0
+    share = (p * total - before) / c[i] if c[i] > 0 else 0.0
+    return round(float(edges[i] + share * (edges[i + 1] - edges[i])), 6)
 
 
 def summarise(count: int, total_fixed: int, sumsq_fixed: int) -> dict[str, Any]:

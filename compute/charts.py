@@ -143,3 +143,38 @@ def spending(
             f'<text x="{_x(i, 1):.1f}" y="{H - PAD + 14}" text-anchor="{anchor}" font-size="10">{escape(label)}</text>'
         )
     return _frame(title, "".join(body), ident)
+
+
+def heatmap(names: Sequence[str], matrix: Sequence[Sequence[float | None]], *, title: str, ident: str) -> str:
+    """A correlation matrix as coloured cells in [-1, 1] (blue negative, orange positive), values written in."""
+    k = len(names)
+    if not k:
+        return _frame(title, "", ident)
+    left, top = 130, 20
+    cell = min((W - left - 10) / k, (H - top - 40) / k)
+    body = []
+    for i, row in enumerate(matrix):
+        y = top + cell * i
+        body.append(
+            f'<text x="{left - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end" font-size="10">'
+            f"{escape(names[i])}</text>"
+        )
+        for j, v in enumerate(row):
+            x = left + cell * j
+            if v is None:
+                fill, label = "#eee", "—"
+            else:
+                strength = int(255 - 180 * min(abs(v), 1.0))
+                fill = f"rgb({strength},{strength},255)" if v < 0 else f"rgb(255,{strength},{max(strength - 60, 0)})"
+                label = f"{v:.2f}"
+            body.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" fill="{fill}" stroke="#fff" '
+                f'data-row="{escape(names[i])}" data-col="{escape(names[j])}" data-value="{label}"/>'
+                f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" font-size="10">{label}</text>'  # noqa: E501
+            )
+    for j, name in enumerate(names):
+        x = left + cell * j + cell / 2
+        body.append(
+            f'<text x="{x:.1f}" y="{top + cell * k + 14:.1f}" text-anchor="middle" font-size="10">{escape(name)}</text>'
+        )
+    return _frame(title, "".join(body), ident)

@@ -39,6 +39,12 @@ class StatsJobForm(forms.Form):
         help_text="e.g. 0.25, 0.5, 0.75: read from noised counts over the bin edges above, as a grid",
     )
 
+    correlation = forms.BooleanField(
+        required=False,
+        label="Correlation matrix of all numeric features (one dataset)",
+        help_text="Exact Pearson correlations of the chosen dataset's numeric features, the column first",
+    )
+
     def clean_quantiles(self) -> list[float] | None:
         text = self.cleaned_data.get("quantiles", "").strip()
         if not text:
@@ -60,6 +66,10 @@ class StatsJobForm(forms.Form):
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         params: dict[str, object] = {"column": d["column"]}
+        if d.get("correlation"):
+            rights = list(d.get("rights") or [])
+            others = [c for c in numeric_features(rights[0].dataset) if c != d["column"]] if len(rights) == 1 else []
+            params["correlation"] = {"columns": [d["column"], *others][:20]}
         if d.get("quantiles") is not None:
             params["quantiles"] = {"probabilities": d["quantiles"], "edges": d.get("histogram_edges") or []}
         elif d.get("histogram_edges") is not None:

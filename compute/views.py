@@ -64,6 +64,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                     "consumer_id_column": "consumer_dataset",
                     "histogram": "histogram_edges",
                     "quantiles": "quantiles",
+                    "correlation": "correlation",
                 },
             )
         else:
@@ -93,6 +94,12 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context.update(_fedavg_charts(job, parties))
     if job.algorithm == "stats" and "counts" in (job.outputs or {}):
         context.update(_histogram(job, parties))
+    if job.algorithm == "stats" and "matrix" in (job.outputs or {}):
+        o = job.outputs
+        context["corr_chart"] = _svg(
+            charts.heatmap(o["columns"], o["matrix"], title="Correlation matrix", ident="chart-correlation")
+        )
+        context["corr_rows"] = list(zip(o["columns"], o["matrix"], o["mean"], o["sd"], strict=True))
     return render(request, "compute/job.html", context)
 
 

@@ -47,3 +47,16 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
     expect(page.locator("#quantiles tbody tr")).to_have_count(3)
     expect(page.locator("#r-dp")).to_contain_text("ε = 0.5")
+
+    # A correlation matrix over the one dataset's numeric features, as a heat map.
+    page.click("header >> text=Jobs")
+    page.click("text=Run a job")
+    for box in page.locator("input[name=rights]").all():
+        box.check()
+    page.select_option("#id_column", "tenure_months")
+    page.check("#id_correlation")
+    page.click("text=Submit job")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#chart-correlation")).to_be_visible()
+    expect(page.locator("#correlation tbody tr")).to_have_count(5)  # acme's five numeric features
+    expect(page.locator("#chart-correlation rect[data-value='1.00']")).to_have_count(5)  # the diagonal

@@ -7,6 +7,7 @@ import csv
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -93,7 +94,19 @@ def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) 
     for right_id in rights:
         assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("0.5")
 
+    # A correlation matrix over acme's numeric features alone, from its encrypted moments.
+    cols = ["tenure_months", "orders_12m", "avg_basket_eur", "late_payment_rate"]
+    corr = _run(bank, {"column": cols[0], "correlation": {"columns": cols}, "key_bits": 1024}, rights[:1], "h-4")
+    assert corr["status"] == "succeeded", corr["error"]
+    path = next((Path(settings.USUFRUCT_NODES_DIR) / "acme" / "data").glob("*.csv"))
+    with path.open() as fh:
+        x = np.array([[float(r[c]) for c in cols] for r in csv.DictReader(fh)])
+    assert corr["outputs"]["count"] == len(x)
+    assert np.allclose(np.array(corr["outputs"]["matrix"]), np.corrcoef(x.T), atol=1e-5)
+
     client = Client()
     client.force_login(get_user_model().objects.get(username="bank"))
     page = client.get(f"/jobs/{body['id']}/").content.decode()
     assert 'id="chart-histogram"' in page and "[24, 48)" in page
+    page = client.get(f"/jobs/{corr['id']}/").content.decode()
+    assert 'id="chart-correlation"' in page and "late_payment_rate" in page

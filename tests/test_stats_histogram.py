@@ -166,3 +166,46 @@ def test_quantile_of_a_histogram_interpolates_within_a_bin() -> None:
     assert quantile([10, 10], [0.0, 1.0, 2.0], 0.5) == 1.0
     assert quantile([10, -3, 10], [0.0, 1.0, 2.0, 3.0], 0.75) == 2.5  # a negative noised count counts 0
     assert quantile([0, 0], [0.0, 1.0, 2.0], 0.5) is None
+
+
+def test_a_correlation_matrix_over_one_provider_matches_numpy() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.normal(50, 10, 400)
+    b = 0.6 * a + rng.normal(0, 5, 400)
+    c = rng.normal(0, 1, 400)
+    consumer = FakeNode("bank", {})
+    rows = [{"a": f"{x:.6f}", "b": f"{y:.6f}", "c": f"{z:.6f}"} for x, y, z in zip(a, b, c, strict=True)]
+    rows[0]["c"] = ""  # an incomplete row is left out
+    node = FakeNode("acme", {"d": rows}, min_group=MIN_GROUP)
+    node.consumer = consumer
+    nodes = {"consumer": consumer, "provider:a": node}
+    info = [DatasetInfo(0, "d", tuple(Column(n, "number", "feature") for n in "abc"))]
+    clean = STATS.validate({"column": "a", "key_bits": 1024, "correlation": {"columns": ["a", "b", "c"]}}, info)
+    for n in nodes.values():
+        n.job = "corr"
+    parties = [Party("consumer", "bank", "consumer"), Party("provider:a", "acme", "provider", 0, "d")]
+    out = drive(STATS, JobView(id="corr", params=clean, parties=parties), nodes)
+    x = np.array([[float(r[k]) for k in "abc"] for r in rows[1:]])
+    want = np.corrcoef(x.T)
+    assert out["count"] == 399 and out["columns"] == ["a", "b", "c"]
+    assert np.allclose(np.array(out["matrix"]), want, atol=1e-5)
+    assert out["mean"] == pytest.approx(x.mean(axis=0).round(6).tolist(), abs=1e-5)
+
+
+def test_a_correlation_is_over_one_dataset_and_numeric_features_only() -> None:
+    cols = (Column("a", "number", "feature"), Column("s", "string", "feature"), Column("id", "string", "id"))
+    one = [DatasetInfo(0, "d", cols)]
+    for corr, datasets in (
+        ({"columns": ["a", "s"]}, one),
+        ({"columns": ["a", "id"]}, one),
+        ({"columns": ["a"]}, one),
+        ({"columns": ["a", "a"]}, one),
+        ({"columns": ["a", "a2"], "x": 1}, one),
+        ({"columns": ["a", "b"]}, [DatasetInfo(0, "d", cols), DatasetInfo(1, "e", cols)]),
+    ):
+        with pytest.raises(ParamError) as e:
+            STATS.validate({"column": "a", "correlation": corr}, datasets)
+        assert "correlation" in e.value.errors, corr
+    with pytest.raises(ParamError) as e:
+        STATS.validate({"column": "a", "correlation": {"columns": ["a", "s"]}, "dp_epsilon": 1}, one)
+    assert "exact" in e.value.errors["correlation"][0]

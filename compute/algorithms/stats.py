@@ -52,6 +52,8 @@ SCALE = 10**6  # fixed point of Σx and Σx²
 HIST_SLOT = 48  # bits per count: room for any dataset's counts summed across providers, plus noise
 MAX_BINS = 100
 MAX_GRID = 1000  # the grid DP quantiles are read from
+MAX_CORR = 20  # columns of a correlation matrix
+CORR_SLOT = 160  # bits per moment: Σxᵢxⱼ of large values over many rows, in fixed point
 
 
 def slot_bits(public: he.PublicKey) -> int:
@@ -104,6 +106,22 @@ class Stats:
                 "additionalProperties": False,
                 "description": "Counts per bin instead of count, sum, mean and variance.",
             },
+            "correlation": {
+                "type": "object",
+                "properties": {
+                    "columns": {
+                        "type": "array",
+                        "items": COLUMN_SCHEMA,
+                        "minItems": 2,
+                        "maxItems": MAX_CORR,
+                        "uniqueItems": True,
+                        "description": "Numeric columns of the one dataset chosen; ``column`` is the first.",
+                    }
+                },
+                "required": ["columns"],
+                "additionalProperties": False,
+                "description": "The correlation matrix of these columns over one provider's rows.",
+            },
             "quantiles": {
                 "type": "object",
                 "properties": {
@@ -144,7 +162,7 @@ class Stats:
                     errors.setdefault("column", []).append(
                         f"column {column!r} of {ds.name!r} is not a numeric feature."
                     )
-        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram", "quantiles"}
+        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram", "quantiles", "correlation"}
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
         bits = params.get("key_bits", 2048)
@@ -158,6 +176,25 @@ class Stats:
                 errors["histogram"] = [problem or "A histogram takes exactly one field, edges."]
             else:
                 clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
+        if "correlation" in params:
+            c = params["correlation"]
+            cols = c.get("columns") if isinstance(c, dict) else None
+            if not isinstance(c, dict) or set(c) != {"columns"} or not isinstance(cols, list):
+                errors["correlation"] = ["A correlation takes exactly one field, columns."]
+            elif not 2 <= len(cols) <= MAX_CORR or len(set(map(str, cols))) != len(cols):
+                errors["correlation"] = [f"Give 2 to {MAX_CORR} different columns."]
+            elif len(datasets) != 1:
+                errors["correlation"] = ["A correlation matrix is over one provider's dataset: choose one right."]
+            elif {"histogram", "quantiles", "dp_epsilon"} & set(params):
+                errors["correlation"] = ["A correlation matrix is exact: no histogram, quantiles or dp_epsilon."]
+            else:
+                for name in cols:
+                    col = datasets[0].column(str(name))
+                    if col is None or col.type not in NUMERIC or col.role == "id":
+                        errors.setdefault("correlation", []).append(
+                            f"{name!r} is not a numeric feature of {datasets[0].name!r}."
+                        )  # noqa: E501
+                clean["correlation"] = {"columns": [str(n) for n in cols]}
         if "quantiles" in params:
             q = params["quantiles"]
             probs = q.get("probabilities") if isinstance(q, dict) else None
@@ -248,6 +285,7 @@ class Stats:
                         "dataset": p.dataset_local,
                         **({"bounds": job.params["bounds"]} if "bounds" in job.params else {}),
                         **({"histogram": job.params["histogram"]} if "histogram" in job.params else {}),
+                        **({"correlation": job.params["correlation"]} if "correlation" in job.params else {}),
                         **({"dp": True} if "dp_epsilon" in job.params else {}),
                     },
                 )
@@ -258,7 +296,10 @@ class Stats:
             suppressed = body.get("suppressed") is True and "dp_epsilon" not in job.params
             public = he.PublicKey.from_json(job.state["public_key"], verify=False)  # checked at keygen
             field, width = _shape(job.params, public)
-            job.state["partials"][party] = None if suppressed else public.pack(_packed(public, body.get(field), width))
+            slot = _slot(job.params)
+            job.state["partials"][party] = (
+                None if suppressed else public.pack(_packed(public, body.get(field), width, slot))
+            )
             done = len(job.state["partials"])
             total = len(job.providers)
             if done < total:
@@ -280,10 +321,12 @@ class Stats:
                 spent = eps
                 job.state["dp_released"] = True
             keys = sorted(partials)
-            aggregate = public.sum_vectors([_packed(public, partials[k], width) for k in keys])
+            aggregate = public.sum_vectors([_packed(public, partials[k], width, slot) for k in keys])
             summed: dict[str, Any] = {field: public.pack(aggregate)}
             if "histogram" in job.params:
                 summed["bins"] = len(job.params["histogram"]["edges"]) - 1
+            if "correlation" in job.params:
+                summed["columns"] = job.params["correlation"]["columns"]
             if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
@@ -367,6 +410,15 @@ class Stats:
                 except he.HEError as e:
                     raise StepRefused("bad_totals", f"the totals to decrypt are not this job's: {e}") from None
 
+            if "columns" in body:  # a correlation matrix, from the provider's moments
+                names = [str(c) for c in body["columns"]]
+                try:
+                    cts = _packed(private.public, body.get("moments"), corr_width(len(names)), CORR_SLOT)
+                    moments = private.decrypt_packed(cts, CORR_SLOT, corr_width(len(names)))
+                except (he.HEError, TypeError) as e:
+                    raise StepRefused("bad_totals", f"the moments to decrypt are not this job's: {e}") from None
+                ctx.state_drop("paillier")
+                return StepResult(correlation(names, moments))
             if "bins" in body:  # a histogram: counts per bin
                 bins = int(body["bins"])
 
@@ -416,6 +468,31 @@ class Stats:
         if signed.get("public_key") != body.get("public_key"):
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
         public = he.PublicKey.from_json(signed["public_key"])
+        if "correlation" in body:
+            names = [str(c) for c in body["correlation"]["columns"]]
+            cols = ctx.load_columns(body["dataset"], names)
+            x = np.empty((len(rows), len(names)))
+            for j, name in enumerate(names):
+                text = np.char.strip(np.asarray(cols[name], dtype=str))
+                try:
+                    x[:, j] = np.where(text == "", "nan", text).astype(float)
+                except ValueError:
+                    raise StepRefused("not_numeric", f"column {name!r} is not numeric") from None
+            x = x[~np.isnan(x).any(axis=1)]  # complete rows only
+            if len(x) < ctx.min_group_size:
+                raise StepRefused(
+                    "group_too_small", f"fewer complete rows than the minimum group size {ctx.min_group_size}"
+                )  # noqa: E501
+            k = len(names)
+            cross = [float((x[:, i] * x[:, j]).sum()) for i in range(k) for j in range(i, k)]
+            moments = [len(x), *(round(v * SCALE) for v in x.sum(axis=0)), *(round(v * SCALE) for v in cross)]
+            try:
+                ct = public.encrypt_packed(moments, CORR_SLOT)
+            except he.HEError:
+                raise StepRefused(
+                    "value_too_large", "the columns' values are too large to sum in fixed point"
+                ) from None
+            return StepResult({"moments": public.pack(ct)}, rows=len(rows), records=len(x))
         if "histogram" in body:
             edges = body["histogram"].get("edges")
             counts = histogram_counts(ctx, body["dataset"], column, values, edges, dp=body.get("dp") is True)
@@ -433,12 +510,28 @@ def _shape(params: dict[str, Any], public: he.PublicKey) -> tuple[str, int]:
     """What a provider's partial is called and how many values it packs."""
     if "histogram" in params:
         return "histogram", len(params["histogram"]["edges"]) - 1
+    if "correlation" in params:
+        return "moments", corr_width(len(params["correlation"]["columns"]))
     return "totals", len(FIELDS)
 
 
-def _packed(public: he.PublicKey, packed: Any, width: int) -> list[int]:
+def _slot(params: dict[str, Any]) -> int | None:
+    """The slot width of a partial's packing (None: the summary's one ciphertext of three slots)."""
+    if "histogram" in params:
+        return HIST_SLOT
+    if "correlation" in params:
+        return CORR_SLOT
+    return None
+
+
+def corr_width(k: int) -> int:
+    """n, Σxᵢ for each column and Σxᵢxⱼ for i ≤ j."""
+    return 1 + k + k * (k + 1) // 2
+
+
+def _packed(public: he.PublicKey, packed: Any, width: int, slot: int | None = HIST_SLOT) -> list[int]:
     """A packed partial, checked against the key: the ciphertexts ``width`` values need, no more."""
-    limit = public.packed_count(width, HIST_SLOT) if width != len(FIELDS) else 1
+    limit = public.packed_count(width, slot) if slot else 1
     cts = public.unpack(packed, limit)
     if len(cts) != limit:
         raise he.HEError(f"expected {limit} packed ciphertext(s)")
@@ -491,6 +584,32 @@ def histogram_counts(
     idx = np.searchsorted(np.asarray(edges, dtype=float), v, side="right") - 1
     inside = (idx >= 0) & (idx < len(edges) - 1)
     return [int(c) for c in np.bincount(idx[inside], minlength=len(edges) - 1)]
+
+
+def correlation(names: list[str], moments: list[int]) -> dict[str, Any]:
+    """Pearson correlations (and means, deviations) from n, Σxᵢ and Σxᵢxⱼ (fixed point)."""
+    k = len(names)
+    n = moments[0]
+    sums = np.array(moments[1 : 1 + k], dtype=float) / SCALE
+    cross = np.zeros((k, k))
+    at = 1 + k
+    for i in range(k):
+        for j in range(i, k):
+            cross[i, j] = cross[j, i] = moments[at] / SCALE
+            at += 1
+    mean = sums / n
+    cov = cross / n - np.outer(mean, mean)
+    sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.outer(sd, sd)
+    matrix = [[None if not np.isfinite(v) else round(float(min(max(v, -1.0), 1.0)), 6) for v in row] for row in corr]
+    return {
+        "count": int(n),
+        "columns": names,
+        "matrix": matrix,
+        "mean": [round(float(v), 6) for v in mean],
+        "sd": [round(float(v), 6) for v in sd],
+    }
 
 
 def quantile(counts: list[int], edges: list[float], p: float) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -45,6 +46,13 @@ class FakeNode:
 
     def load_rows(self, local_name: str) -> list[dict[str, str]]:
         return self.rows[local_name]
+
+    def load_columns(self, local_name: str, columns: list[str]) -> dict[str, Any]:
+        rows = self.rows[local_name]
+        for c in columns:
+            if rows and c not in rows[0]:
+                raise StepRefused("no_column", f"no column {c!r} in the local dataset")
+        return {c: np.array([r[c] for r in rows], dtype=object) for c in columns}
 
     def state_get(self, name: str) -> dict[str, Any]:
         return self.state.get(name, {})

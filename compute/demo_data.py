@@ -64,6 +64,15 @@ def generate(seed: int = SEED, n: int = N_APPLICANTS) -> dict[str, list[dict[str
                     "tenure_months": max(1, int(rng.gauss(70 + 15 * health, 30))),
                 }
             )
+    # A categorical column on both providers, drawn from its own generator so that every other
+    # value stays as it was: the region of the customer or taxpayer, one of them rare (the
+    # islands: fewer rows than the offers' minimum group, for group-by's suppression).
+    places = random.Random(seed + 1)
+    regions = ("north", "south", "east", "west", "islands")
+    weights = (0.34, 0.28, 0.2, 0.175, 0.005)
+    for rows in (acme, taxco):
+        for row in rows:
+            row["region"] = places.choices(regions, weights)[0]
     return {"bank": bank, "acme": acme, "taxco": taxco}
 
 

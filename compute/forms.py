@@ -39,6 +39,15 @@ class StatsJobForm(forms.Form):
         help_text="e.g. 0.25, 0.5, 0.75: read from noised counts over the bin edges above, as a grid",
     )
 
+    group_column = forms.ChoiceField(
+        required=False, label="Group by (optional)", help_text="A categorical column of every chosen dataset"
+    )
+    groups = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Groups",
+        help_text="e.g. north, south, east: count, sum and mean of the column per group; every other row in (other)",
+    )
     correlation = forms.BooleanField(
         required=False,
         label="Correlation matrix of all numeric features (one dataset)",
@@ -66,6 +75,9 @@ class StatsJobForm(forms.Form):
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         params: dict[str, object] = {"column": d["column"]}
+        if d.get("group_column"):
+            names = [g.strip() for g in (d.get("groups") or "").split(",") if g.strip()]
+            params["group_by"] = {"column": d["group_column"], "groups": names}
         if d.get("correlation"):
             rights = list(d.get("rights") or [])
             others = [c for c in numeric_features(rights[0].dataset) if c != d["column"]] if len(rights) == 1 else []
@@ -92,6 +104,14 @@ class StatsJobForm(forms.Form):
             (r.dataset.name, [(c, c) for c in numeric_features(r.dataset)]) for r in self.fields["rights"].queryset
         ]
         self.fields["column"].choices = [("", "Choose a column"), *[g for g in groups if g[1]]]
+        categorical = [
+            (
+                r.dataset.name,
+                [(c["name"], c["name"]) for c in r.dataset.columns if c["type"] == "string" and c["role"] == "feature"],
+            )  # noqa: E501
+            for r in self.fields["rights"].queryset
+        ]
+        self.fields["group_column"].choices = [("", "No grouping"), *[g for g in categorical if g[1]]]
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
 

@@ -65,6 +65,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                     "histogram": "histogram_edges",
                     "quantiles": "quantiles",
                     "correlation": "correlation",
+                    "group_by": "group_column",
                 },
             )
         else:
@@ -94,6 +95,17 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context.update(_fedavg_charts(job, parties))
     if job.algorithm == "stats" and "counts" in (job.outputs or {}):
         context.update(_histogram(job, parties))
+    if job.algorithm == "stats" and "groups" in (job.outputs or {}):
+        counts = {g["group"]: g["count"] for g in job.outputs["groups"]}
+        context["groups_chart"] = _svg(
+            charts.bars(
+                counts, title=f"Rows per {job.params['group_by']['column']}", y_label="rows", ident="chart-groups"
+            )
+        )
+        names = {p.key: p.dataset.name for p in parties if p.role == "provider" and p.dataset is not None}
+        context["group_rows"] = [
+            {**g, "merged_names": [names.get(k, k) for k in g["merged_at"]]} for g in job.outputs["groups"]
+        ]
     if job.algorithm == "stats" and "matrix" in (job.outputs or {}):
         o = job.outputs
         context["corr_chart"] = _svg(

@@ -60,3 +60,17 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#chart-correlation")).to_be_visible()
     expect(page.locator("#correlation tbody tr")).to_have_count(5)  # acme's five numeric features
     expect(page.locator("#chart-correlation rect[data-value='1.00']")).to_have_count(5)  # the diagonal
+
+    # Group-by region: the rare islands are never reported, and the page says so.
+    page.click("header >> text=Jobs")
+    page.click("text=Run a job")
+    for box in page.locator("input[name=rights]").all():
+        box.check()
+    page.select_option("#id_column", "tenure_months")
+    page.select_option("#id_group_column", "region")
+    page.fill("#id_groups", "north, south, east, west, islands")
+    page.click("text=Submit job")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#chart-groups")).to_be_visible()
+    expect(page.locator("#groups tbody tr")).to_have_count(6)  # five groups and (other)
+    expect(page.locator("#groups tbody tr", has_text="islands")).to_contain_text("suppressed")

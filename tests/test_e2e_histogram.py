@@ -84,7 +84,7 @@ def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) 
     # DP quantiles over a fine grid (an exact release of it would be refused): charged ε, close to the truth.
     grid = list(range(0, 201))
     q = {"probabilities": [0.25, 0.5, 0.75], "edges": grid}
-    dp = _run(bank, {"column": "tenure_months", "quantiles": q, "dp_epsilon": 0.5, "key_bits": 1024}, rights, "h-3")
+    dp = _run(bank, {"column": "tenure_months", "quantiles": q, "dp_epsilon": 1.0, "key_bits": 1024}, rights, "h-3")
     assert dp["status"] == "succeeded", dp["error"]
     both = sorted(acme + taxco)
     for got in dp["outputs"]["quantiles"]:
@@ -92,7 +92,7 @@ def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) 
         assert abs(got["value"] - exact) <= 3, (got, exact)
     ledger_idle()
     for right_id in rights:
-        assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("0.5")
+        assert UsageRight.objects.get(id=right_id).epsilon_spent == Decimal("1.0")
 
     # A correlation matrix over acme's numeric features alone, from its encrypted moments.
     cols = ["tenure_months", "orders_12m", "avg_basket_eur", "late_payment_rate"]
@@ -104,9 +104,36 @@ def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) 
     assert corr["outputs"]["count"] == len(x)
     assert np.allclose(np.array(corr["outputs"]["matrix"]), np.corrcoef(x.T), atol=1e-5)
 
+    # Group-by region over both providers: the rare islands are never reported, at either.
+    groups = ["north", "south", "east", "west", "islands"]
+    by = _run(
+        bank,
+        {"column": "tenure_months", "group_by": {"column": "region", "groups": groups}, "key_bits": 1024},
+        rights,
+        "h-5",
+    )  # noqa: E501
+    assert by["status"] == "succeeded", by["error"]
+    result = {g["group"]: g for g in by["outputs"]["groups"]}
+    truth: dict[str, list[float]] = {}
+    for slug in ("acme", "taxco"):
+        path = next((Path(settings.USUFRUCT_NODES_DIR) / slug / "data").glob("*.csv"))
+        with path.open() as fh:
+            for r in csv.DictReader(fh):
+                truth.setdefault(r["region"], []).append(float(r["tenure_months"]))
+    assert result["islands"]["count"] == 0 and len(result["islands"]["merged_at"]) == 2
+    smallest = {g for g in ("east", "west") if result[g]["merged_at"]}  # each provider's smallest common group
+    for name in ("north", "south", *({"east", "west"} - smallest)):
+        if not result[name]["merged_at"]:
+            assert result[name]["count"] == len(truth[name])
+            assert result[name]["mean"] == pytest.approx(sum(truth[name]) / len(truth[name]), abs=1e-6)
+    assert all(g["count"] == 0 or g["count"] >= 25 for g in by["outputs"]["groups"])
+    assert result["(other)"]["count"] >= len(truth["islands"]) + 25
+
     client = Client()
     client.force_login(get_user_model().objects.get(username="bank"))
     page = client.get(f"/jobs/{body['id']}/").content.decode()
     assert 'id="chart-histogram"' in page and "[24, 48)" in page
     page = client.get(f"/jobs/{corr['id']}/").content.decode()
     assert 'id="chart-correlation"' in page and "late_payment_rate" in page
+    page = client.get(f"/jobs/{by['id']}/").content.decode()
+    assert 'id="chart-groups"' in page and "suppressed" in page

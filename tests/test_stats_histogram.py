@@ -164,7 +164,8 @@ def test_quantile_of_a_histogram_interpolates_within_a_bin() -> None:
     from compute.algorithms.stats import quantile
 
     assert quantile([10, 10], [0.0, 1.0, 2.0], 0.5) == 1.0
-    assert quantile([10, -3, 10], [0.0, 1.0, 2.0, 3.0], 0.75) == 2.5  # a negative noised count counts 0
+    # A negative noised count is summed as it is; the running total 10, 7, 17 is read as 10, 10, 17.
+    assert quantile([10, -3, 10], [0.0, 1.0, 2.0, 3.0], 0.75) == pytest.approx(2 + (12.75 - 10) / 7)
     assert quantile([0, 0], [0.0, 1.0, 2.0], 0.5) is None
 
 
@@ -209,3 +210,89 @@ def test_a_correlation_is_over_one_dataset_and_numeric_features_only() -> None:
     with pytest.raises(ParamError) as e:
         STATS.validate({"column": "a", "correlation": {"columns": ["a", "s"]}, "dp_epsilon": 1}, one)
     assert "exact" in e.value.errors["correlation"][0]
+
+
+def _grouped(rows: dict[str, list[tuple[str, float]]]) -> dict[str, FakeNode]:
+    consumer = FakeNode("bank", {})
+    nodes = {"consumer": consumer}
+    for key, pairs in rows.items():
+        node = FakeNode(key.split(":")[1], {"d": [{"x": str(v), "g": g} for g, v in pairs]}, min_group=MIN_GROUP)
+        node.consumer = consumer
+        nodes[key] = node
+    return nodes
+
+
+def _group_job(nodes: dict[str, FakeNode], job_id: str, groups: list[str]) -> JobView:
+    infos = [
+        DatasetInfo(i, f"d{i}", (Column("x", "number", "feature"), Column("g", "string", "feature")))
+        for i in range(len(nodes) - 1)
+    ]
+    clean = STATS.validate({"column": "x", "key_bits": 1024, "group_by": {"column": "g", "groups": groups}}, infos)
+    for node in nodes.values():
+        node.job = job_id
+    parties = [Party("consumer", "bank", "consumer")] + [
+        Party(k, nodes[k].slug, "provider", dataset_id=i, dataset_local="d")
+        for i, k in enumerate(k for k in nodes if k != "consumer")
+    ]
+    return JobView(id=job_id, params=clean, parties=parties)
+
+
+def test_a_group_by_over_two_providers_sums_count_sum_and_mean_per_group() -> None:
+    a = [("north", 1.0)] * 10 + [("south", 3.0)] * 20
+    b = [("north", 2.0)] * 10 + [("south", 5.0)] * 10 + [("east", 7.0)] * 8
+    nodes = _grouped({"provider:a": a, "provider:b": b})
+    out = drive(STATS, _group_job(nodes, "g1", ["north", "south"]), nodes)
+    by = {g["group"]: g for g in out["groups"]}
+    assert by["north"] == {"group": "north", "count": 20, "sum": 30.0, "mean": 1.5, "merged_at": []}
+    assert by["south"]["count"] == 30 and by["south"]["mean"] == pytest.approx(110 / 30, abs=1e-6)
+    assert by["(other)"]["count"] == 8 and by["(other)"]["sum"] == 56.0
+
+
+def test_the_differencing_attack_on_a_small_group_fails_by_complementary_suppression() -> None:
+    # 3 rows in "islands" (below the minimum of 5); the attacker knows the column's total (stats)
+    # and asks for every other group, hoping total − Σ groups = islands.
+    rows = [("north", 1.0)] * 30 + [("south", 1.0)] * 20 + [("east", 1.0)] * 12 + [("islands", 100.0)] * 3
+    nodes = _grouped({"provider:a": rows})
+    total = drive(STATS, _job_for_total(nodes), nodes)
+    assert total["count"] == 65
+    everything = drive(STATS, _group_job(nodes, "g2", ["north", "south", "east", "islands"]), nodes)
+    by = {g["group"]: g for g in everything["groups"]}
+    # islands and the smallest other category (east) are never reported: both are in (other).
+    assert by["islands"]["count"] == 0 and by["islands"]["merged_at"] == ["provider:a"]
+    assert by["east"]["count"] == 0 and by["east"]["merged_at"] == ["provider:a"]
+    assert by["(other)"]["count"] == 15  # east + islands: at least the minimum group
+    # However the attacker combines answers, the 3 rows stay inside a group of 15.
+    reported = {name: g["count"] for name, g in by.items() if name != "(other)"}
+    assert total["count"] - sum(reported.values()) == 15
+    for groups in (["north"], ["north", "south"], ["east"], ["islands"]):
+        answer = drive(STATS, _group_job(nodes, f"g-{'-'.join(groups)}", groups), nodes)
+        counts = [g["count"] for g in answer["groups"]]
+        assert all(c == 0 or c >= MIN_GROUP for c in counts), (groups, counts)
+        assert 3 not in counts and 100.0 not in [g["mean"] for g in answer["groups"]]
+
+
+def _job_for_total(nodes: dict[str, FakeNode]) -> JobView:
+    infos = [DatasetInfo(0, "d0", (Column("x", "number", "feature"), Column("g", "string", "feature")))]
+    for node in nodes.values():
+        node.job = "total"
+    parties = [
+        Party("consumer", "bank", "consumer"),
+        Party("provider:a", "a", "provider", dataset_id=0, dataset_local="d"),
+    ]
+    return JobView(id="total", params=STATS.validate({"column": "x", "key_bits": 1024}, infos), parties=parties)
+
+
+def test_a_group_by_is_refused_by_field() -> None:
+    cols = (Column("x", "number", "feature"), Column("g", "string", "feature"))
+    info = [DatasetInfo(0, "d", cols)]
+    for g, extra in (
+        ({"column": "x", "groups": ["a"]}, {}),  # numeric: not categorical
+        ({"column": "g", "groups": []}, {}),
+        ({"column": "g", "groups": ["a", "a"]}, {}),
+        ({"column": "g", "groups": ["(other)"]}, {}),
+        ({"column": "g"}, {}),
+        ({"column": "g", "groups": ["a"]}, {"histogram": {"edges": [0, 1]}}),
+    ):
+        with pytest.raises(ParamError) as e:
+            STATS.validate({"column": "x", "group_by": g, **extra}, info)
+        assert "group_by" in e.value.errors, g

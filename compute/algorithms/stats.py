@@ -53,6 +53,8 @@ HIST_SLOT = 48  # bits per count: room for any dataset's counts summed across pr
 MAX_BINS = 100
 MAX_GRID = 1000  # the grid DP quantiles are read from
 MAX_CORR = 20  # columns of a correlation matrix
+MAX_GROUPS = 50
+OTHER = "(other)"  # every row in no reported group, and the groups a provider merged into it
 CORR_SLOT = 160  # bits per moment: Σxᵢxⱼ of large values over many rows, in fixed point
 
 
@@ -105,6 +107,23 @@ class Stats:
                 "required": ["edges"],
                 "additionalProperties": False,
                 "description": "Counts per bin instead of count, sum, mean and variance.",
+            },
+            "group_by": {
+                "type": "object",
+                "properties": {
+                    "column": {**COLUMN_SCHEMA, "description": "A categorical (text) column of every dataset."},
+                    "groups": {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "minItems": 1,
+                        "maxItems": MAX_GROUPS,
+                        "uniqueItems": True,
+                        "description": "The categories to report; every other row is in (other).",
+                    },
+                },
+                "required": ["column", "groups"],
+                "additionalProperties": False,
+                "description": "Count, sum and mean of ``column`` per category.",
             },
             "correlation": {
                 "type": "object",
@@ -162,7 +181,9 @@ class Stats:
                     errors.setdefault("column", []).append(
                         f"column {column!r} of {ds.name!r} is not a numeric feature."
                     )
-        unknown = set(params) - {"column", "key_bits", "dp_epsilon", "bounds", "histogram", "quantiles", "correlation"}
+        unknown = set(params) - {
+            "column", "key_bits", "dp_epsilon", "bounds", "histogram", "quantiles", "correlation", "group_by"
+        }  # fmt: skip
         if unknown:
             errors["params"] = [f"unknown parameter(s): {', '.join(sorted(unknown))}."]
         bits = params.get("key_bits", 2048)
@@ -176,6 +197,29 @@ class Stats:
                 errors["histogram"] = [problem or "A histogram takes exactly one field, edges."]
             else:
                 clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
+        if "group_by" in params:
+            g = params["group_by"]
+            groups = g.get("groups") if isinstance(g, dict) else None
+            if not isinstance(g, dict) or set(g) != {"column", "groups"}:
+                errors["group_by"] = ["A group-by takes a column and its groups."]
+            elif (
+                not isinstance(groups, list)
+                or not 1 <= len(groups) <= MAX_GROUPS
+                or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in groups)
+                or len(set(groups)) != len(groups)
+                or OTHER in groups
+            ):
+                errors["group_by"] = [f"Give 1 to {MAX_GROUPS} different category names."]
+            elif {"histogram", "quantiles", "correlation", "dp_epsilon"} & set(params):
+                errors["group_by"] = ["A group-by is exact: no histogram, quantiles, correlation or dp_epsilon."]
+            else:
+                for ds in datasets:
+                    col = ds.column(str(g["column"]))
+                    if col is None or col.type in NUMERIC or col.role == "id":
+                        errors.setdefault("group_by", []).append(
+                            f"{ds.name!r} has no categorical column {g['column']!r}."
+                        )
+                clean["group_by"] = {"column": str(g["column"]), "groups": list(groups)}
         if "correlation" in params:
             c = params["correlation"]
             cols = c.get("columns") if isinstance(c, dict) else None
@@ -286,6 +330,7 @@ class Stats:
                         **({"bounds": job.params["bounds"]} if "bounds" in job.params else {}),
                         **({"histogram": job.params["histogram"]} if "histogram" in job.params else {}),
                         **({"correlation": job.params["correlation"]} if "correlation" in job.params else {}),
+                        **({"group_by": job.params["group_by"]} if "group_by" in job.params else {}),
                         **({"dp": True} if "dp_epsilon" in job.params else {}),
                     },
                 )
@@ -300,6 +345,11 @@ class Stats:
             job.state["partials"][party] = (
                 None if suppressed else public.pack(_packed(public, body.get(field), width, slot))
             )
+            if "group_by" in job.params and not suppressed:
+                merged = body.get("merged", [])
+                if not isinstance(merged, list) or not set(merged) <= set(job.params["group_by"]["groups"]):
+                    raise ValueError("the merged groups are not groups the job asked for")
+                job.state.setdefault("merged", {})[party] = sorted(merged)
             done = len(job.state["partials"])
             total = len(job.providers)
             if done < total:
@@ -327,6 +377,8 @@ class Stats:
                 summed["bins"] = len(job.params["histogram"]["edges"]) - 1
             if "correlation" in job.params:
                 summed["columns"] = job.params["correlation"]["columns"]
+            if "group_by" in job.params:
+                summed["groups"] = len(job.params["group_by"]["groups"]) + 1
             if len(keys) > 1 or withheld:  # per provider too: each is what a job on that dataset alone releases
                 summed["by_party"] = {k: partials[k] for k in keys}
             job.state["phase"] = "decrypt"
@@ -344,6 +396,16 @@ class Stats:
             withheld = job.state.get("suppressed") or []
             if withheld:  # named, with nothing of theirs: below the minimum group size
                 outputs["by_party"] = {**outputs.get("by_party", {}), **{k: {"suppressed": True} for k in withheld}}
+            if "group_by" in job.params:
+                names = [*job.params["group_by"]["groups"], OTHER]
+                merged = job.state.get("merged", {})
+                outputs = {
+                    "groups": [
+                        {**g, "group": name, "merged_at": sorted(k for k, m in merged.items() if name in m)}
+                        for name, g in zip(names, outputs["groups"], strict=True)
+                    ],
+                    **({"by_party": outputs["by_party"]} if "by_party" in outputs else {}),
+                }
             if "quantiles" in job.params:  # read from the noised counts: post-processing, no more ε
                 edges = job.params["histogram"]["edges"]
                 outputs = {
@@ -410,6 +472,23 @@ class Stats:
                 except he.HEError as e:
                     raise StepRefused("bad_totals", f"the totals to decrypt are not this job's: {e}") from None
 
+            if "groups" in body:  # a group-by: count and Σ per group, (other) last
+                width = 2 * int(body["groups"])
+
+                def totals(packed: Any) -> dict[str, Any]:  # noqa: F811 - the group-by's decoding
+                    try:
+                        cts = _packed(private.public, packed, width, CORR_SLOT)
+                        v = private.decrypt_packed(cts, CORR_SLOT, width)
+                    except (he.HEError, TypeError) as e:
+                        raise StepRefused("bad_totals", f"the sums to decrypt are not this job's: {e}") from None
+                    return {"groups": [group_summary(v[2 * i], v[2 * i + 1]) for i in range(width // 2)]}
+
+                result = totals(body.get("groups_sum"))
+                by_party = body.get("by_party")
+                if isinstance(by_party, dict):
+                    result["by_party"] = {str(k): totals(v) for k, v in by_party.items()}
+                ctx.state_drop("paillier")
+                return StepResult(result)
             if "columns" in body:  # a correlation matrix, from the provider's moments
                 names = [str(c) for c in body["columns"]]
                 try:
@@ -463,6 +542,13 @@ class Stats:
         if signed.get("public_key") != body.get("public_key"):
             raise StepRefused("unsigned_key", "the key to encrypt under is not the one the consumer signed")
         public = he.PublicKey.from_json(signed["public_key"])
+        if "group_by" in body:
+            sums, merged, used = group_sums(ctx, body["dataset"], column, body["group_by"])
+            try:
+                ct = public.encrypt_packed(sums, CORR_SLOT)
+            except he.HEError:
+                raise StepRefused("value_too_large", "the values are too large to sum in fixed point") from None
+            return StepResult({"groups_sum": public.pack(ct), "merged": merged}, rows=read, records=used)
         if "correlation" in body:
             names = [str(c) for c in body["correlation"]["columns"]]
             cols = ctx.load_columns(body["dataset"], names)
@@ -507,6 +593,8 @@ def _shape(params: dict[str, Any], public: he.PublicKey) -> tuple[str, int]:
         return "histogram", len(params["histogram"]["edges"]) - 1
     if "correlation" in params:
         return "moments", corr_width(len(params["correlation"]["columns"]))
+    if "group_by" in params:
+        return "groups_sum", 2 * (len(params["group_by"]["groups"]) + 1)
     return "totals", len(FIELDS)
 
 
@@ -514,7 +602,7 @@ def _slot(params: dict[str, Any]) -> int | None:
     """The slot width of a partial's packing (None: the summary's one ciphertext of three slots)."""
     if "histogram" in params:
         return HIST_SLOT
-    if "correlation" in params:
+    if "correlation" in params or "group_by" in params:
         return CORR_SLOT
     return None
 
@@ -581,6 +669,55 @@ def histogram_counts(
     return [int(c) for c in np.bincount(idx[inside], minlength=len(edges) - 1)]
 
 
+def group_summary(count: int, total_fixed: int) -> dict[str, Any]:
+    if count <= 0:
+        return {"count": max(count, 0), "sum": 0.0, "mean": None}
+    total = total_fixed / SCALE
+    return {"count": count, "sum": round(total, 6), "mean": round(total / count, 6)}
+
+
+def group_sums(
+    ctx: NodeContext, dataset: str, column: str, group_by: dict[str, Any]
+) -> tuple[list[int], list[str], int]:
+    """[n, Σx] (fixed point) per asked group and for (other), the asked groups merged into (other), and
+    the rows used.
+
+    Small groups are protected against differencing by *complementary suppression*, decided from
+    the data alone (so every query sees the same partition): the categories with fewer rows than
+    the minimum group size are never reported, and, if there are any, neither is the smallest
+    category that is not small — all of them are always in (other). Every reported group and
+    (other) is then empty or at least the minimum group size, and no difference of two answers (nor
+    of an answer and the column's total, which ``stats`` releases) isolates a small category.
+    """
+    cols = ctx.load_columns(dataset, [column, str(group_by["column"])])
+    value = np.char.strip(np.asarray(cols[column], dtype=str))
+    category = np.char.strip(np.asarray(cols[str(group_by["column"])], dtype=str))
+    keep = (value != "") & (category != "")
+    try:
+        x = value[keep].astype(float)
+    except ValueError:
+        raise StepRefused("not_numeric", f"column {column!r} is not numeric") from None
+    cats = category[keep]
+    names, index, counts = np.unique(cats, return_inverse=True, return_counts=True)
+    least = ctx.min_group_size
+    if len(x) < least:
+        raise StepRefused("group_too_small", f"fewer rows than the minimum group size {least}")
+    small = {str(n) for n, c in zip(names, counts, strict=True) if c < least}
+    hidden = set(small)
+    if small:
+        common = sorted((int(c), str(n)) for n, c in zip(names, counts, strict=True) if c >= least)
+        if common:
+            hidden.add(common[0][1])  # the complement: (other) is never a small group alone
+    asked = [str(g) for g in group_by["groups"]]
+    slot = {name: i for i, name in enumerate(asked) if name not in hidden}
+    where = np.array([slot.get(str(n), len(asked)) for n in names], dtype=int)[index]  # row → its slot
+    out: list[int] = []
+    for i in range(len(asked) + 1):
+        mine = x[where == i]
+        out += [len(mine), sum(round(v * SCALE) for v in mine.tolist())]
+    return out, sorted(set(asked) & hidden), len(x)
+
+
 def correlation(names: list[str], moments: list[int]) -> dict[str, Any]:
     """Pearson correlations (and means, deviations) from n, Σxᵢ and Σxᵢxⱼ (fixed point)."""
     k = len(names)
@@ -608,15 +745,21 @@ def correlation(names: list[str], moments: list[int]) -> dict[str, Any]:
 
 
 def quantile(counts: list[int], edges: list[float], p: float) -> float | None:
-    """The p-quantile of a (noised) histogram: its counts clipped at 0, linear within a bin."""
-    c = np.maximum(np.asarray(counts, dtype=float), 0.0)
+    """The p-quantile of a (noised) histogram, linear within a bin.
+
+    The noised counts are summed as they are (clipping each at 0 would add the positive part of
+    the noise of every empty bin: a bias towards the tails); the running total is made
+    non-decreasing before it is searched.
+    """
+    c = np.asarray(counts, dtype=float)
     total = c.sum()
     if total <= 0:
         return None
-    cum = np.cumsum(c)
-    i = int(np.searchsorted(cum, p * total, side="left"))
+    cum = np.maximum.accumulate(np.cumsum(c))
+    i = min(int(np.searchsorted(cum, p * total, side="left")), len(c) - 1)
     before = cum[i - 1] if i else 0.0
-    share = (p * total - before) / c[i] if c[i] > 0 else 0.0
+    step = cum[i] - before
+    share = min(max((p * total - before) / step, 0.0), 1.0) if step > 0 else 0.0
     return round(float(edges[i] + share * (edges[i + 1] - edges[i])), 6)
 
 

@@ -55,22 +55,10 @@ class StatsJobForm(forms.Form):
     )
 
     def clean_quantiles(self) -> list[float] | None:
-        text = self.cleaned_data.get("quantiles", "").strip()
-        if not text:
-            return None
-        try:
-            return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
-        except ValueError:
-            raise forms.ValidationError("Give probabilities separated by commas.") from None
+        return _numbers(self.cleaned_data.get("quantiles", ""), "Give probabilities separated by commas.")
 
     def clean_histogram_edges(self) -> list[float] | None:
-        text = self.cleaned_data.get("histogram_edges", "").strip()
-        if not text:
-            return None
-        try:
-            return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
-        except ValueError:
-            raise forms.ValidationError("Give numbers separated by commas.") from None
+        return _numbers(self.cleaned_data.get("histogram_edges", ""), "Give numbers separated by commas.")
 
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
@@ -114,6 +102,16 @@ class StatsJobForm(forms.Form):
         self.fields["group_column"].choices = [("", "No grouping"), *[g for g in categorical if g[1]]]
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+
+
+def _numbers(text: str, message: str) -> list[float] | None:
+    """Numbers a person typed, separated by commas (or semicolons); None if blank."""
+    if not text.strip():
+        return None
+    try:
+        return [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise forms.ValidationError(message) from None
 
 
 def numeric_features(dataset: Dataset) -> list[str]:

@@ -12,15 +12,20 @@ from tests.conftest import buy, login
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
-    base = live_server.url
-    login(page, base, "bank")
-    buy(page, base, "Acme shopper behaviour 2026", purpose="Tenure profile")
+def _new_stats_job(page) -> None:  # type: ignore[no-untyped-def]
+    """The stats form, every right chosen, on tenure_months."""
     page.click("header >> text=Jobs")
     page.click("text=Run a job")
     for box in page.locator("input[name=rights]").all():
         box.check()
     page.select_option("#id_column", "tenure_months")
+
+
+def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
+    base = live_server.url
+    login(page, base, "bank")
+    buy(page, base, "Acme shopper behaviour 2026", purpose="Tenure profile")
+    _new_stats_job(page)
     page.fill("#id_histogram_edges", "0, 24, 48, 24")
     page.click("text=Submit job")
     expect(page.locator(".errorlist")).to_contain_text("Bin edges must increase strictly.")
@@ -33,11 +38,7 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#histogram")).to_contain_text("[72, 1000)")
 
     # Quantiles: only with ε, read from a grid.
-    page.click("header >> text=Jobs")
-    page.click("text=Run a job")
-    for box in page.locator("input[name=rights]").all():
-        box.check()
-    page.select_option("#id_column", "tenure_months")
+    _new_stats_job(page)
     page.fill("#id_histogram_edges", ", ".join(str(e) for e in range(0, 201, 2)))
     page.fill("#id_quantiles", "0.25, 0.5, 0.75")
     page.click("text=Submit job")
@@ -49,11 +50,7 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#r-dp")).to_contain_text("ε = 0.5")
 
     # A correlation matrix over the one dataset's numeric features, as a heat map.
-    page.click("header >> text=Jobs")
-    page.click("text=Run a job")
-    for box in page.locator("input[name=rights]").all():
-        box.check()
-    page.select_option("#id_column", "tenure_months")
+    _new_stats_job(page)
     page.check("#id_correlation")
     page.click("text=Submit job")
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
@@ -62,11 +59,7 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#chart-correlation rect[data-value='1.00']")).to_have_count(5)  # the diagonal
 
     # Group-by region: the rare islands are never reported, and the page says so.
-    page.click("header >> text=Jobs")
-    page.click("text=Run a job")
-    for box in page.locator("input[name=rights]").all():
-        box.check()
-    page.select_option("#id_column", "tenure_months")
+    _new_stats_job(page)
     page.select_option("#id_group_column", "region")
     page.fill("#id_groups", "north, south, east, west, islands")
     page.click("text=Submit job")

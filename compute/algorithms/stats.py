@@ -484,12 +484,7 @@ class Stats:
                     return {"groups": [group_summary(v[2 * i], v[2 * i + 1]) for i in range(width // 2)]}
 
                 result = totals(body.get("groups_sum"))
-                by_party = body.get("by_party")
-                if isinstance(by_party, dict):
-                    result["by_party"] = {str(k): totals(v) for k, v in by_party.items()}
-                ctx.state_drop("paillier")
-                return StepResult(result)
-            if "columns" in body:  # a correlation matrix, from the provider's moments
+            elif "columns" in body:  # a correlation matrix, from the provider's moments
                 names = [str(c) for c in body["columns"]]
                 try:
                     cts = _packed(private.public, body.get("moments"), corr_width(len(names)), CORR_SLOT)
@@ -498,7 +493,7 @@ class Stats:
                     raise StepRefused("bad_totals", f"the moments to decrypt are not this job's: {e}") from None
                 ctx.state_drop("paillier")
                 return StepResult(correlation(names, moments))
-            if "bins" in body:  # a histogram: counts per bin
+            elif "bins" in body:  # a histogram: counts per bin
                 bins = int(body["bins"])
 
                 def totals(packed: Any) -> dict[str, Any]:  # noqa: F811 - the histogram's decoding

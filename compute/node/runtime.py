@@ -124,27 +124,14 @@ class LocalContext:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def memory_put(self, name: str, value: dict[str, Any]) -> None:
-        path = self._memory_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w") as fh:
-            json.dump(value, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # before the reply leaves: a release is remembered even if the job fails later
+        _write_json(self._memory_path(name), value)  # before the reply leaves: remembered even if the job fails
 
     def state_get(self, name: str) -> dict[str, Any]:
         path = self._state_path(name)
         return json.loads(path.read_text()) if path.exists() else {}
 
     def state_put(self, name: str, value: dict[str, Any]) -> None:
-        path = self._state_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(value, fh)
-        os.replace(tmp, path)  # atomic: a crash never leaves half a key on disk
+        _write_json(self._state_path(name), value)
 
     def state_drop(self, name: str) -> None:
         self.after_reply.append(lambda: self._drop(name))
@@ -154,6 +141,18 @@ class LocalContext:
         job_dir = self.config.state_dir / self.job
         if job_dir.exists() and not any(job_dir.iterdir()):
             shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Owner-only, synced, then renamed into place: a crash never leaves half a key or half a memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _reply_path(config: NodeConfig, nonce: Any) -> Path | None:

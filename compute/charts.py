@@ -178,3 +178,24 @@ def heatmap(names: Sequence[str], matrix: Sequence[Sequence[float | None]], *, t
             f'<text x="{x:.1f}" y="{top + cell * k + 14:.1f}" text-anchor="middle" font-size="10">{escape(name)}</text>'
         )
     return _frame(title, "".join(body), ident)
+
+
+def hbars(values: dict[str, float], *, title: str, ident: str) -> str:
+    """Ranked horizontal bars for signed values (e.g. coefficients): length |v|, orange positive, blue
+    negative, the name at the left and the value at the bar's end."""
+    if not values:
+        return _frame(title, "", ident)
+    left, row = 170, (H - 30) / len(values)
+    reach = max(abs(v) for v in values.values()) or 1.0
+    body = [f'<text x="{W / 2}" y="14" text-anchor="middle" font-size="12">{escape(title)}</text>']
+    for i, (name, v) in enumerate(values.items()):
+        y = 22 + row * i
+        width = (W - left - 60) * abs(v) / reach
+        colour = COLOURS[1] if v >= 0 else COLOURS[0]
+        body.append(
+            f'<text x="{left - 6}" y="{y + row * 0.65:.1f}" text-anchor="end" font-size="10">{escape(name)}</text>'
+            f'<rect x="{left}" y="{y + row * 0.15:.1f}" width="{width:.1f}" height="{row * 0.7:.1f}" fill="{colour}" '
+            f'data-label="{escape(name)}" data-value="{v:.4f}"/>'
+            f'<text x="{left + width + 4:.1f}" y="{y + row * 0.65:.1f}" font-size="10">{v:+.3f}</text>'
+        )
+    return _frame(title, "".join(body), ident)

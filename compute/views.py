@@ -252,15 +252,9 @@ def _fedavg_charts(job: Job, parties: Any) -> dict[str, object]:
         out["coefficients"] = sorted(
             zip(features, model["standardised"]["weights"], model["weights"], strict=True), key=lambda t: -abs(t[1])
         )
-        top = dict((name, round(w, 4)) for name, w, _ in out["coefficients"][:12])  # type: ignore[index]
+        top = {name: round(w, 4) for name, w, _ in out["coefficients"][:10]}  # type: ignore[index]
         out["coef_chart"] = _svg(
-            charts.bars(
-                top,
-                title="Largest standardised coefficients",
-                y_label="weight",
-                ident="chart-fl-coef",
-                y_min=min(0.0, *top.values()),
-            )  # fmt: skip
+            charts.hbars(top, title="Largest standardised coefficients (orange raises the odds)", ident="chart-fl-coef")
         )
     return out
 

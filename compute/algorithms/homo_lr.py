@@ -54,7 +54,8 @@ from compute.algorithms.base import (
     refuse_unknown,
     register,
 )
-from compute.algorithms.hetero_lr import JOB_KEY, new_job_key, signed_job_key
+from compute.algorithms.hetero_lr import new_job_key, signed_job_key
+from compute.algorithms.stats import checked_job_key
 from protocol import envelope, he, keys
 
 CONTRIBUTION = "usufruct/fl-contribution/v1"
@@ -198,13 +199,7 @@ class HomoLR:
         st = job.state
         role = job.party(party).role
         if step == "fl_keygen" and st["phase"] == "keygen" and role == "consumer":
-            statement = body["key_statement"]
-            claimed = statement["payload"] if isinstance(statement, dict) else None
-            if claimed != {"type": JOB_KEY, "job": job.id, "public_key": body["public_key"]}:
-                raise ValueError("the job key is not the one the consumer's node signed for this job")
-            if he.PublicKey.from_json(body["public_key"]).bits < int(job.params["key_bits"]) - 1:
-                raise ValueError("the consumer's key is shorter than the job asked for")
-            st.update(public_key=body["public_key"], key_statement=statement)
+            st.update(public_key=body["public_key"], key_statement=checked_job_key(job, body))
             return self._ask(job, "fl_moments", [p.key for p in job.providers], {})
         if step in ("fl_moments", "fl_train") and party in st["dropped"]:
             return Progress()  # a late answer from a provider dropped from its round: not used

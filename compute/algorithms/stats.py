@@ -58,6 +58,18 @@ OTHER = "(other)"  # every row in no reported group, and the groups a provider m
 CORR_SLOT = 160  # bits per moment: Σxᵢxⱼ of large values over many rows, in fixed point
 
 
+def checked_job_key(job: JobView, body: dict[str, Any]) -> dict[str, Any]:
+    """The hub's check of the consumer node's keygen answer: the key is the one it signed for this
+    job, and as long as the job asked. Returns the signed statement, for the providers to check."""
+    statement = body["key_statement"]
+    claimed = statement["payload"] if isinstance(statement, dict) else None
+    if claimed != {"type": JOB_KEY, "job": job.id, "public_key": body["public_key"]}:
+        raise ValueError("the job key is not the one the consumer's node signed for this job")
+    if he.PublicKey.from_json(body["public_key"]).bits < int(job.params["key_bits"]) - 1:
+        raise ValueError("the consumer's key is shorter than the job asked for")
+    return statement  # type: ignore[no-any-return]
+
+
 def slot_bits(public: he.PublicKey) -> int:
     """Three slots to a plaintext: count, Σx, Σx²."""
     return (public.bits - 2) // len(FIELDS)
@@ -310,12 +322,7 @@ class Stats:
         if step == "partial" and party in job.state["partials"]:
             raise ValueError(f"{party!r} already sent its partial")
         if step == "keygen":
-            statement = body["key_statement"]
-            claimed = statement["payload"] if isinstance(statement, dict) else None
-            if claimed != {"type": JOB_KEY, "job": job.id, "public_key": body["public_key"]}:
-                raise ValueError("the job key is not the one the consumer's node signed for this job")
-            if he.PublicKey.from_json(body["public_key"]).bits < int(job.params["key_bits"]) - 1:
-                raise ValueError("the consumer's key is shorter than the job asked for")
+            statement = checked_job_key(job, body)
             job.state["public_key"] = body["public_key"]
             job.state["phase"] = "partial"
             sends = [

@@ -306,7 +306,7 @@ def _preview_grant(job: Job, dataset: Dataset) -> dict[str, Any]:
         "dataset": dataset.id,
         "dataset_local": dataset.local_name,
         "consumer": job.consumer.slug,
-        "operations": ["psi"],
+        "operations": [job.algorithm],
         "expires_at": (job.created_at + timedelta(hours=1)).isoformat(),
         "min_group_size": max([o.min_group_size for o in offers] or [10]),
     }

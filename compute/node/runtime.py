@@ -189,13 +189,16 @@ def _store_reply(config: NodeConfig, nonce: Any, reply: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+PREVIEW_OPERATIONS = frozenset({"psi", "value_preview"})  # the overlap preview and the value preview
+
+
 def _check_grant(config: NodeConfig, payload: dict[str, Any], operation: str) -> dict[str, Any]:
     """The node's own check of the right the hub presents; it refuses what it does not allow."""
     grant = payload["body"].get("grant")
     if not isinstance(grant, dict):
         raise StepRefused("no_right", "a provider step must present a usage right")
-    # A free overlap preview carries no right: only if this node offers previews, only for PSI.
-    if grant.get("preview") and (not config.policy.get("previews") or operation != "psi"):
+    # A free preview carries no right: only if this node offers previews, only for what previews run.
+    if grant.get("preview") and (not config.policy.get("previews") or operation not in PREVIEW_OPERATIONS):
         raise StepRefused("not_permitted", "this node does not answer overlap previews")
     if grant.get("node") != config.slug:
         raise StepRefused("no_right", "the right is for another node")

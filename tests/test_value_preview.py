@@ -96,7 +96,8 @@ def test_without_noise_iv_and_auc_are_the_central_figures() -> None:
     got = {f["name"]: f for f in outputs["features"]}
     assert set(got) == set(FEATURES)
     for name in FEATURES:
-        assert abs(got[name]["iv"] - central[name]["iv"]) < 0.02, (name, got[name]["iv"], central[name]["iv"])
+        tolerance = 0.01 + 0.05 * central[name]["iv"]  # counts off by about one, in bins of a few events
+        assert abs(got[name]["iv"] - central[name]["iv"]) < tolerance, (name, got[name]["iv"], central[name]["iv"])
         assert abs(got[name]["auc"] - central[name]["auc"]) < 0.01, name
     # Ranked by IV; the demo's late-payment rate carries the latent health, the returns rate nothing.
     ivs = [f["iv"] for f in outputs["features"]]

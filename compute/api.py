@@ -113,6 +113,7 @@ class OverlapPreview(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsConsumer]
     error_statuses = (409, 429)
+    kind = "overlap"
 
     @extend_schema(
         request=PreviewSerializer, responses={201: JobSerializer, 200: JobSerializer}, parameters=[IDEMPOTENCY]
@@ -126,5 +127,18 @@ class OverlapPreview(APIView):
             dataset_id=pk,
             consumer_dataset_id=s.validated_data["consumer_dataset"],
             idempotency_key=request.headers.get("Idempotency-Key", ""),
+            kind=self.kind,
         )
         return Response(JobSerializer(job).data, status=201 if created else 200)
+
+
+class ValuePreview(OverlapPreview):
+    """Ask for a free value preview: per feature of the dataset, its information value and AUC
+    against your label on the overlap — an estimate, with differential-privacy noise.
+
+    Your node encrypts your labels under a fresh key and proves each is 0 or 1; the provider's
+    node sums them per bin of its own feature values; the hub matches blinded IDs. No ID, label
+    or feature value leaves a node. Shares the rate limits and the lifetime ε of previews (429).
+    """
+
+    kind = "value"

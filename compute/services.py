@@ -211,21 +211,39 @@ class Throttled(ServiceError):
     code = "throttled"
 
 
+PREVIEW_KINDS = {"overlap": "psi", "value": "value_preview"}
+
+
 def preview_request(
-    *, consumer: Organization, user: AbstractBaseUser, dataset_id: int, consumer_dataset_id: int, idempotency_key: str
+    *,
+    consumer: Organization,
+    user: AbstractBaseUser,
+    dataset_id: int,
+    consumer_dataset_id: int,
+    idempotency_key: str,
+    kind: str = "overlap",
 ) -> tuple[Job, bool]:
-    """A free, rate-limited, differentially private estimate of how many of the consumer's
-    IDs the dataset holds (PSI cardinality + discrete Laplace noise), run on the same
-    compute path as paid jobs and recorded on the ledger as a free use."""
+    """A free, rate-limited, differentially private look at a dataset before buying, run on the
+    same compute path as paid jobs and recorded on the ledger as a free use:
+
+    - ``overlap``: how many of the consumer's IDs the dataset holds (PSI cardinality + noise);
+    - ``value``: per feature, information value and AUC against the consumer's label on the
+      overlap (``value_preview``: labels encrypted and proved bits, bins noised).
+
+    Both kinds share the limits per dataset and per consumer, and the lifetime ε per
+    (consumer, dataset), and spend from the dataset's budget."""
+    if kind not in PREVIEW_KINDS:
+        raise invalid("kind", "A preview is 'overlap' or 'value'.")
+    request = {"preview": dataset_id, "own": consumer_dataset_id}
     request_hash, existing = idempotency.lookup(
         Job.objects.filter(consumer=consumer),
         key=idempotency_key,
-        request={"preview": dataset_id, "own": consumer_dataset_id},
+        request=request if kind == "overlap" else {**request, "kind": kind},
     )
     if existing is not None:
         return existing, False
     if not consumer.is_consumer:
-        raise Forbidden("only consumer organisations ask for overlap previews")
+        raise Forbidden("only consumer organisations ask for previews")
     target = (
         Dataset.objects.select_related("node", "organization")
         .filter(id=dataset_id, organization__is_provider=True)
@@ -243,10 +261,19 @@ def preview_request(
     own_ids = [c["name"] for c in own.columns if c["role"] == "id"]
     if len(own_ids) != 1:
         raise invalid("consumer_dataset", "Your dataset needs exactly one ID column.")
-    algo = get_algorithm("psi")
-    params = {"consumer_dataset": own.local_name, "consumer_id_column": own_ids[0], "epsilon": PREVIEW_EPSILON}
+    algorithm = PREVIEW_KINDS[kind]
+    params: dict[str, Any] = {
+        "consumer_dataset": own.local_name,
+        "consumer_id_column": own_ids[0],
+        "epsilon": PREVIEW_EPSILON,
+    }
+    if kind == "value":
+        labels = [c["name"] for c in own.columns if c["role"] == "label"]
+        if len(labels) != 1:
+            raise invalid("consumer_dataset", "A value preview needs your dataset to have exactly one 0/1 label column.")
+        params["label_column"] = labels[0]
     try:
-        clean = algo.validate(params, [_dataset_info(target)])
+        clean = get_algorithm(algorithm).validate(params, [_dataset_info(target)])
     except ParamError as exc:
         raise Invalid("this dataset cannot be previewed", fields=exc.errors) from None
     try:
@@ -268,7 +295,7 @@ def preview_request(
             )
             if spent + PREVIEW_EPSILON > PREVIEW_LIFETIME_EPSILON + 1e-9:
                 raise Throttled(
-                    f"the overlap previews of this dataset have used their lifetime privacy budget"
+                    f"your previews of this dataset have used their lifetime privacy budget"
                     f" (ε {PREVIEW_LIFETIME_EPSILON:g}); buy a right to learn more"
                 )
             budget.datasets_reserve(dataset_ids=[target.id], epsilon=PREVIEW_EPSILON, field=None)  # every buyer's
@@ -276,7 +303,7 @@ def preview_request(
                 consumer=consumer,
                 submitted_by=user,
                 consumer_node=own.node,
-                algorithm="psi",
+                algorithm=algorithm,
                 params=clean,
                 preview=True,
                 idempotency_key=idempotency_key,

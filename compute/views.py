@@ -95,6 +95,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context.update(_fedavg_charts(job, parties))
     if job.algorithm == "stats" and "counts" in (job.outputs or {}):
         context.update(_histogram(job, parties))
+    if job.algorithm == "value_preview" and job.outputs:
+        context["value_chart"] = value_chart(job.outputs)
     if job.algorithm == "stats" and "groups" in (job.outputs or {}):
         counts = {g["group"]: g["count"] for g in job.outputs["groups"]}
         context["groups_chart"] = _svg(
@@ -214,6 +216,12 @@ def _histogram(job: Job, parties: Any) -> dict[str, object]:
     }
 
 
+def value_chart(outputs: dict[str, Any]) -> str:
+    """A value preview's features ranked by information value (the dataset page shows it too)."""
+    values = {f["name"]: f["iv"] for f in outputs.get("features", [])}
+    return _svg(charts.hbars(values, title="Information value by feature — an estimate", ident="chart-value"))
+
+
 def _fedavg_charts(job: Job, parties: Any) -> dict[str, object]:
     """Rounds so far, and the global model's log-loss and AUC per round across the providers."""
     history = (job.outputs or {}).get("history") or job.state.get("history") or []
@@ -285,6 +293,7 @@ def preview(request: HttpRequest, pk: int) -> HttpResponse:
             dataset_id=pk,
             consumer_dataset_id=int(request.POST.get("consumer_dataset") or 0),
             idempotency_key=request.POST.get("idempotency_key", ""),
+            kind=request.POST.get("kind", "overlap"),
         )
     except ServiceError as exc:
         detail = "; ".join(m for msgs in exc.fields.values() for m in msgs) or exc.message

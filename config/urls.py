@@ -26,6 +26,7 @@ api = [
     path("api/billing/revenue/", market_api.Revenue.as_view(), name="api-revenue"),
     path("api/datasets/<int:pk>/privacy-budget/", privacy.DatasetPrivacyBudget.as_view(), name="api-privacy-budget"),
     path("api/datasets/<int:pk>/overlap-preview/", compute_api.OverlapPreview.as_view(), name="api-preview"),
+    path("api/datasets/<int:pk>/value-preview/", compute_api.ValuePreview.as_view(), name="api-value-preview"),
     path("api/jobs/", compute_api.JobListCreate.as_view(), name="api-jobs"),
     path("api/jobs/<uuid:pk>/", compute_api.JobDetail.as_view(), name="api-job"),
     path("api/jobs/<uuid:pk>/cancel/", compute_api.JobCancel.as_view(), name="api-job-cancel"),

@@ -122,6 +122,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if org is not None and org.is_consumer and not own:
         mine = Dataset.objects.filter(organization=org, node__status=Node.Status.ACTIVE)
         own_datasets = [d for d in mine if any(c["role"] == "id" for c in d.columns)]
+    # A value preview needs the consumer's 0/1 label too.
+    labelled = [d for d in own_datasets if sum(c["role"] == "label" for c in d.columns) == 1]
     return render(
         request,
         "marketplace/dataset.html",
@@ -132,6 +134,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "held": held,
             "id_columns": id_columns,
             "own_datasets": own_datasets,
+            "labelled_datasets": labelled,
+            "value_key": BuyForm.fresh_key(),
             "provider_datasets": Dataset.objects.filter(organization=dataset.organization_id).count(),
             "provider_rights": UsageRight.objects.filter(dataset__organization=dataset.organization_id).count(),
             "preview_key": BuyForm.fresh_key(),

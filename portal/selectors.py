@@ -93,7 +93,8 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
         node = ((p.get("receipt") or {}).get("payload") or {}).get("node") or "its node"
         counted = f"{p.get('rows', 0)} rows" + (f", {p['records']} records" if p.get("records") else "")
         if p.get("preview"):
-            return f"{provider}'s node {node} answered a free overlap preview on {dataset} for {consumer} ({counted})"
+            what = "value preview" if p.get("operation") == "value_preview" else "overlap preview"
+            return f"{provider}'s node {node} answered a free {what} on {dataset} for {consumer} ({counted})"
         return (
             f"{provider}'s node {node} reported a {p.get('operation')} step on {dataset} for {consumer} "
             f"under {right}{for_purpose} ({counted}; job {job})"

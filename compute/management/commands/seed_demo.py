@@ -171,7 +171,7 @@ class Command(BaseCommand):
             demo_data.write_csv(directory / "data" / f"{spec[0]['local']}.csv", rows)
         (directory / "datasets.json").write_text(json.dumps(spec, indent=2))
         policy: dict[str, object] = {
-            "operations": ["stats", "psi", "psi_align", "hetero_lr", "homo_lr"],
+            "operations": ["stats", "psi", "psi_align", "hetero_lr", "homo_lr", "value_preview"],
             "min_group_size": 20,
         }
         if slug == "bank":

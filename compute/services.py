@@ -234,6 +234,8 @@ def preview_request(
     (consumer, dataset), and spend from the dataset's budget."""
     if kind not in PREVIEW_KINDS:
         raise invalid("kind", "A preview is 'overlap' or 'value'.")
+    if not 0 < dataset_id < 2**53:  # no dataset has such an id (and the request could not be hashed exactly)
+        raise missing("dataset", "No such listed dataset.")
     request = {"preview": dataset_id, "own": consumer_dataset_id}
     request_hash, existing = idempotency.lookup(
         Job.objects.filter(consumer=consumer),
@@ -270,7 +272,7 @@ def preview_request(
     if kind == "value":
         labels = [c["name"] for c in own.columns if c["role"] == "label"]
         if len(labels) != 1:
-            raise invalid("consumer_dataset", "A value preview needs your dataset to have exactly one 0/1 label column.")
+            raise invalid("consumer_dataset", "A value preview needs exactly one 0/1 label column in your dataset.")
         params["label_column"] = labels[0]
     try:
         clean = get_algorithm(algorithm).validate(params, [_dataset_info(target)])

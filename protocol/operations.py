@@ -14,8 +14,6 @@ OPERATIONS: dict[str, str] = {
     "homo_lr": (
         "Horizontal logistic regression (FedAvg) across providers with the same columns; updates summed under Paillier."
     ),
-    "value_preview": (
-        "Information value and AUC of a provider's features against your label, on the overlap, noised."
-    ),
+    "value_preview": ("Information value and AUC of a provider's features against your label, on the overlap, noised."),
     "hetero_lr": "Train a logistic regression on your labels and providers' features, aligned by PSI; rows never move.",
 }

@@ -60,7 +60,14 @@ def test_the_preview_needs_a_labelled_dataset_and_shares_the_preview_limits(demo
     own.save()
     r = _ask(bank, acme, own)
     assert r.status_code == 400 and "label" in r.json()["error"]["fields"]["consumer_dataset"][0], r.content
-    assert api_for("acme").post(f"/api/datasets/{acme.id}/value-preview/", {"consumer_dataset": own.id}).status_code == 403
+    provider = api_for("acme").post(f"/api/datasets/{acme.id}/value-preview/", {"consumer_dataset": own.id})
+    assert provider.status_code == 403
+    # A dataset id no dataset can have is not found (not a 400 about hashing the request).
+    assert _ask(bank, acme, own).status_code == 400  # still the label
+    huge = bank.post(
+        f"/api/datasets/{2**60}/value-preview/", {"consumer_dataset": own.id}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert huge.status_code == 404, huge.content
 
 
 @pytest.mark.e2e

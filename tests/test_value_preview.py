@@ -108,7 +108,7 @@ def test_without_noise_iv_and_auc_are_the_central_figures() -> None:
     assert abs(outputs["overlap_estimate"] - 1600) <= 10 and outputs["consumer_ids"] == 2000
     # Nothing identifying travelled: no ID, no label, no feature value in any message.
     wire = repr([(sent, reply) for _, _, sent, reply, *_ in trace])
-    assert "A000123" not in wire and "late_payment_rate\": 0." not in wire
+    assert "A000123" not in wire and 'late_payment_rate": 0.' not in wire
 
 
 def test_with_preview_noise_the_ranking_survives() -> None:

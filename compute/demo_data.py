@@ -116,6 +116,10 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
+# The tenure bands both providers declare (provider-declared bins: a histogram any buyer can ask
+# for without choosing edges); each band holds at least the offers' minimum group on each node.
+TENURE_BINS = [0, 12, 24, 36, 48, 60, 600]
+
 DATASET_SPECS = {
     "acme": [
         {
@@ -125,6 +129,7 @@ DATASET_SPECS = {
             "late payments on buy-now-pay-later and return rates. Strong signal for consumer credit risk.",
             "tags": ["e-commerce", "credit-risk", "behavioural"],
             "roles": {"customer_id": "id"},
+            "bins": {"tenure_months": TENURE_BINS},  # months as credit teams band them
         }
     ],
     "taxco": [
@@ -135,6 +140,7 @@ DATASET_SPECS = {
             "revenue, arrears and filing delays. For SME lending and anti-fraud models.",
             "tags": ["tax", "sme", "credit-risk"],
             "roles": {"taxpayer_id": "id"},
+            "bins": {"tenure_months": TENURE_BINS},
         }
     ],
     **{

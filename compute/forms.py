@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django import forms
 
@@ -32,6 +33,12 @@ class StatsJobForm(forms.Form):
         help_text="e.g. 0, 12, 24, 48, 96: counts per bin [from, to) instead of the summary",
     )
 
+    provider_bins = forms.BooleanField(
+        required=False,
+        label="Use the bins the providers declare for the column",
+        help_text="A histogram in the providers' own bands (listed on each dataset's page), instead of edges",
+    )
+
     quantiles = forms.CharField(
         required=False,
         max_length=400,
@@ -60,6 +67,12 @@ class StatsJobForm(forms.Form):
     def clean_histogram_edges(self) -> list[float] | None:
         return _numbers(self.cleaned_data.get("histogram_edges", ""), "Give numbers separated by commas.")
 
+    def clean(self) -> dict[str, Any]:
+        d = super().clean() or {}
+        if d.get("provider_bins") and (d.get("histogram_edges") is not None or d.get("quantiles") is not None):
+            self.add_error("provider_bins", "Either the providers' bins or your own edges, not both.")
+        return d
+
     def params(self) -> dict[str, object]:
         d = self.cleaned_data
         params: dict[str, object] = {"column": d["column"]}
@@ -72,6 +85,8 @@ class StatsJobForm(forms.Form):
             params["correlation"] = {"columns": [d["column"], *others][:20]}
         if d.get("quantiles") is not None:
             params["quantiles"] = {"probabilities": d["quantiles"], "edges": d.get("histogram_edges") or []}
+        elif d.get("provider_bins"):
+            params["histogram"] = {"provider_bins": True}
         elif d.get("histogram_edges") is not None:
             params["histogram"] = {"edges": d["histogram_edges"]}
         if d.get("dp_epsilon"):

@@ -50,7 +50,10 @@ def _dataset_info(dataset: Dataset) -> DatasetInfo:
     return DatasetInfo(
         id=dataset.id,
         name=dataset.name,
-        columns=tuple(Column(c["name"], c["type"], c["role"]) for c in dataset.columns),
+        columns=tuple(
+            Column(c["name"], c["type"], c["role"], tuple(c["bins"]) if c.get("bins") else None)
+            for c in dataset.columns
+        ),
     )
 
 

@@ -23,6 +23,7 @@ from marketplace import billing, idempotency
 from marketplace.exceptions import Conflict, Forbidden, Invalid, NotFound, invalid, missing
 from marketplace.models import Dataset, Node, Offer, Order, Organization, PricePlan, UsageRight
 from protocol import keys
+from protocol.bins import edges_problem
 from protocol.envelope import Opened, parse_time
 from protocol.operations import OPERATIONS
 
@@ -176,6 +177,11 @@ def _manifest_errors(manifest: dict[str, Any]) -> dict[str, list[str]]:
         )
     ):
         errors["columns"] = ["Columns with a name, a type (number, integer, string) and a role (id, feature, label)."]
+    else:
+        for c in columns:
+            if "bins" in c and (c["type"] == "string" or edges_problem(c["bins"])):
+                problem = edges_problem(c["bins"]) or "only a numeric column has bins."
+                errors.setdefault("columns", []).append(f"bins of {c['name']!r}: {problem}")
     return errors
 
 

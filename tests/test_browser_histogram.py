@@ -37,6 +37,19 @@ def test_the_bank_asks_for_a_histogram_and_sees_it_as_a_chart(workers, live_serv
     expect(page.locator("#histogram tbody tr")).to_have_count(4)
     expect(page.locator("#histogram")).to_contain_text("[72, 1000)")
 
+    # The bins the providers declare: no edges to choose, and not both.
+    _new_stats_job(page)
+    page.check("#id_provider_bins")
+    page.fill("#id_histogram_edges", "0, 24")
+    page.click("text=Submit job")
+    expect(page.locator(".errorlist")).to_contain_text("not both")
+    page.fill("#id_histogram_edges", "")
+    page.click("text=Submit job")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+    expect(page.locator("#declared-bins")).to_be_visible()
+    expect(page.locator("#histogram tbody tr")).to_have_count(6)
+    expect(page.locator("#histogram")).to_contain_text("[60, 600)")
+
     # Quantiles: only with ε, read from a grid.
     _new_stats_job(page)
     page.fill("#id_histogram_edges", ", ".join(str(e) for e in range(0, 201, 2)))

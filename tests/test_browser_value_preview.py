@@ -17,6 +17,7 @@ def test_the_bank_estimates_what_a_dataset_adds_before_buying(workers, live_serv
     login(page, base, "bank")
     page.goto(f"{base}/")
     page.click("text=Acme shopper behaviour 2026")
+    expect(page.locator(".declared-bins")).to_contain_text("0 · 12 · 24")  # the provider's tenure bands
     card = page.locator("#value-preview")
     expect(card).to_contain_text("Estimate its value first")
     card.locator("button", has_text="Estimate value").click()

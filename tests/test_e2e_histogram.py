@@ -57,6 +57,19 @@ def _run(bank, params: dict, rights: list[int], key: str) -> dict:  # type: igno
     return wait_for(finished, timeout=90)  # type: ignore[no-any-return]
 
 
+def test_a_histogram_in_the_bins_the_providers_declare(workers) -> None:  # type: ignore[no-untyped-def]
+    bank = api_for("bank")
+    rights = _rights(bank)
+    params = {"column": "tenure_months", "histogram": {"provider_bins": True}, "key_bits": 1024}
+    body = _run(bank, params, rights, "declared-1")
+    assert body["status"] == "succeeded", body["error"]
+    edges = [0, 12, 24, 36, 48, 60, 600]  # what both demo providers declare in their manifests
+    values = _tenure("acme") + _tenure("taxco")
+    assert body["outputs"]["edges"] == edges and body["outputs"]["counts"] == _counts(values, edges)
+    assert body["params"]["histogram"] == {"edges": edges, "provider_bins": True}
+    ledger_idle()
+
+
 def test_a_histogram_job_and_the_differencing_attack_with_real_workers(workers) -> None:  # type: ignore[no-untyped-def]
     bank = api_for("bank")
     rights = _rights(bank)

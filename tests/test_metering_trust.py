@@ -532,6 +532,21 @@ def test_a_manifest_with_a_mistyped_row_count_is_refused_and_lists_nothing(demo)
     assert verify_everything() == []
 
 
+def test_a_manifest_declaring_bins_that_are_not_bins_is_refused(demo) -> None:  # type: ignore[no-untyped-def]
+    from marketplace.exceptions import Invalid
+
+    listed = Dataset.objects.get(node__slug="acme").columns
+    assert next(c for c in listed if c["name"] == "tenure_months")["bins"] == [0, 12, 24, 36, 48, 60, 600]
+    entries = LedgerEntry.objects.count()
+    for bins, column in (([0, 12, 12], "tenure_months"), ("0-12", "tenure_months"), ([0, 1], "customer_id")):
+        columns = [{**c, "bins": bins} if c["name"] == column else c for c in listed]
+        with pytest.raises(Invalid) as err:
+            _announce("acme", columns=columns, sha256="c" * 64)
+        assert "bins" in err.value.fields["columns"][0]
+    assert LedgerEntry.objects.count() == entries
+    assert Dataset.objects.get(node__slug="acme").columns == listed
+
+
 def test_a_consumer_whose_node_never_decrypts_still_pays_for_the_aggregate_it_got(demo) -> None:  # type: ignore[no-untyped-def]
     right = buy()
 

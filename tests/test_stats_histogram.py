@@ -296,3 +296,25 @@ def test_a_group_by_is_refused_by_field() -> None:
         with pytest.raises(ParamError) as e:
             STATS.validate({"column": "x", "group_by": g, **extra}, info)
         assert "group_by" in e.value.errors, g
+
+
+def test_provider_declared_bins_are_the_providers_own_and_must_agree() -> None:
+    declared = (0.0, 12.0, 24.0, 600.0)
+
+    def info(i: int, bins: tuple[float, ...] | None) -> DatasetInfo:
+        return DatasetInfo(i, f"d{i}", (Column("x", "number", "feature", bins),))
+
+    clean = STATS.validate(
+        {"column": "x", "histogram": {"provider_bins": True}}, [info(0, declared), info(1, declared)]
+    )
+    assert clean["histogram"] == {"edges": list(declared), "provider_bins": True}
+    for datasets, message in (
+        ([info(0, declared), info(1, (0.0, 10.0, 600.0))], "different bins"),
+        ([info(0, declared), info(1, None)], "declares no bins"),
+    ):
+        with pytest.raises(ParamError) as e:
+            STATS.validate({"column": "x", "histogram": {"provider_bins": True}}, datasets)
+        assert message in e.value.errors["histogram"][0]
+    with pytest.raises(ParamError) as e:
+        STATS.validate({"column": "x", "histogram": {"provider_bins": True, "edges": [0, 1]}}, [info(0, declared)])
+    assert "edges, or provider_bins" in e.value.errors["histogram"][0]

@@ -94,6 +94,7 @@ class Column:
     name: str
     type: str  # "number" | "integer" | "string"
     role: str  # "id" | "feature" | "label"
+    bins: tuple[float, ...] | None = None  # histogram bin edges the provider declares for it
 
 
 @dataclass(frozen=True)

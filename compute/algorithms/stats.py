@@ -44,13 +44,13 @@ from compute.algorithms.base import (
 )
 from compute.algorithms.dp import discrete_laplace
 from protocol import he
+from protocol.bins import MAX_BINS, edges_problem
 
 NUMERIC = {"number", "integer"}
 JOB_KEY = "usufruct/job-key/v1"  # the consumer node's signed statement of the job's Paillier key
 FIELDS = ("count", "sum", "sumsq")
 SCALE = 10**6  # fixed point of Σx and Σx²
 HIST_SLOT = 48  # bits per count: room for any dataset's counts summed across providers, plus noise
-MAX_BINS = 100
 MAX_GRID = 1000  # the grid DP quantiles are read from
 MAX_CORR = 20  # columns of a correlation matrix
 MAX_GROUPS = 50
@@ -114,11 +114,15 @@ class Stats:
                         "minItems": 2,
                         "maxItems": MAX_BINS + 1,
                         "description": "Strictly increasing bin edges; bins are [e_i, e_i+1).",
-                    }
+                    },
+                    "provider_bins": {
+                        "type": "boolean",
+                        "enum": [True],
+                        "description": "Instead of edges: the bins each provider declares for the column.",
+                    },
                 },
-                "required": ["edges"],
                 "additionalProperties": False,
-                "description": "Counts per bin instead of count, sum, mean and variance.",
+                "description": "Counts per bin instead of count, sum, mean and variance: edges, or provider_bins.",
             },
             "group_by": {
                 "type": "object",
@@ -203,12 +207,20 @@ class Stats:
             errors["key_bits"] = ["key_bits must be 1024, 2048 or 3072."]
         clean: dict[str, Any] = {"column": column, "key_bits": bits}
         if "histogram" in params:
-            edges = (params["histogram"] or {}).get("edges") if isinstance(params["histogram"], dict) else None
-            problem = edges_problem(edges)
-            if problem or set(params["histogram"]) != {"edges"}:
-                errors["histogram"] = [problem or "A histogram takes exactly one field, edges."]
+            h = params["histogram"]
+            if isinstance(h, dict) and set(h) == {"provider_bins"}:
+                declared, problem = declared_bins(column, datasets, h["provider_bins"])
+                if problem:
+                    errors["histogram"] = [problem]
+                else:
+                    clean["histogram"] = {"edges": declared, "provider_bins": True}
             else:
-                clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
+                edges = h.get("edges") if isinstance(h, dict) else None
+                problem = edges_problem(edges)
+                if problem or set(h) != {"edges"}:
+                    errors["histogram"] = [problem or "A histogram takes edges, or provider_bins: true."]
+                else:
+                    clean["histogram"] = {"edges": [float(e) for e in edges]}  # type: ignore[union-attr]
         if "group_by" in params:
             g = params["group_by"]
             groups = g.get("groups") if isinstance(g, dict) else None
@@ -623,15 +635,21 @@ def _packed(public: he.PublicKey, packed: Any, width: int, slot: int | None = HI
     return cts
 
 
-def edges_problem(edges: Any, most: int = MAX_BINS) -> str | None:
-    """Why ``edges`` are not a histogram's bin edges (at most ``most`` bins), or None."""
-    if not isinstance(edges, list) or not 2 <= len(edges) <= most + 1:
-        return f"Give 2 to {most + 1} bin edges."
-    if not all(isinstance(e, int | float) and not isinstance(e, bool) and abs(e) <= 1e9 for e in edges):
-        return "Bin edges are numbers within ±1e9."
-    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        return "Bin edges must increase strictly."
-    return None
+def declared_bins(column: Any, datasets: list[DatasetInfo], asked: Any) -> tuple[list[float], str | None]:
+    """The bins every provider declares for ``column`` (the same on each), or why there are none."""
+    if asked is not True:
+        return [], "provider_bins is true, or left out."
+    found = []
+    for ds in datasets:
+        c = ds.column(column) if isinstance(column, str) else None
+        if c is None or not c.bins:
+            return [], f"dataset {ds.name!r} declares no bins for {column!r}: give edges."
+        found.append(list(c.bins))
+    if not found:
+        return [], "Choose a dataset."
+    if any(f != found[0] for f in found[1:]):
+        return [], f"the providers declare different bins for {column!r}: give edges."
+    return [float(e) for e in found[0]], None
 
 
 def histogram_counts(

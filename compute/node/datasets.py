@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compute.node import sources
+from protocol.bins import edges_problem
 
 ROLES = {"id", "feature", "label"}
 
@@ -101,17 +102,28 @@ def manifest(data_dir: Path, spec: dict[str, Any], min_group: int = 10) -> dict[
             raise DatasetError(f"{local}: role given for unknown column {name!r}")
         if role not in ROLES:
             raise DatasetError(f"{local}: role {role!r} is not one of {sorted(ROLES)}")
+    declared = spec.get("bins", {})
+    for name, edges in declared.items():
+        if name not in header:
+            raise DatasetError(f"{local}: bins given for unknown column {name!r}")
+        problem = edges_problem(edges)
+        if problem:
+            raise DatasetError(f"{local}: bins of {name!r}: {problem}")
     columns = []
     for name in header:
         values = list(by_column[name])
         column_type = infer_type(values)
         role = roles.get(name, "feature")
+        if name in declared and column_type not in ("number", "integer"):
+            raise DatasetError(f"{local}: bins given for {name!r}, which is not numeric")
         columns.append(
             {
                 "name": name,
                 "type": column_type,
                 "role": role,
                 "summary": column_summary(values, column_type, role, min_group),
+                # Histogram bins the provider declares for the column (published, so any consumer can ask for them).
+                **({"bins": list(declared[name])} if name in declared else {}),
             }
         )
     return {

@@ -67,7 +67,8 @@ def main() -> None:
     for n in args.applicants:
         r = run(n, args.bits)
         print(
-            f"{n:6d} consumer IDs x {r['provider_rows']:6d} provider rows, {args.bits}-bit key: {r['wall']:.1f} s in all;"
+            f"{n:6d} consumer IDs x {r['provider_rows']:6d} provider rows, {args.bits}-bit key:"
+            f" {r['wall']:.1f} s in all;"
             f" consumer node {r['consumer']:.1f} s, provider node {r['provider']:.1f} s, hub {r['hub']:.1f} s;"
             f" {r['mb']:.1f} MB on the wire; top feature {r['top']} (IV {r['iv']:.3f})"
         )

@@ -68,25 +68,29 @@ class _Eq:
 
 
 class _Powers:
-    """h_s^y mod n² for exponents of up to :func:`response_bits` bits, through one fixed-base table."""
+    """h_s^y mod n² for exponents of up to :func:`response_bits` bits, through fixed-base tables:
+    the key holder's two, mod p² and mod q², joined by the CRT (half-size products: faster)."""
 
     W = 8
 
-    def __init__(self, public: he.PublicKey) -> None:
-        self.nsq = public.nsquare
+    def __init__(self, key: he.PrivateKey) -> None:
+        public = key.public
         self.bits = response_bits(public)
-        self.rows = -(-self.bits // self.W)
-        self.table = he._table(public.hs, public.nsquare, self.bits, self.W)
+        self.psq, self.qsq, self.inv = key.psq, key.qsq, key.qsq_inv
+        self.tp = he._table(public.hs % key.psq, key.psq, self.bits, self.W)
+        self.tq = he._table(public.hs % key.qsq, key.qsq, self.bits, self.W)
 
     def __call__(self, y: int) -> gmpy2.mpz:
         if not 0 <= y < 1 << self.bits:
             raise ProofError("an exponent out of range")
-        acc, nsq, mask, w = gmpy2.mpz(1), self.nsq, (1 << self.W) - 1, self.W
-        for i, row in enumerate(self.table):
+        mask, w, psq, qsq = (1 << self.W) - 1, self.W, self.psq, self.qsq
+        a, b = gmpy2.mpz(1), gmpy2.mpz(1)
+        for i, (rp, rq) in enumerate(zip(self.tp, self.tq, strict=True)):
             d = (y >> (w * i)) & mask
             if d:
-                acc = acc * row[d] % nsq
-        return acc
+                a = a * rp[d] % psq
+                b = b * rq[d] % qsq
+        return b + (a - b) * self.inv % psq * qsq
 
 
 def _width(public: he.PublicKey) -> int:
@@ -153,7 +157,7 @@ def prove_labels(
     public = key.public
     if any(y not in (0, 1) for y in labels):
         raise ProofError("labels are 0 or 1")
-    powers = _Powers(public)
+    powers = _Powers(key)
     ps, qs, out = [], [], []
     for i, y in enumerate(labels):
         p, xp = _encrypt(public, powers, y, rand)
@@ -173,7 +177,7 @@ def prove_zeros(
 ) -> tuple[list[int], str]:
     """``count`` fresh encryptions of 0, with a proof that each is one."""
     public = key.public
-    powers = _Powers(public)
+    powers = _Powers(key)
     cts, out = [], []
     for i in range(count):
         c, x = _encrypt(public, powers, 0, rand)

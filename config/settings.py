@@ -257,6 +257,13 @@ USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)
 # days at the default TTL); then the node's silence is on the ledger as a refusal, code "unanswered".
 USUFRUCT_RETIREMENT_ATTEMPTS = env_int("USUFRUCT_RETIREMENT_ATTEMPTS", 72)
 USUFRUCT_PLATFORM_FEE_BPS = env_int("USUFRUCT_PLATFORM_FEE_BPS", 1000)
+# Who issues the invoices (the operator sells as the merchant of record and pays providers) and the tax on them.
+USUFRUCT_OPERATOR = {
+    "name": env_str("USUFRUCT_OPERATOR_NAME", "Usufruct Data Exchange B.V."),
+    "address": env_str("USUFRUCT_OPERATOR_ADDRESS", "Herengracht 1\n1015 BA Amsterdam\nNetherlands"),
+    "tax_id": env_str("USUFRUCT_OPERATOR_TAX_ID", "NL000000000B01"),
+}
+USUFRUCT_TAX = {"name": env_str("USUFRUCT_TAX_NAME", "VAT"), "rate_bps": env_int("USUFRUCT_TAX_BPS", 2000)}
 USUFRUCT_JOB_STALE_SECONDS = env_int("USUFRUCT_JOB_STALE_SECONDS", 900)
 
 # --- Ledger ---------------------------------------------------------------------------------
@@ -284,6 +291,13 @@ CELERY_BEAT_SCHEDULE |= {
         "options": {"queue": "hub"},
     },
     "marketplace-expire-rights": {"task": "usufruct.hub.expire_rights", "schedule": 300.0, "options": {"queue": "hub"}},
+    # Each day, the previous month's invoices, credit notes and statements (idempotent: what is
+    # on a document already is never issued again), so a month is issued once it has ended.
+    "marketplace-issue-documents": {
+        "task": "marketplace.tasks.documents_issue_due",
+        "schedule": 3600.0,
+        "options": {"queue": "hub"},
+    },
     # The ledger writer is woken by each acceptance; this is the backstop for a lost wake-up.
     "ledger-integrate-pending": {
         "task": "ledger.tasks.integrate_pending",

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from compute import api as compute_api
 from compute import views as compute_views
 from marketplace import api as market_api
+from marketplace import documents_views
 from marketplace import views as market_views
 from marketplace import views_accounts as market_accounts
 from portal import ledger_api, ledger_views, privacy
@@ -26,6 +27,10 @@ api = [
     path("api/billing/revenue/", market_api.Revenue.as_view(), name="api-revenue"),
     path("api/datasets/<int:pk>/privacy-budget/", privacy.DatasetPrivacyBudget.as_view(), name="api-privacy-budget"),
     path("api/datasets/<int:pk>/overlap-preview/", compute_api.OverlapPreview.as_view(), name="api-preview"),
+    path("api/documents/", documents_views.DocumentListIssue.as_view(), name="api-documents"),
+    path("api/documents/<str:number>/", documents_views.DocumentJson.as_view(), name="api-document"),
+    path("api/documents/<str:number>/csv/", documents_views.DocumentFile.as_view(form="csv"), name="api-document-csv"),
+    path("api/documents/<str:number>/pdf/", documents_views.DocumentFile.as_view(form="pdf"), name="api-document-pdf"),
     path("api/datasets/<int:pk>/value-preview/", compute_api.ValuePreview.as_view(), name="api-value-preview"),
     path("api/jobs/", compute_api.JobListCreate.as_view(), name="api-jobs"),
     path("api/jobs/<uuid:pk>/", compute_api.JobDetail.as_view(), name="api-job"),
@@ -55,6 +60,10 @@ pages = [
     path("datasets/<int:pk>/", market_views.dataset_detail, name="dataset"),
     path("rights/", market_views.rights, name="rights"),
     path("bill/", market_views.bill, name="bill"),
+    path("documents/", documents_views.documents_page, name="documents"),
+    path("documents/issue/", documents_views.documents_issue_page, name="documents-issue"),
+    path("documents/<str:number>/", documents_views.document_page, name="document"),
+    path("documents/<str:number>/download.<str:form>", documents_views.document_download, name="document-download"),
     path("provider/", market_views.provider_home, name="provider"),
     path("provider/datasets/<int:pk>/privacy/", privacy.dataset_privacy, name="dataset-privacy"),
     path("provider/offers/new/", market_views.offer_new, name="offer-new"),

@@ -29,6 +29,7 @@ class LedgerEntry(models.Model):
         MODEL_RETIRE_REFUSED = "model_retire_refused", "Model part deletion refused"
         ALIGNMENT_FORGET_REFUSED = "alignment_forget_refused", "Alignment deletion refused"
         DATASET_BUDGET_SET = "dataset_budget_set", "Dataset privacy budget set"
+        DOCUMENT_ISSUED = "document_issued", "Invoice or statement issued"
 
     seq = models.PositiveBigIntegerField(unique=True)
     kind = models.CharField(max_length=30, choices=Kind.choices)

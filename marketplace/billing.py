@@ -7,46 +7,27 @@ and only here: half up, to the currency's minor unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from marketplace.money import CURRENCIES
-
-PER_JOB = "per_job"
-PER_1000_ROWS = "per_1000_rows"
-PER_RECORD = "per_record"
-SUBSCRIPTION = "subscription"
-FREE = "free"
-KINDS = (PER_JOB, PER_1000_ROWS, PER_RECORD, SUBSCRIPTION, FREE)
-PREPAID = "prepaid"
-POSTPAID = "postpaid"
+from protocol.pricing import (  # noqa: F401  (the arithmetic the offline verifiers share)
+    FREE,
+    KINDS,
+    PER_1000_ROWS,
+    PER_JOB,
+    PER_RECORD,
+    POSTPAID,
+    PREPAID,
+    SUBSCRIPTION,
+    Plan,
+    refund_for_unused,
+    upfront_charge,
+    usage_charge,
+)
 
 
 class PlanError(ValueError):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
         self.errors = errors
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A price plan as sold: the snapshot an order keeps."""
-
-    kind: str
-    amount_minor: int  # per job / per 1,000 rows / per record / per period; 0 when free
-    currency: str
-    billing: str = POSTPAID
-    included_units: int = 0  # subscription: jobs included in the period fee
-    overage_minor: int = 0  # subscription: each job beyond the included ones
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "amount_minor": self.amount_minor,
-            "currency": self.currency,
-            "billing": self.billing,
-            "included_units": self.included_units,
-            "overage_minor": self.overage_minor,
-        }
 
 
 def _whole(value: object) -> bool:
@@ -81,37 +62,3 @@ def validate_plan(plan: Plan, *, quota: int) -> None:
                 errors["included_units"] = ["Cannot include more jobs than the quota."]
     if errors:
         raise PlanError(errors)
-
-
-def upfront_charge(plan: Plan, *, quota: int) -> int:
-    """What the buyer pays when the right is granted."""
-    if plan.kind == SUBSCRIPTION:
-        return plan.amount_minor
-    if plan.kind == PER_JOB and plan.billing == PREPAID:
-        return plan.amount_minor * quota  # a prepaid bundle of ``quota`` jobs
-    return 0
-
-
-def usage_charge(plan: Plan, *, nth_use: int, rows: int, records: int = 0) -> int:
-    """The charge for the ``nth_use`` (1-based) use of a right that touched ``rows`` rows."""
-    if plan.kind == FREE:
-        return 0
-    if plan.kind == PER_JOB:
-        return 0 if plan.billing == PREPAID else plan.amount_minor
-    if plan.kind == PER_1000_ROWS:
-        return (rows * plan.amount_minor + 500) // 1000  # half up, once per use
-    if plan.kind == PER_RECORD:
-        return records * plan.amount_minor
-    if plan.kind == SUBSCRIPTION:
-        return 0 if nth_use <= plan.included_units else plan.overage_minor
-    raise ValueError(f"unknown plan kind {plan.kind!r}")
-
-
-def refund_for_unused(plan: Plan, *, quota: int, used: int) -> int:
-    """Revocation refunds prepaid units not used; subscriptions pro rata by jobs left."""
-    left = max(quota - used, 0)
-    if plan.kind == PER_JOB and plan.billing == PREPAID:
-        return plan.amount_minor * left
-    if plan.kind == SUBSCRIPTION and quota > 0:
-        return (plan.amount_minor * left + quota // 2) // quota
-    return 0

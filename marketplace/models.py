@@ -20,6 +20,9 @@ class Organization(models.Model):
     is_consumer = models.BooleanField(default=False)
     is_regulator = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # What an invoice or statement names the organisation by, beside its name.
+    billing_address = models.TextField(blank=True)
+    tax_id = models.CharField(max_length=40, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -264,3 +267,52 @@ class UsageRight(models.Model):
     @property
     def quota_left(self) -> int:
         return self.quota_total - self.quota_used - self.quota_reserved
+
+
+class Document(models.Model):
+    """An issued invoice, credit note or provider statement (``marketplace.invoicing``): its JSON
+    form as issued, with every line's ledger entry and proof. Immutable: a trigger refuses
+    updates and deletes (migration 0006)."""
+
+    class Type(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+        STATEMENT = "statement", "Statement"
+
+    type = models.CharField(max_length=12, choices=Type.choices)
+    year = models.PositiveSmallIntegerField()
+    sequence = models.PositiveIntegerField()  # per type and year, from 1, without gaps
+    number = models.CharField(max_length=30, unique=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="documents")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    currency = models.CharField(max_length=3)
+    total_minor = models.BigIntegerField()  # an invoice's or credit note's total; a statement's net
+    issued_at = models.DateTimeField()
+    checkpoint_size = models.PositiveBigIntegerField()
+    digest = models.CharField(max_length=64)
+    body = models.JSONField()
+    corrects = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
+    ledger_seq = models.PositiveBigIntegerField(unique=True)  # its ``document_issued`` entry
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["type", "year", "sequence"], name="document_number_once")]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class DocumentLine(models.Model):
+    """A charged ledger entry on a document. Once per family: on one invoice or credit note
+    (``buyer``) and on one statement (``seller``), so nothing is charged or paid twice."""
+
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="lines")
+    family = models.CharField(max_length=6)  # buyer | seller
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["family", "seq"], name="entry_on_one_document")]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.seq}"

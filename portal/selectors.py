@@ -114,6 +114,11 @@ def _sentence(e: LedgerEntry, orgs: dict[int, str], datasets: dict[int, str], pu
     if kind == LedgerEntry.Kind.DP_CHARGE:
         under = f"under {right}" if p.get("right") is not None else "in a free preview"
         return f"ε = {p.get('epsilon')} of {dataset}'s privacy budget spent by {consumer} {under} (job {job})"
+    if kind == LedgerEntry.Kind.DOCUMENT_ISSUED:
+        whom = orgs.get(p.get("organization") or 0, "an organisation")
+        amount = _money(p.get("total_minor"), p.get("currency"))
+        digest = str(p.get("digest"))[:12]
+        return f"{p.get('number')} issued to {whom}: {p.get('lines')} lines, {amount} (digest {digest}…)"
     if kind == LedgerEntry.Kind.DATASET_BUDGET_SET:
         cap = f"ε = {p.get('epsilon_budget')}" if p.get("epsilon_budget") is not None else "no cap"
         return f"{provider} set {dataset}'s lifetime privacy budget to {cap} (ε = {p.get('epsilon_spent')} spent)"

@@ -1,0 +1,14 @@
+"""The marketplace's scheduled work on the hub (Celery beat, hub queue)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from marketplace import invoicing
+
+
+@shared_task(name="marketplace.tasks.documents_issue_due", ignore_result=True)
+def documents_issue_due() -> int:
+    """Issue the previous month's documents for every organisation; running again is harmless."""
+    return len(invoicing.documents_issue(period=invoicing.previous_month(timezone.now().date())))

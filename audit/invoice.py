@@ -219,9 +219,10 @@ class _Verifier:
     # --- totals --------------------------------------------------------------------------
     def totals(self, lines: list[tuple[dict[str, Any], int]]) -> None:
         doc = self.doc
-        amounts = [line.get("amount_minor") for line, _ in lines]
-        if not all(type(a) is int for a in amounts) or len(lines) != len(doc.get("lines") or []):
+        claimed = [line.get("amount_minor") for line, _ in lines]
+        if not all(type(a) is int for a in claimed) or len(lines) != len(doc.get("lines") or []):
             return  # every bad line is reported already; totals over them would only repeat it
+        amounts: list[int] = [int(a) for a in claimed]  # type: ignore[arg-type]
         if doc.get("type") == "statement":
             gross = sum(a for (line, _), a in zip(lines, amounts, strict=True) if line.get("kind") != "refund")
             refunds = sum(a for (line, _), a in zip(lines, amounts, strict=True) if line.get("kind") == "refund")
@@ -246,7 +247,7 @@ class _Verifier:
                 if (doc.get(name) or {}) != sums:
                     self.result.fail(f"{name}: does not add up to the lines")
             return
-        subtotal = sum(amounts)  # type: ignore[arg-type]
+        subtotal = sum(amounts)
         tax = doc.get("tax") or {}
         want_tax = pricing.share_bps(subtotal, int(tax.get("rate_bps", -1)))
         if doc.get("subtotal_minor") != subtotal:

@@ -14,4 +14,4 @@ TRANSPORT_ALIASES["redis"] = "config.broker:Transport"
 
 app = Celery("usufruct")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["compute", "ledger"])
+app.autodiscover_tasks(["compute", "ledger", "marketplace"])

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from marketplace import documents, invoicing, selectors
 from marketplace.api_input import StrictSerializer
-from marketplace.exceptions import Forbidden, ServiceError, missing
+from marketplace.exceptions import Forbidden, ServiceError, invalid, missing
 from marketplace.models import Document, Organization
 from marketplace.money import Money
 
@@ -149,8 +149,14 @@ class DocumentSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         return {"json": base, "csv": f"{base}csv/", "pdf": f"{base}pdf/"}
 
 
+class IssuedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    issued = DocumentSerializer(many=True, help_text="What this request issued; empty when nothing was due.")
+
+
 class IssueSerializer(StrictSerializer):
-    period = serializers.RegexField(r"^\d{4}-\d{2}$", help_text="The month to issue for, YYYY-MM.")
+    period = serializers.RegexField(
+        r"^(19|20)\d\d-(0[1-9]|1[0-2])$", help_text="The month to issue for, YYYY-MM (1900-01 to 2099-12)."
+    )
 
 
 class DocumentListIssue(generics.ListAPIView):  # type: ignore[type-arg]
@@ -167,20 +173,20 @@ class DocumentListIssue(generics.ListAPIView):  # type: ignore[type-arg]
     def get_queryset(self) -> QuerySet[Document]:
         qs = visible(selectors.current_org(self.request.user))
         kind = self.request.query_params.get("type")
+        if kind is not None and kind not in Document.Type.values:
+            raise invalid("type", f"A type is one of {', '.join(Document.Type.values)}.")
         return qs.filter(type=kind) if kind else qs
 
     @extend_schema(parameters=[OpenApiParameter("type", enum=[t.value for t in Document.Type], required=False)])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(
-        request=IssueSerializer, responses={201: DocumentSerializer(many=True), 200: DocumentSerializer(many=True)}
-    )
+    @extend_schema(request=IssueSerializer, responses={201: IssuedSerializer, 200: IssuedSerializer})
     def post(self, request: Request) -> Response:
         s = IssueSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         issued = _issue_for(selectors.current_org(request.user), s.validated_data["period"])
-        return Response(DocumentSerializer(issued, many=True).data, status=201 if issued else 200)
+        return Response({"issued": DocumentSerializer(issued, many=True).data}, status=201 if issued else 200)
 
 
 class DocumentJson(APIView):

@@ -9,6 +9,8 @@ from marketplace import invoicing
 
 
 @shared_task(name="marketplace.tasks.documents_issue_due", ignore_result=True)
-def documents_issue_due() -> int:
-    """Issue the previous month's documents for every organisation; running again is harmless."""
-    return len(invoicing.documents_issue(period=invoicing.previous_month(timezone.now().date())))
+def documents_issue_due(period: str | None = None) -> int:
+    """Issue the previous month's documents (or ``period``'s) for every organisation; running
+    again is harmless: what is on a document already is never issued twice."""
+    month = period or invoicing.previous_month(timezone.now().date())
+    return len(invoicing.documents_issue(period=month))

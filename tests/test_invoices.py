@@ -190,11 +190,12 @@ def test_a_refund_after_issue_is_a_credit_note_on_that_invoice(demo, tmp_path) -
 def test_a_period_is_a_month_that_has_begun(demo) -> None:  # type: ignore[no-untyped-def]
     from marketplace.exceptions import Invalid
 
-    for bad in ("2026-13", "soon", "2999-01"):
+    for bad in ("2026-13", "soon", "2026-00"):
         with pytest.raises(Invalid) as err:
             invoicing.documents_issue(period=bad)
         assert "period" in err.value.fields
-    assert api_for("bank")  # the demo's bank exists: the failures above were about the period
+    _used_right()
+    assert invoicing.documents_issue(period="2999-01") == []  # nothing is due in a month to come
 
 
 def test_the_pdf_reads_as_the_invoice_it_renders(demo) -> None:  # type: ignore[no-untyped-def]
@@ -242,3 +243,38 @@ def test_reconcile_finds_nothing_on_honest_documents_and_names_a_planted_differe
     with pytest.raises(CommandError, match="1 differences"):
         call_command("reconcile", stdout=out)
     assert "its total is 125 in the database but 120 as issued" in out.getvalue()
+
+
+def test_who_reads_and_issues_which_documents_through_the_api(demo) -> None:  # type: ignore[no-untyped-def]
+    """A consumer sees only its invoices, a provider only its statements, a regulator reads all
+    and issues none; every form of a document is its own."""
+    _used_right()
+    bank, acme, taxco, regulator = api_for("bank"), api_for("acme"), api_for("taxco"), api_for("regulator")
+    assert regulator.post("/api/documents/", {"period": _period()}, format="json").status_code == 403
+    issued = bank.post("/api/documents/", {"period": _period()}, format="json")
+    assert issued.status_code == 201, issued.content
+    (invoice,) = issued.json()["issued"]
+    assert invoice["type"] == "invoice" and invoice["total_minor"] == 120
+    again = bank.post("/api/documents/", {"period": _period()}, format="json")
+    assert (again.status_code, again.json()) == (200, {"issued": []})
+    statement = acme.post("/api/documents/", {"period": _period()}, format="json").json()["issued"][0]
+    assert statement["type"] == "statement"
+
+    def numbers(client: Any) -> set[str]:
+        return {d["number"] for d in client.get("/api/documents/").json()["results"]}
+
+    assert numbers(bank) == {invoice["number"]} and numbers(acme) == {statement["number"]}
+    assert numbers(taxco) == set() and numbers(regulator) == {invoice["number"], statement["number"]}
+    assert numbers(api_for("research")) == set()
+    for path in ("", "csv/", "pdf/"):
+        assert bank.get(f"/api/documents/{invoice['number']}/{path}").status_code == 200
+        assert bank.get(f"/api/documents/{statement['number']}/{path}").status_code == 404
+        assert acme.get(f"/api/documents/{invoice['number']}/{path}").status_code == 404
+        assert regulator.get(f"/api/documents/{invoice['number']}/{path}").status_code == 200
+    body = bank.get(f"/api/documents/{invoice['number']}/").json()
+    assert body["number"] == invoice["number"] and body["digest"] == invoice["digest"]
+    pdf = bank.get(f"/api/documents/{invoice['number']}/pdf/")
+    assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    for bad in ({"period": "2026-1"}, {"period": "x"}, {}, {"period": "2026-12", "extra": 1}):
+        r = bank.post("/api/documents/", bad, format="json")
+        assert r.status_code == 400 and r.json()["error"]["fields"], (bad, r.content)

@@ -51,6 +51,13 @@ DESCRIPTIONS = {
     "oncolab": "Researchers building diagnostic models from several hospitals' records, which never leave them.",
     "dpa": "The supervisory authority for data protection; audits the ledger and co-signs its checkpoints.",
 }
+# What invoices and statements name each organisation by (fictitious addresses and tax IDs).
+BILLING = {
+    "northwind": ("1 Harbour Street\nBristol BS1 4ST\nUnited Kingdom", "GB123456789"),
+    "acme": ("Acme Commerce GmbH\nFriedrichstraße 100\n10117 Berlin\nGermany", "DE811111111"),
+    "taxco": ("TaxCo Invoice Bureau S.A.\nRue de la Loi 10\n1000 Brussels\nBelgium", "BE0123456789"),
+    "oncolab": ("Oncology Research Institute\nPlesmanlaan 121\n1066 CX Amsterdam\nNetherlands", "NL999999999B01"),
+}
 OFFERS = {
     "acme": dict(
         title="Credit-risk features, compute only",
@@ -118,6 +125,8 @@ class Command(BaseCommand):
                         is_provider=provider,
                         is_consumer=consumer,
                         is_regulator=regulator,
+                        billing_address=BILLING.get(slug, ("", ""))[0],
+                        tax_id=BILLING.get(slug, ("", ""))[1],
                     ),
                 )
                 user = User.objects.filter(username=username).first()

@@ -302,6 +302,21 @@ class PublicKey:
     def rerandomize(self, cts: Sequence[int]) -> list[int]:
         return _rerandomize(self, cts, self._noise_parallel)
 
+    def rerandomize_fully(self, cts: Sequence[int]) -> list[int]:
+        """c · rⁿ mod n² with r uniform in Z*ₙ, one full exponentiation each: for what a party sends
+        to the key's holder after computing on ciphertexts that holder made. h_s^r hides the
+        plaintext's randomness only from those without the factors; rⁿ with a uniform r makes the
+        whole n-th-residue part uniform, so nothing the holder planted in its ciphertexts (an
+        element of small order, say) survives into what it decrypts, beyond the plaintext."""
+        n, nsq, out = self.n, self.nsquare, []
+        for c in cts:
+            while True:
+                r = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
+                if gmpy2.gcd(r, n) == 1:
+                    break
+            out.append(int(gmpy2.mpz(c) * gmpy2.powmod(r, n, nsq) % nsq))
+        return out
+
     def add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
         if len(a) != len(b):
             raise HEError("vectors of different lengths")
@@ -600,6 +615,7 @@ def _private_key(n: str, hs: str, p: str, q: str) -> PrivateKey:
 
 _WORKERS = int(os.environ.get("USUFRUCT_HE_WORKERS") or os.cpu_count() or 1)  # 1: no worker processes
 _POOL: tuple[str, ProcessPoolExecutor] | None = None
+POOL_TIMEOUT = 600.0  # seconds a vector's share may take in a worker before it is done here instead
 _KEYS: dict[str, tuple[PublicKey, PrivateKey | None]] = {}
 
 
@@ -610,10 +626,10 @@ def set_workers(count: int) -> None:
     _WORKERS = max(1, count)
 
 
-def _shutdown() -> None:
+def _shutdown(wait: bool = False) -> None:
     global _POOL
     if _POOL is not None:
-        _POOL[1].shutdown(wait=False, cancel_futures=True)
+        _POOL[1].shutdown(wait=wait, cancel_futures=True)
         _POOL = None
 
 
@@ -633,7 +649,11 @@ def _pool_for(public: PublicKey, private: PrivateKey | None = None) -> ProcessPo
     state = f"{ident}:{public._fixed is not None}:{private is not None}:{crt}"
     if _POOL is not None and _POOL[0] == state:
         return _POOL[1]
-    _shutdown()
+    _shutdown(wait=True)  # its threads gone before the check below
+    # Forking copies only this thread: a lock another live thread holds stays held in the child
+    # for ever. With such threads about (a test's live server, say), compute here instead.
+    if _other_threads():
+        return None
     _KEYS.clear()
     _KEYS[ident] = (public, private)
     _POOL = (
@@ -643,6 +663,12 @@ def _pool_for(public: PublicKey, private: PrivateKey | None = None) -> ProcessPo
         ),
     )
     return _POOL[1]
+
+
+def _other_threads() -> bool:
+    """Whether a thread besides the main one runs here (a pool's own threads were stopped by _shutdown)."""
+    main = threading.main_thread()
+    return any(t is not main and t.is_alive() for t in threading.enumerate())
 
 
 def _watch_parent(parent: int) -> None:
@@ -662,8 +688,13 @@ def _map(
     """``fn`` over ``chunks`` in the workers, concatenated; None if a worker died (the pool is then
     dropped, to be forked afresh next time, and the caller computes in this process)."""
     try:
-        return [v for part in pool.map(fn, [(ident, c) for c in chunks]) for v in part]
+        return [v for part in pool.map(fn, [(ident, c) for c in chunks], timeout=POOL_TIMEOUT) for v in part]
     except BrokenProcessPool:
+        _shutdown()
+        return None
+    except TimeoutError:  # a worker that never answers (a fork taken while another thread held a lock)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
         _shutdown()
         return None
 

@@ -854,7 +854,9 @@ def _host(ctx: NodeContext, step: str, body: dict[str, Any], rng: random.Random)
         bound = len(rows) << (50 + MASK_EXTRA)
         masks = [secrets.randbelow(bound) for _ in range(len(w))]
         grads = public.add_plain(public.matvec_t(_gradient_rows(z[rows]), d), masks)
-        enc = public.rerandomize(public.pack_ciphertexts(grads, GRAD_SLOT))
+        # Computed from the guest's own ciphertexts: re-randomised with a uniform rⁿ, so nothing the
+        # guest planted in E(d) beyond its plaintext (an element of small order) reaches it again.
+        enc = public.rerandomize_fully(public.pack_ciphertexts(grads, GRAD_SLOT))
         st["masks"] = {tag: [str(m) for m in masks]}
         ctx.state_put(STATE, st)
         return StepResult({**at, "masked": public.pack(enc)}, rows=rows_read, records=0)

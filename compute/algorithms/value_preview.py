@@ -1,36 +1,38 @@
 """``value_preview``: will a provider's features improve my model? Answered before buying.
 
 Per feature of one provider dataset, on the overlap of the consumer's IDs with the provider's,
-the information value (IV, over weight-of-evidence bins as credit-risk teams use it) and the
+the information value (IV, over weight-of-evidence classes as credit-risk teams use it) and the
 univariate AUC against the consumer's 0/1 label — without a row, an ID or a label moving, and
 without either data party learning which IDs they share.
 
 The protocol joins hub-side matching (as in ``psi``) to per-bin sums under the consumer's key:
 
 1. consumer C ``vp_encrypt``: a fresh Paillier key (signed for the job); for its distinct IDs
-   x in an order only it knows, a·H(x) (ristretto255, ``protocol.ristretto``), P = E(y) and
-   Q = E(1 − y), and a proof that each P encrypts 0 or 1 and each P·Q encrypts 1
-   (:mod:`protocol.bitproof`). The hub checks the proofs: a consumer that encrypted 2^k as a
+   x in an order only it knows, a·H(x) (ristretto255, ``protocol.ristretto``) and E(y), with a
+   proof that each E(y) encrypts 0 or 1 (:mod:`protocol.bitproof`). The hub checks the key's
+   modulus (its size, no small factor) and every proof: a consumer that encrypted 2^k as a
    label, to read off which bin one of its rows fell into, is refused.
 2. provider P ``vp_exchange``: tags of b·a·H(x) *in the order received*, and b·H(y) for its own
    distinct IDs in an order only it keeps (``b`` is forgotten).
-3. C ``vp_finish``: tags of a·b·H(y) in that order (then it forgets ``a``), and 2·|Y| fresh
-   encryptions of 0 with a proof of each.
-4. the hub matches tags: for each of P's positions j, the (P, Q) of the consumer row with the
-   same tag, or two of C's zeros. It keeps no mapping; it learns |X ∩ Y|, never an identity.
-5. P ``vp_bins``: bins each feature over *its own* rows (equal-frequency fine classes, a bin of
-   its own for blanks), multiplies the ciphertexts per bin — E(events), E(non-events) on the
-   overlap — adds discrete-Laplace noise under encryption, packs and re-randomises. It cannot
-   tell a matched row from an unmatched one (all are fresh encryptions under C's key).
+3. C ``vp_finish``: tags of a·b·H(y) in that order; then it forgets ``a``.
+4. the hub matches tags: for each of P's positions j, Y_j = the matched consumer row's E(y), or
+   a fresh E(0) of its own, and M_j = a fresh E(1) or E(0). It keeps no mapping; it learns
+   |X ∩ Y|, never an identity.
+5. P ``vp_bins``: bins each feature at the quartiles its manifest already publishes (a bin of its
+   own for blanks; a bin with fewer rows than the minimum group joins its neighbour), multiplies
+   per bin — E(events) = ΠY, E(non-events) = ΠM / ΠY on the overlap — adds discrete-Laplace
+   noise under encryption, packs, and re-randomises with a uniform rⁿ (so nothing C planted in
+   its ciphertexts beyond the plaintext comes back to it). P cannot tell matched rows from the
+   others: every ciphertext it gets is a fresh encryption under C's key.
 6. C ``vp_report``: decrypts the noised counts (the release), merges adjacent bins until each
    holds enough of both classes (coarse classing), and computes WOE, IV and the AUC of the bin
    order; only these derived figures go to the hub.
 
-**Privacy.** Each row of the overlap adds one to exactly one cell per feature (the proofs
-bound it), so the counts have L1 sensitivity F (the number of features) under adding or
-removing a person; each cell gets discrete Laplace noise of scale F/ε. The provider's bin
-edges never leave its node (bins are named by rank). The consumer learns noised counts per
-bin, the hub the overlap's size, the provider the lengths of the lists.
+**Privacy.** The edges are what the provider's manifest published before the preview; given
+them, each overlap row adds one to exactly one cell per feature, so the counts have L1
+sensitivity F (the number of features) under adding or removing a person, and each cell gets
+discrete Laplace noise of scale F/ε. The consumer learns noised counts per bin, the hub the
+overlap's size, the provider the lengths of the lists.
 
 **Metering.** ``vp_exchange`` and ``vp_bins`` each read every row once (``rows``); neither
 knows the overlap, so neither counts records.
@@ -43,6 +45,7 @@ import random
 import secrets
 from typing import Any
 
+import gmpy2
 import numpy as np
 
 from compute.algorithms import psi
@@ -68,20 +71,23 @@ from compute.algorithms.base import (
 from compute.algorithms.dp import discrete_laplace
 from compute.algorithms.hetero_lr import new_job_key, signed_job_key
 from compute.algorithms.stats import checked_job_key
+from compute.node.datasets import published_quartiles
 from protocol import bitproof, he, ristretto
 
 NAME = "value_preview"
 STATE = "value_preview"
-MAX_IDS = 20_000  # a preview samples: every ID costs the consumer's node two proved encryptions
+MAX_IDS = 20_000  # a preview samples: every ID costs the consumer's node a proved encryption
 MAX_FEATURES = 30
 MAX_EPSILON = 10.0
+BINS = 4  # the published quartiles cut a feature into four; a fifth bin holds the blanks
 SLOT = 40  # a noised count: |v| < 2^39
-MIN_CLASS_SHARE = 0.05  # coarse classing: each merged bin holds ≥ 5 % of the overlap ...
+MIN_CLASS_SHARE = 0.05  # coarse classing: each merged class holds ≥ 5 % of the overlap ...
 SMOOTH = 0.5  # ... and WOE adds ½ to each class count (no log of zero)
 NOISE_FLOOR = 8  # ... and each class holds eight noise scales of events and of non-events
 NUMERIC = ("number", "integer")
-PARAMS = {"consumer_dataset", "consumer_id_column", "label_column", "bins", "epsilon", "key_bits"}
+PARAMS = {"consumer_dataset", "consumer_id_column", "label_column", "epsilon", "key_bits"}
 STRENGTH = ((0.5, "suspicious"), (0.3, "strong"), (0.1, "medium"), (0.02, "weak"), (0.0, "not useful"))
+NOT_ENOUGH = "not enough data"
 
 _SYSTEM_RANDOM = secrets.SystemRandom()
 
@@ -109,7 +115,6 @@ class ValuePreview:
             },
             "consumer_id_column": {**COLUMN_SCHEMA, "description": "Its ID column."},
             "label_column": {**COLUMN_SCHEMA, "description": "Its 0/1 label (1: the event, e.g. default)."},
-            "bins": {"type": "integer", "minimum": 2, "maximum": 20, "default": 10, "description": "Fine classes."},
             "epsilon": {
                 "type": "number",
                 "minimum": 0.001,
@@ -141,9 +146,6 @@ class ValuePreview:
             errors["label_column"] = ["This field is required."]
         elif len(label) > 200:
             errors["label_column"] = ["At most 200 characters."]
-        bins = params.get("bins", 10)
-        if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 20:
-            errors["bins"] = ["A whole number from 2 to 20."]
         epsilon = params.get("epsilon", 1.0)
         if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon):
             errors["epsilon"] = ["epsilon must be a number."]
@@ -157,13 +159,11 @@ class ValuePreview:
         else:
             ds = datasets[0]
             ids = [c.name for c in ds.columns if c.role == "id"]
-            features = [c.name for c in ds.columns if c.role == "feature" and c.type in NUMERIC]
+            features = [c.name for c in ds.columns if c.role == "feature" and c.type in NUMERIC][:MAX_FEATURES]
             if len(ids) != 1:
                 errors["datasets"] = [f"dataset {ds.name!r} must have exactly one ID column, not {len(ids)}."]
             elif not features:
                 errors["datasets"] = [f"dataset {ds.name!r} has no numeric feature to preview."]
-            elif len(features) > MAX_FEATURES:
-                features = features[:MAX_FEATURES]
             id_column = ids[0] if len(ids) == 1 else None
         if errors:
             raise ParamError(errors)
@@ -171,7 +171,6 @@ class ValuePreview:
             "consumer_dataset": local,
             "consumer_id_column": column,
             "label_column": label,
-            "bins": bins,
             "epsilon": float(epsilon),
             "key_bits": bits,
             "provider_id_column": id_column,
@@ -204,11 +203,11 @@ class ValuePreview:
             if not floor <= len(elements) <= MAX_IDS:
                 raise ValueError(f"the consumer's list has {len(elements)} IDs, outside {floor}–{MAX_IDS}")
             labels = public.unpack(body["labels"], len(elements))
-            complements = public.unpack(body["complements"], len(elements))
-            if len(labels) != len(elements) or len(complements) != len(elements):
-                raise ValueError("the consumer sent one label and one complement per ID, or should have")
+            if len(labels) != len(elements):
+                raise ValueError("the consumer sent one encrypted label per ID, or should have")
             try:
-                bitproof.verify_labels(public, labels, complements, body["proof"], context(job.id, "labels"))
+                bitproof.check_modulus(public, int(p["key_bits"]))
+                bitproof.verify_labels(public, labels, body["proof"], context(job.id, "labels"))
             except bitproof.ProofError as exc:
                 raise ValueError(f"the consumer's labels are not proved to be bits: {exc}") from None
             job.state = {
@@ -217,7 +216,6 @@ class ValuePreview:
                 "public_key": body["public_key"],
                 "key_statement": statement,
                 "labels": body["labels"],
-                "complements": body["complements"],
             }
             args = {"dataset": provider.dataset_local, "id_column": p["provider_id_column"]}
             return Progress(
@@ -237,11 +235,12 @@ class ValuePreview:
             return self._match(job, body)
         if step == "vp_bins" and phase == "bins" and party == provider.key:
             public = he.PublicKey.from_json(job.state["public_key"], verify=False)
-            cells = public.unpack(body["cells"], public.packed_count(cell_count(p), SLOT))
-            if len(cells) != public.packed_count(cell_count(p), SLOT):
+            want = public.packed_count(cell_count(p), SLOT)
+            cells = public.unpack(body["cells"], want)
+            if len(cells) != want:
                 raise ValueError("the provider sent another number of packed counts")
             job.state = {"phase": "report", "consumer_count": job.state["consumer_count"]}
-            args = {"cells": body["cells"], "features": p["features"], "bins": p["bins"], "epsilon": p["epsilon"]}
+            args = {"cells": body["cells"], "features": p["features"], "epsilon": p["epsilon"]}
             send = Send(consumer, "vp_report", args)
             return Progress(sends=[send], percent=85, privacy_spent=float(p["epsilon"]), delivers=True)
         if step == "vp_report" and phase == "report" and party == consumer:
@@ -260,7 +259,8 @@ class ValuePreview:
         raise ValueError(f"value_preview did not expect step {step!r} from {party!r} in phase {phase!r}")
 
     def _match(self, job: JobView, body: dict[str, Any]) -> Progress:
-        """Each provider position gets the matched consumer row's (P, Q), or two of the consumer's zeros."""
+        """Each provider position gets the matched consumer row's E(y) and a fresh E(1), or a fresh
+        E(0) and E(0) of the hub's own (it knows nothing of the labels it relays)."""
         st, p = job.state, job.params
         (provider,) = job.providers
         tags = psi._tags(body["tags"])
@@ -269,29 +269,17 @@ class ValuePreview:
         if len(set(tags)) != len(tags):
             raise ValueError("the consumer's tags of the provider's list repeat")
         public = he.PublicKey.from_json(st["public_key"])
-        zeros = public.unpack(body["zeros"], 2 * len(tags))
-        if len(zeros) != 2 * len(tags):
-            raise ValueError("the consumer sent another number of zeros than two per provider ID")
-        try:
-            bitproof.verify_zeros(public, zeros, body["zero_proof"], context(job.id, "zeros"))
-        except bitproof.ProofError as exc:
-            raise ValueError(f"the consumer's zeros are not proved to be zeros: {exc}") from None
         labels = public.unpack(st["labels"], st["consumer_count"])
-        complements = public.unpack(st["complements"], st["consumer_count"])
         where = {t: i for i, t in enumerate(psi._tags(st["peer_tags"]))}
-        ps, qs, matched = [], [], 0
-        for j, t in enumerate(tags):
-            i = where.get(t)
-            if i is None:
-                ps.append(zeros[2 * j])
-                qs.append(zeros[2 * j + 1])
-            else:
-                matched += 1
-                ps.append(labels[i])
-                qs.append(complements[i])
+        matched = [where.get(t) for t in tags]
         floor = int((provider.grant or {}).get("min_group_size", 1))
-        if matched < floor:
+        if sum(i is not None for i in matched) < floor:
             raise ValueError(f"the overlap is smaller than the minimum group size {floor}: nothing to preview")
+        powers = bitproof.Powers(public)
+        ys, ms = [], []
+        for i in matched:
+            ys.append(int(powers.encrypt(0)[0]) if i is None else labels[i])
+            ms.append(int(powers.encrypt(0 if i is None else 1)[0]))
         # The mapping and the exact overlap go with this state; what stays is what the next steps need.
         job.state = {"phase": "bins", "consumer_count": st["consumer_count"], "public_key": st["public_key"]}
         send = Send(
@@ -301,12 +289,11 @@ class ValuePreview:
                 "dataset": provider.dataset_local,
                 "id_column": p["provider_id_column"],
                 "features": p["features"],
-                "bins": p["bins"],
                 "epsilon": p["epsilon"],
                 "public_key": st["public_key"],
                 "key_statement": st["key_statement"],
-                "labels": public.pack(ps),
-                "complements": public.pack(qs),
+                "labels": public.pack(ys),
+                "members": public.pack(ms),
             },
         )
         return Progress(sends=[send], percent=65)
@@ -342,14 +329,13 @@ class ValuePreview:
         self.node_rng.shuffle(ids)
         a = ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
         key, signed = new_job_key(ctx, int(body["key_bits"]))
-        ps, qs, proof = bitproof.prove_labels(key, [labels[i] for i in ids], context(ctx.job, "labels"))
+        cts, proof = bitproof.prove_labels(key, [labels[i] for i in ids], context(ctx.job, "labels"))
         ctx.state_put(STATE, {"scalar": ristretto.scalar_to_hex(a), "key": key.to_json()})
         return StepResult(
             {
                 **signed,
                 "elements": ristretto.pack(ristretto.hash_and_blind(ids, a)),
-                "labels": key.public.pack(ps),
-                "complements": key.public.pack(qs),
+                "labels": key.public.pack(cts),
                 "proof": proof,
             }
         )
@@ -364,7 +350,7 @@ class ValuePreview:
             )
         ids, rows_read = psi._local_ids(ctx, body["dataset"], body["id_column"])
         b = ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
-        # The consumer's list keeps its order (the hub pairs each tag with that row's labels);
+        # The consumer's list keeps its order (the hub pairs each tag with that row's label);
         # the node's own list goes out in an order only it keeps, for vp_bins.
         peer_tags = [ristretto.tag(x) for x in ristretto.blind_all(peer, b)]
         self.node_rng.shuffle(ids)
@@ -379,10 +365,8 @@ class ValuePreview:
         provider = psi._received(body["elements"])
         a = ristretto.scalar_from_hex(stored["scalar"])
         tags = [ristretto.tag(x) for x in ristretto.blind_all(provider, a)]  # in the order received
-        key = he.PrivateKey.from_json(stored["key"])
-        zeros, proof = bitproof.prove_zeros(key, 2 * len(tags), context(ctx.job, "zeros"))
         ctx.state_put(STATE, {"key": stored["key"]})  # one finish per job: ``a`` goes
-        return StepResult({"tags": ristretto.pack(tags), "zeros": key.public.pack(zeros), "zero_proof": proof})
+        return StepResult({"tags": ristretto.pack(tags)})
 
     def _bins(self, ctx: NodeContext, body: dict[str, Any]) -> StepResult:
         stored = ctx.state_get(STATE)
@@ -390,52 +374,73 @@ class ValuePreview:
             raise StepRefused("no_state", "this node did not take part in the exchange of this job")
         public = signed_job_key(ctx, body)
         order = stored["ids"]
-        ps = public.unpack(body["labels"], len(order))
-        qs = public.unpack(body["complements"], len(order))
-        if len(ps) != len(order) or len(qs) != len(order):
-            raise StepRefused("bad_values", "one label and one complement per ID of this node, please")
-        features, bins = list(body["features"]), int(body["bins"])
+        ys = public.unpack(body["labels"], len(order))
+        ms = public.unpack(body["members"], len(order))
+        if len(ys) != len(order) or len(ms) != len(order):
+            raise StepRefused("bad_values", "one label and one membership per ID of this node, please")
+        features = list(body["features"])
         file_ids, x = ctx.load_numeric(body["dataset"], body["id_column"], features)
         where = {str(v).strip(): i for i, v in enumerate(file_ids)}
-        assigned = fine_classes(x, bins, ctx.min_group_size)  # bin per row and feature, over all its rows
+        assigned = fine_classes(x, ctx.min_group_size)  # bin per row and feature, over all its rows
         rows = np.array([where[i] for i in order], dtype=np.int64)
         nsq = public.nsquare
         cells: list[int] = []
         for f in range(len(features)):
-            pos = [1] * (bins + 1)
-            neg = [1] * (bins + 1)
+            events = [gmpy2.mpz(1) for _ in range(BINS + 1)]
+            members = [gmpy2.mpz(1) for _ in range(BINS + 1)]
             for j, b in enumerate(assigned[rows, f].tolist()):
-                pos[b] = pos[b] * ps[j] % nsq
-                neg[b] = neg[b] * qs[j] % nsq
-            cells.extend(int(c) for pair in zip(pos, neg, strict=True) for c in pair)
-        scale = float(body["epsilon"]) / len(features)  # L1 sensitivity: one cell per feature
-        noise = [discrete_laplace(scale, self.node_rng) for _ in cells]
-        noised = public.add_plain(cells, noise)
-        packed = public.rerandomize(public.pack_ciphertexts(noised, SLOT))
+                events[b] = events[b] * ys[j] % nsq
+                members[b] = members[b] * ms[j] % nsq
+            for e, m in zip(events, members, strict=True):
+                cells += [int(e), int(m * gmpy2.invert(e, nsq) % nsq)]  # E(events), E(non-events) = E(members − events)
+        epsilon = float(body["epsilon"]) / len(features)  # L1 sensitivity: one cell per feature
+        noise = [discrete_laplace(epsilon, self.node_rng) for _ in cells]
+        packed = public.pack_ciphertexts(public.add_plain(cells, noise), SLOT)
         ctx.state_drop(STATE)
-        return StepResult({"cells": public.pack(packed)}, rows=len(file_ids))
+        return StepResult({"cells": public.pack(public.rerandomize_fully(packed))}, rows=len(file_ids))
 
 
 def cell_count(params: dict[str, Any]) -> int:
-    """Two counts (events, non-events) per bin, ``bins`` + 1 bins (the last for blanks), per feature."""
-    return 2 * (int(params["bins"]) + 1) * len(params["features"])
+    """Two counts (events, non-events) per bin, BINS + 1 bins (the last for blanks), per feature."""
+    return 2 * (BINS + 1) * len(params["features"])
 
 
-def fine_classes(x: np.ndarray, bins: int, min_group: int) -> np.ndarray:
-    """Equal-frequency bins per column over the node's own rows: at most ``bins``, each holding at
-    least ``min_group`` rows (fewer bins where the column has fewer distinct values or rows);
-    blanks (NaN) go to bin ``bins``."""
-    out = np.full(x.shape, bins, dtype=np.int64)
+def fine_classes(x: np.ndarray, min_group: int) -> np.ndarray:
+    """Per column, the bin of each of the node's rows at the quartiles its manifest publishes
+    ([−∞, p25), [p25, p50), [p50, p75), [p75, ∞)); a bin holding fewer than ``min_group`` rows
+    (ties on an edge, say) joins its smaller neighbour; blanks (NaN) go to bin :data:`BINS`.
+    With fewer than ``min_group`` values the manifest publishes no quartiles: one bin."""
+    out = np.full(x.shape, BINS, dtype=np.int64)
     for f in range(x.shape[1]):
         col = x[:, f]
         present = ~np.isnan(col)
         values = col[present]
         if not len(values):
             continue
-        k = max(1, min(bins, len(values) // max(1, min_group)))
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, k + 1)[1:-1]))
-        out[present, f] = np.searchsorted(edges, values, side="right")
+        if len(values) < max(1, min_group):
+            out[present, f] = 0
+            continue
+        edges = np.array(published_quartiles(sorted(values.tolist())))
+        bins = np.searchsorted(edges, values, side="right")
+        out[present, f] = _merge_small(bins, min_group)
     return out
+
+
+def _merge_small(bins: np.ndarray, min_group: int) -> np.ndarray:
+    """Bins of fewer than ``min_group`` rows (but some) merged into a neighbour, renumbered in order."""
+    counts = {int(b): int(c) for b, c in zip(*np.unique(bins, return_counts=True), strict=True)}
+    groups = [[b] for b in sorted(counts)]
+    while len(groups) > 1:
+        sizes = [sum(counts[b] for b in g) for g in groups]
+        small = [k for k, s in enumerate(sizes) if s < min_group]
+        if not small:
+            break
+        k = min(small, key=lambda k: sizes[k])
+        other = k + 1 if k == 0 else k - 1 if k == len(groups) - 1 else min((k - 1, k + 1), key=lambda o: sizes[o])
+        lo, hi = min(k, other), max(k, other)
+        groups[lo : hi + 1] = [groups[lo] + groups[hi]]
+    renumber = {b: i for i, g in enumerate(groups) for b in g}
+    return np.array([renumber[int(b)] for b in bins], dtype=np.int64)
 
 
 def _report(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
@@ -443,19 +448,18 @@ def _report(ctx: NodeContext, body: dict[str, Any]) -> StepResult:
     if "key" not in stored:
         raise StepRefused("no_key", "this node holds no key for the job")
     key = he.PrivateKey.from_json(stored["key"])
-    features, bins = list(body["features"]), int(body["bins"])
-    count = 2 * (bins + 1) * len(features)
+    features = list(body["features"])
+    count = 2 * (BINS + 1) * len(features)
     packed = key.public.unpack(body["cells"], key.public.packed_count(count, SLOT))
     values = key.decrypt_packed(packed, SLOT, count)
     # A class must hold several noise scales of each kind, or its WOE would be mostly noise.
     floor = NOISE_FLOOR * len(features) / float(body["epsilon"])
     out, overlap = [], []
     for f, name in enumerate(features):
-        run = values[f * 2 * (bins + 1) : (f + 1) * 2 * (bins + 1)]
-        events = [max(0, v) for v in run[0::2]]
-        non_events = [max(0, v) for v in run[1::2]]
-        overlap.append(sum(events) + sum(non_events))
-        summary = woe_summary(events[:bins], non_events[:bins], events[bins], non_events[bins], floor)
+        run = values[f * 2 * (BINS + 1) : (f + 1) * 2 * (BINS + 1)]
+        events, non_events = list(run[0::2]), list(run[1::2])
+        overlap.append(max(0, sum(events) + sum(non_events)))
+        summary = woe_summary(events[:BINS], non_events[:BINS], events[BINS], non_events[BINS], floor)
         out.append({"name": name, **summary})
     ctx.state_drop(STATE)
     return StepResult({"features": out, "overlap_estimate": int(np.median(overlap)) if overlap else 0})
@@ -466,11 +470,18 @@ def woe_summary(
 ) -> dict[str, Any]:
     """Coarse classes, WOE, IV and AUC from per-bin counts (bins in feature order; blanks apart).
 
-    Adjacent bins merge until each holds ≥ 5 % of the rows and at least ``floor`` of each class; WOE is
-    ln(share of non-events / share of events) with ½ added to each count; IV = Σ (non% − ev%)·WOE.
-    The AUC is that of ranking rows by their bin (ties count half), oriented to be ≥ ½.
+    The counts are noised and may be negative: adjacent bins merge on the signed counts until
+    each class holds ≥ 5 % of the rows and at least ``floor`` events and non-events, and only
+    then is each clamped at 0. With fewer than two such classes (blanks aside) there is nothing
+    to tell apart: IV 0, AUC ½, "not enough data". WOE is ln(share of non-events / share of
+    events) with ½ added to each count; IV = Σ (non% − ev%)·WOE; the AUC is that of ranking rows
+    by their class (ties count half), oriented to be ≥ ½.
     """
-    classes = coarse_classes(events, non_events, floor)
+    classes = [
+        c for c in coarse_classes(events, non_events, floor) if c["events"] >= floor and c["non_events"] >= floor
+    ]
+    if len(classes) < 2:
+        return {"iv": 0.0, "auc": 0.5, "strength": NOT_ENOUGH, "bins": []}
     if blank_events >= floor and blank_non >= floor:  # else too few blanks to tell from the noise
         classes.append({"label": "blank", "events": blank_events, "non_events": blank_non})
     total_e = sum(c["events"] for c in classes) + SMOOTH * len(classes)
@@ -486,14 +497,14 @@ def woe_summary(
 
 
 def coarse_classes(events: list[int], non_events: list[int], floor: float = 1.0) -> list[dict[str, Any]]:
-    """Adjacent fine classes merged (the smallest offender into its smaller neighbour, ties left)
-    until each holds ≥ 5 % of the rows and ≥ ``floor`` events and non-events."""
-    share = MIN_CLASS_SHARE * (sum(events) + sum(non_events))
+    """Adjacent fine classes merged on signed counts (the smallest offender into its smaller
+    neighbour, ties left) until each holds ≥ 5 % of the rows and ≥ ``floor`` events and
+    non-events, or one class is left; the merged counts are clamped at 0."""
+    share = MIN_CLASS_SHARE * max(0, sum(events) + sum(non_events))
     groups = [
         {"from": i, "to": i, "events": e, "non_events": n}
         for i, (e, n) in enumerate(zip(events, non_events, strict=True))
     ]
-    # Merge the smallest offending class into its smaller neighbour until none offends.
     while len(groups) > 1:
         bad = [
             k
@@ -512,19 +523,13 @@ def coarse_classes(events: list[int], non_events: list[int], floor: float = 1.0)
             other = k - 1 if left["events"] + left["non_events"] <= right["events"] + right["non_events"] else k + 1
         lo, hi = min(k, other), max(k, other)
         a, b = groups[lo], groups[hi]
-        groups[lo : hi + 1] = [
-            {
-                "from": a["from"],
-                "to": b["to"],
-                "events": a["events"] + b["events"],
-                "non_events": a["non_events"] + b["non_events"],
-            }
-        ]
+        merged = {"events": a["events"] + b["events"], "non_events": a["non_events"] + b["non_events"]}
+        groups[lo : hi + 1] = [{"from": a["from"], "to": b["to"], **merged}]
     return [
         {
             "label": f"bin {g['from'] + 1}" if g["from"] == g["to"] else f"bins {g['from'] + 1}–{g['to'] + 1}",
-            "events": g["events"],
-            "non_events": g["non_events"],
+            "events": max(0, g["events"]),
+            "non_events": max(0, g["non_events"]),
         }
         for g in groups
     ]
@@ -559,8 +564,8 @@ def checked_report(params: dict[str, Any], body: dict[str, Any]) -> list[dict[st
             raise ValueError(f"feature {f['name']!r}: an information value is a finite number ≥ 0")
         if not isinstance(auc, int | float) or isinstance(auc, bool) or not 0.5 <= auc <= 1:
             raise ValueError(f"feature {f['name']!r}: the AUC is between 0.5 and 1")
-        if not isinstance(bins, list) or not 1 <= len(bins) <= int(params["bins"]) + 1:
-            raise ValueError(f"feature {f['name']!r}: at most {params['bins'] + 1} classes")
+        if not isinstance(bins, list) or len(bins) > BINS + 1:
+            raise ValueError(f"feature {f['name']!r}: at most {BINS + 1} classes")
         clean_bins = []
         for b in bins:
             ev, ne, woe = b.get("events"), b.get("non_events"), b.get("woe")
@@ -573,7 +578,13 @@ def checked_report(params: dict[str, Any], body: dict[str, Any]) -> list[dict[st
                 raise ValueError(f"feature {f['name']!r}: a class has a short label")
             clean_bins.append({"label": label, "events": ev, "non_events": ne, "woe": float(woe)})
         out.append(
-            {"name": f["name"], "iv": float(iv), "auc": float(auc), "strength": strength(iv), "bins": clean_bins}
+            {
+                "name": f["name"],
+                "iv": float(iv),
+                "auc": float(auc),
+                "strength": strength(iv) if clean_bins else NOT_ENOUGH,
+                "bins": clean_bins,
+            }
         )
     overlap = body.get("overlap_estimate")
     if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:

@@ -47,6 +47,20 @@ def infer_type(values: list[str]) -> str:
     return "number"
 
 
+def published_quartiles(nums: list[float]) -> tuple[float, float, float]:
+    """The quartiles a manifest publishes of sorted values: interpolated, and rounded to 2 decimals
+    (a published statistic, not a copy of any one value). The value preview bins by these."""
+    n = len(nums)
+
+    def quantile(q: float) -> float:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        return round(nums[lo] + (nums[hi] - nums[lo]) * (pos - lo), 2)
+
+    return quantile(0.25), quantile(0.5), quantile(0.75)
+
+
 def column_summary(values: list[str], column_type: str, role: str, min_group: int) -> dict[str, Any]:
     """Per-column statistics safe to publish: nothing that identifies a row.
 
@@ -64,17 +78,8 @@ def column_summary(values: list[str], column_type: str, role: str, min_group: in
         mean = sum(nums) / n
         std = (sum((x - mean) ** 2 for x in nums) / n) ** 0.5
 
-        def quantile(q: float) -> float:
-            # Interpolated, and rounded to 2 significant decimals: a published statistic,
-            # not a copy of any one value.
-            pos = q * (n - 1)
-            lo = int(pos)
-            hi = min(lo + 1, n - 1)
-            return round(nums[lo] + (nums[hi] - nums[lo]) * (pos - lo), 2)
-
-        summary.update(
-            mean=round(mean, 4), std=round(std, 4), p25=quantile(0.25), p50=quantile(0.5), p75=quantile(0.75)
-        )
+        p25, p50, p75 = published_quartiles(nums)
+        summary.update(mean=round(mean, 4), std=round(std, 4), p25=p25, p50=p50, p75=p75)
     else:
         counts: dict[str, int] = {}
         for v in present:

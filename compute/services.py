@@ -277,6 +277,7 @@ def preview_request(
         if len(labels) != 1:
             raise invalid("consumer_dataset", "A value preview needs exactly one 0/1 label column in your dataset.")
         params["label_column"] = labels[0]
+        params["key_bits"] = settings.USUFRUCT_PREVIEW_KEY_BITS
     try:
         clean = get_algorithm(algorithm).validate(params, [_dataset_info(target)])
     except ParamError as exc:

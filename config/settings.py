@@ -257,6 +257,8 @@ USUFRUCT_MESSAGE_TTL_SECONDS = env_int("USUFRUCT_MESSAGE_TTL_SECONDS", 3600)
 # days at the default TTL); then the node's silence is on the ledger as a refusal, code "unanswered".
 USUFRUCT_RETIREMENT_ATTEMPTS = env_int("USUFRUCT_RETIREMENT_ATTEMPTS", 72)
 USUFRUCT_PLATFORM_FEE_BPS = env_int("USUFRUCT_PLATFORM_FEE_BPS", 1000)
+# The Paillier key size of a value preview's labels (the consumer's node proves each one a bit).
+USUFRUCT_PREVIEW_KEY_BITS = env_int("USUFRUCT_PREVIEW_KEY_BITS", 2048)
 # Who issues the invoices (the operator sells as the merchant of record and pays providers) and the tax on them.
 USUFRUCT_OPERATOR = {
     "name": env_str("USUFRUCT_OPERATOR_NAME", "Usufruct Data Exchange B.V."),

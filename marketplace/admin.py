@@ -1,6 +1,17 @@
 from django.contrib import admin
 
-from marketplace.models import Dataset, Membership, Node, Offer, Order, Organization, PricePlan, UsageRight
+from marketplace.models import (
+    Dataset,
+    Document,
+    DocumentLine,
+    Membership,
+    Node,
+    Offer,
+    Order,
+    Organization,
+    PricePlan,
+    UsageRight,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -80,3 +91,17 @@ class PricePlanAdmin(ReadOnlyAdmin):
     """Plans belong to published (immutable) offers: visible, never edited."""
 
     list_display = ["offer", "kind", "amount_minor", "currency", "billing"]
+
+
+@admin.register(Document)
+class DocumentAdmin(ReadOnlyAdmin):
+    """Issued documents: read only here, and immutable in the database (a trigger)."""
+
+    list_display = ("number", "type", "organization", "period_start", "period_end", "currency", "total_minor")
+    list_filter = ("type",)
+    search_fields = ("number",)
+
+
+@admin.register(DocumentLine)
+class DocumentLineAdmin(ReadOnlyAdmin):
+    list_display = ("document", "family", "seq")

@@ -12,7 +12,8 @@ from tests.conftest import login
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-def test_the_bank_estimates_what_a_dataset_adds_before_buying(workers, live_server, page) -> None:  # type: ignore[no-untyped-def]
+def test_the_bank_estimates_what_a_dataset_adds_before_buying(workers, live_server, page, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.USUFRUCT_PREVIEW_KEY_BITS = 1024  # the same protocol, a quarter of the proving time
     base = live_server.url
     login(page, base, "bank")
     page.goto(f"{base}/")

@@ -29,6 +29,12 @@ def _ask(api: Any, target: Dataset, own: Dataset, key: str | None = None) -> Any
     )
 
 
+@pytest.fixture(autouse=True)
+def _short_keys(settings) -> None:  # type: ignore[no-untyped-def]
+    """1024-bit preview keys: the same protocol and checks, a quarter of the proving time."""
+    settings.USUFRUCT_PREVIEW_KEY_BITS = 1024
+
+
 @pytest.mark.django_db
 def test_a_consumer_that_marks_a_label_is_refused_and_nothing_is_released(demo) -> None:  # type: ignore[no-untyped-def]
     acme, own = Dataset.objects.get(node__slug="acme"), Dataset.objects.get(node__slug="bank")
@@ -89,7 +95,9 @@ def test_value_preview_end_to_end_with_real_workers(workers) -> None:  # type: i
     assert ranked[0] == "late_payment_rate" and out["features"][0]["iv"] > 0.3  # the demo's strongest signal
     assert abs(out["overlap_estimate"] - 1600) < 60 and out["consumer_ids"] == 2000 and out["estimate"] is True
     job = Job.objects.get(id=body["id"])
-    assert job.state == {"phase": "done"}  # no tags, no mapping, no exact overlap kept
+    assert job.params["key_bits"] == 1024 and job.state == {
+        "phase": "done"
+    }  # no tags, no mapping, no exact overlap kept
     blob = json.dumps([m.envelope for m in Message.objects.filter(job=job)])
     assert "A000123" not in blob
     # A free use on the ledger, by the provider's node, and ε from the dataset's shared budget.

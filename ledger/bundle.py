@@ -40,7 +40,7 @@ NODE_KINDS = (LedgerEntry.Kind.NODE_ENROLLED, LedgerEntry.Kind.KEY_ROTATED)
 _CHUNK = 2000
 
 
-def _log_keys() -> list[dict[str, str]]:
+def log_keys() -> list[dict[str, str]]:
     """Hub keys: the current one and every one announced by a ``key_rotated`` entry."""
     keys: dict[str, str] = {hub_kid(): base64.b64encode(hub_private_key().public_key().public_bytes_raw()).decode()}
     for payload in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.KEY_ROTATED).values_list("payload", flat=True):
@@ -49,6 +49,11 @@ def _log_keys() -> list[dict[str, str]]:
             keys.setdefault(payload["new_kid"], payload["new_public_key"])
     origin = settings.USUFRUCT_LOG_ORIGIN
     return [{"kid": k, "public_key": v, "vkey": encode_vkey(origin, base64.b64decode(v))} for k, v in keys.items()]
+
+
+def witness_keys() -> list[str]:
+    """Every registered witness's vkey, by name: whose cosignatures a reader may check."""
+    return [w.vkey for w in Witness.objects.order_by("name")]
 
 
 def _node_keys(size: int) -> dict[str, dict[str, Any]]:
@@ -113,9 +118,9 @@ def bundle_lines(
         "scope": scope,
         "complete": complete,
         "tree_size": size,
-        "log_keys": _log_keys(),
+        "log_keys": log_keys(),
         "node_keys": _node_keys(size),
-        "witness_keys": [w.vkey for w in Witness.objects.order_by("name")],
+        "witness_keys": witness_keys(),
         "checkpoints": [{"size": c.size, "note": selectors.checkpoint_note(c)} for c in checkpoints],
         # Complete bundles: each node's receipt batches, so the verifier checks one node
         # signature per batch instead of one per receipt (docs/decisions/0008).

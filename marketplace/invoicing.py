@@ -7,7 +7,7 @@ checkpoint the document cites — so ``python -m ledger.verify`` checks it witho
 
 - Sequentially numbered per type and year (``INV-2026-000001``), under a lock, with no gaps.
 - Immutable once issued: a database trigger refuses any update or delete of a document or
-  its lines (migration 0013); a refund after issue becomes a credit note, never an edit.
+  its lines (marketplace migration 0007); a refund after issue becomes a credit note, never an edit.
 - Each charged entry is on at most one invoice or credit note, and on at most one statement
   (unique per family and seq), so issuing twice, or a beat task and a click at once, cannot
   charge anything twice: re-issuing a period issues only what is new.
@@ -29,7 +29,7 @@ from django.utils import timezone
 from audit.invoice import digest as document_digest
 from ledger import bundle, tree
 from ledger import services as ledger_services
-from ledger.models import Checkpoint, LedgerEntry, Witness
+from ledger.models import Checkpoint, LedgerEntry
 from ledger.selectors import b64, checkpoint_note
 from marketplace import selectors
 from marketplace.exceptions import invalid
@@ -269,8 +269,8 @@ def _write(draft: _Draft, first: date, until: date, cp: Checkpoint, now: datetim
         total = subtotal + tax
     body |= {
         "checkpoint": {"size": cp.size, "note": checkpoint_note(cp)},
-        "log_keys": bundle._log_keys(),
-        "witness_keys": [w.vkey for w in Witness.objects.order_by("name")],
+        "log_keys": bundle.log_keys(),
+        "witness_keys": bundle.witness_keys(),
     }
     body["digest"] = document_digest(body)
     family = FAMILY[draft.type]  # type: ignore[index]

@@ -272,7 +272,7 @@ class UsageRight(models.Model):
 class Document(models.Model):
     """An issued invoice, credit note or provider statement (``marketplace.invoicing``): its JSON
     form as issued, with every line's ledger entry and proof. Immutable: a trigger refuses
-    updates and deletes (migration 0006)."""
+    updates and deletes (migration 0007)."""
 
     class Type(models.TextChoices):
         INVOICE = "invoice", "Invoice"

@@ -319,7 +319,6 @@ def test_bins_follow_the_published_quartiles_and_hold_the_minimum_group() -> Non
 
 
 def test_an_all_blank_feature_reads_as_not_enough_data() -> None:
-    data = demo_data.generate()
     job, nodes = _federation(epsilon=10.0)
     acme = nodes["provider:7"].rows["signals"]
     for r in acme:
@@ -327,7 +326,7 @@ def test_an_all_blank_feature_reads_as_not_enough_data() -> None:
     outputs = drive(vp.ValuePreview(), job, nodes)
     blank = next(f for f in outputs["features"] if f["name"] == "returns_rate")
     assert (blank["iv"], blank["strength"]) == (0.0, "not enough data"), blank
-    assert len(data["bank"]) == 2000
+    assert next(f for f in outputs["features"] if f["name"] == "late_payment_rate")["iv"] > 0.1  # the others still read
 
 
 def test_bit_proofs_known_answer_vector_checked_by_an_independent_verifier() -> None:

@@ -43,7 +43,8 @@ from __future__ import annotations
 import math
 import random
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gmpy2
 import numpy as np
@@ -131,6 +132,9 @@ class ValuePreview:
     def __init__(self, rng: random.Random | None = None, node_rng: random.Random | None = None) -> None:
         # Injectable for tests only: ``node_rng`` draws the nodes' shuffles, scalars and noise.
         self.node_rng = node_rng if node_rng is not None else _SYSTEM_RANDOM
+
+    def _scalar(self) -> bytes:
+        return ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
 
     def passes(self, params: dict[str, Any], step: str) -> int:
         return ONE_PASS
@@ -327,7 +331,7 @@ class ValuePreview:
             raise StepRefused("too_many_ids", f"more than {MAX_IDS:,} IDs; preview on a sample")
         ids = list(labels)
         self.node_rng.shuffle(ids)
-        a = ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
+        a = self._scalar()
         key, signed = new_job_key(ctx, int(body["key_bits"]))
         cts, proof = bitproof.prove_labels(key, [labels[i] for i in ids], context(ctx.job, "labels"))
         ctx.state_put(STATE, {"scalar": ristretto.scalar_to_hex(a), "key": key.to_json()})
@@ -349,7 +353,7 @@ class ValuePreview:
                 "group_too_small", f"the other list has fewer IDs than the minimum group size {ctx.min_group_size}"
             )
         ids, rows_read = psi._local_ids(ctx, body["dataset"], body["id_column"])
-        b = ristretto.random_scalar(None if self.node_rng is _SYSTEM_RANDOM else self.node_rng)
+        b = self._scalar()
         # The consumer's list keeps its order (the hub pairs each tag with that row's label);
         # the node's own list goes out in an order only it keeps, for vp_bins.
         peer_tags = [ristretto.tag(x) for x in ristretto.blind_all(peer, b)]
@@ -426,19 +430,39 @@ def fine_classes(x: np.ndarray, min_group: int) -> np.ndarray:
     return out
 
 
+G = TypeVar("G")
+
+
+def merge_adjacent(
+    groups: list[G], size: Callable[[G], float], offends: Callable[[G], bool], join: Callable[[G, G], G]
+) -> list[G]:
+    """Adjacent groups joined, the smallest offender into its smaller neighbour (ties: the left
+    one), until none offends or one is left. The node's bins and the consumer's classes both."""
+    groups = list(groups)
+    while len(groups) > 1:
+        bad = [k for k, g in enumerate(groups) if offends(g)]
+        if not bad:
+            break
+        k = min(bad, key=lambda k: size(groups[k]))
+        if k == 0:
+            other = 1
+        elif k == len(groups) - 1:
+            other = k - 1
+        else:
+            other = k - 1 if size(groups[k - 1]) <= size(groups[k + 1]) else k + 1
+        lo, hi = min(k, other), max(k, other)
+        groups[lo : hi + 1] = [join(groups[lo], groups[hi])]
+    return groups
+
+
 def _merge_small(bins: np.ndarray, min_group: int) -> np.ndarray:
     """Bins of fewer than ``min_group`` rows (but some) merged into a neighbour, renumbered in order."""
     counts = {int(b): int(c) for b, c in zip(*np.unique(bins, return_counts=True), strict=True)}
-    groups = [[b] for b in sorted(counts)]
-    while len(groups) > 1:
-        sizes = [sum(counts[b] for b in g) for g in groups]
-        small = [k for k, s in enumerate(sizes) if s < min_group]
-        if not small:
-            break
-        k = min(small, key=lambda k: sizes[k])
-        other = k + 1 if k == 0 else k - 1 if k == len(groups) - 1 else min((k - 1, k + 1), key=lambda o: sizes[o])
-        lo, hi = min(k, other), max(k, other)
-        groups[lo : hi + 1] = [groups[lo] + groups[hi]]
+
+    def rows(g: list[int]) -> int:
+        return sum(counts[b] for b in g)
+
+    groups = merge_adjacent([[b] for b in sorted(counts)], rows, lambda g: rows(g) < min_group, lambda x, y: x + y)
     renumber = {b: i for i, g in enumerate(groups) for b in g}
     return np.array([renumber[int(b)] for b in bins], dtype=np.int64)
 
@@ -501,30 +525,22 @@ def coarse_classes(events: list[int], non_events: list[int], floor: float = 1.0)
     neighbour, ties left) until each holds ≥ 5 % of the rows and ≥ ``floor`` events and
     non-events, or one class is left; the merged counts are clamped at 0."""
     share = MIN_CLASS_SHARE * max(0, sum(events) + sum(non_events))
-    groups = [
+    fine = [
         {"from": i, "to": i, "events": e, "non_events": n}
         for i, (e, n) in enumerate(zip(events, non_events, strict=True))
     ]
-    while len(groups) > 1:
-        bad = [
-            k
-            for k, g in enumerate(groups)
-            if g["events"] + g["non_events"] < share or g["events"] < floor or g["non_events"] < floor
-        ]
-        if not bad:
-            break
-        k = min(bad, key=lambda k: groups[k]["events"] + groups[k]["non_events"])
-        if k == 0:
-            other = 1
-        elif k == len(groups) - 1:
-            other = k - 1
-        else:
-            left, right = groups[k - 1], groups[k + 1]
-            other = k - 1 if left["events"] + left["non_events"] <= right["events"] + right["non_events"] else k + 1
-        lo, hi = min(k, other), max(k, other)
-        a, b = groups[lo], groups[hi]
-        merged = {"events": a["events"] + b["events"], "non_events": a["non_events"] + b["non_events"]}
-        groups[lo : hi + 1] = [{"from": a["from"], "to": b["to"], **merged}]
+
+    def rows(g: dict[str, Any]) -> int:
+        return int(g["events"] + g["non_events"])
+
+    def offends(g: dict[str, Any]) -> bool:
+        return rows(g) < share or g["events"] < floor or g["non_events"] < floor
+
+    def join(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return {"from": a["from"], "to": b["to"], "events": a["events"] + b["events"],
+                "non_events": a["non_events"] + b["non_events"]}  # fmt: skip
+
+    groups = merge_adjacent(fine, rows, offends, join)
     return [
         {
             "label": f"bin {g['from'] + 1}" if g["from"] == g["to"] else f"bins {g['from'] + 1}–{g['to'] + 1}",

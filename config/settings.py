@@ -266,6 +266,21 @@ USUFRUCT_OPERATOR = {
     "tax_id": env_str("USUFRUCT_OPERATOR_TAX_ID", "NL000000000B01"),
 }
 USUFRUCT_TAX = {"name": env_str("USUFRUCT_TAX_NAME", "VAT"), "rate_bps": env_int("USUFRUCT_TAX_BPS", 2000)}
+
+# Budget alerts and other mail: printed to the console in the embedded profile; production
+# sends through SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_BACKEND = env_str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if PROFILE == "embedded"
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_str("EMAIL_USE_TLS", "") in {"1", "true", "yes"}
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "billing@usufruct.local")
 USUFRUCT_JOB_STALE_SECONDS = env_int("USUFRUCT_JOB_STALE_SECONDS", 900)
 
 # --- Ledger ---------------------------------------------------------------------------------
@@ -298,6 +313,12 @@ CELERY_BEAT_SCHEDULE |= {
     "marketplace-issue-documents": {
         "task": "marketplace.tasks.documents_issue_due",
         "schedule": 3600.0,
+        "options": {"queue": "hub"},
+    },
+    # Consumers' monthly budget alerts: one email per alert and month once spending reaches it.
+    "marketplace-budget-alerts": {
+        "task": "marketplace.tasks.budget_alerts_check",
+        "schedule": float(env_int("USUFRUCT_BUDGET_ALERT_INTERVAL", 300)),
         "options": {"queue": "hub"},
     },
     # The ledger writer is woken by each acceptance; this is the backstop for a lost wake-up.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django_filters import CharFilter
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, serializers, status
@@ -18,11 +19,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger.hubkey import hub_kid, hub_public_b64
-from marketplace import accounts, api_input, rights, selectors, services
+from marketplace import accounts, api_input, reports, rights, selectors, services, spending
 from marketplace.api_schema import IDEMPOTENCY
 from marketplace.exceptions import Forbidden, missing
 from marketplace.filters import DatasetFilter
-from marketplace.models import Dataset, Node, Order, UsageRight
+from marketplace.models import BudgetAlert, Dataset, Node, Order, PricePlan, UsageRight
+from marketplace.money import CURRENCIES
 from marketplace.permissions import IsConsumer, IsProvider, RunsNodes
 from marketplace.serializers import (
     DatasetSerializer,
@@ -309,6 +311,11 @@ class BillSerializer(serializers.Serializer):
     by_counterparty = serializers.DictField(child=MoneySerializer(many=True))
     by_plan = serializers.DictField(child=MoneySerializer(many=True))
     by_month = serializers.DictField(child=MoneySerializer(many=True))
+    by_right = serializers.DictField(child=MoneySerializer(many=True), help_text="Keyed '#<right> <dataset>'.")
+    group = serializers.ChoiceField(choices=list(selectors.GROUPS))
+    series = serializers.DictField(
+        child=MoneySerializer(many=True), help_text="By day (2026-12-03), ISO week (2026-W49) or month (2026-12)."
+    )
     checkpoint_size = serializers.IntegerField(allow_null=True)
     ledger_seqs = serializers.ListField(child=serializers.IntegerField())
 
@@ -318,9 +325,27 @@ class RevenueSerializer(BillSerializer):
     nets = MoneySerializer(many=True)
 
 
+class ReportQuerySerializer(PeriodSerializer):
+    dataset = api_input.Id(required=False, help_text="Only this dataset's lines.")
+    counterparty = api_input.Id(
+        required=False, help_text="Only this organisation's lines (a provider on a bill, a consumer on revenue)."
+    )
+    plan = serializers.ChoiceField(required=False, choices=PricePlan.Kind.values, help_text="Only this plan kind.")
+    group = serializers.ChoiceField(
+        required=False, choices=list(selectors.GROUPS), default="month", help_text="The series' buckets."
+    )
+
+
 def _period(request: Request) -> dict[str, Any]:
-    period = api_input.query(PeriodSerializer, request)
-    return {"since": period.get("since"), "until": period.get("until")}
+    q = api_input.query(ReportQuerySerializer, request)
+    return {
+        "since": q.get("since"),
+        "until": q.get("until"),
+        "dataset": q.get("dataset"),
+        "counterparty": q.get("counterparty"),
+        "plan": q.get("plan"),
+        "group": q.get("group") or "month",
+    }
 
 
 class Bill(APIView):
@@ -333,7 +358,7 @@ class Bill(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsConsumer]
 
-    @extend_schema(parameters=[PeriodSerializer], responses={200: BillSerializer})
+    @extend_schema(parameters=[ReportQuerySerializer], responses={200: BillSerializer})
     def get(self, request: Request) -> Response:
         statement = _statement_json(selectors.consumer_bill(org_of(request), **_period(request)))
         for provider_side in ("platform_fees", "nets"):  # what the providers keep is theirs to see
@@ -349,7 +374,7 @@ class Revenue(APIView):
 
     permission_classes = [permissions.IsAuthenticated, IsProvider]
 
-    @extend_schema(parameters=[PeriodSerializer], responses={200: RevenueSerializer})
+    @extend_schema(parameters=[ReportQuerySerializer], responses={200: RevenueSerializer})
     def get(self, request: Request) -> Response:
         return Response(_statement_json(selectors.provider_revenue(org_of(request), **_period(request))))
 
@@ -385,6 +410,99 @@ def _statement_json(st: selectors.Statement) -> dict[str, Any]:
         "by_counterparty": {k: [_money(m) for m in v.values()] for k, v in st.by_counterparty.items()},
         "by_plan": {k: [_money(m) for m in v.values()] for k, v in st.by_plan.items()},
         "by_month": {k: [_money(m) for m in v.values()] for k, v in st.by_month.items()},
+        "by_right": {k: [_money(m) for m in v.values()] for k, v in st.by_right.items()},
+        "group": st.group,
+        "series": {k: [_money(m) for m in v.values()] for k, v in sorted(st.series.items())},
         "checkpoint_size": st.checkpoint_size,
         "ledger_seqs": st.ledger_seqs,
     }
+
+
+class ReportExport(APIView):
+    """Download your bill (consumers) or revenue report (providers) as CSV or XLSX.
+
+    The same filters as the JSON report. CSV has one row per line; the XLSX workbook adds a
+    summary, the time series and the rankings by dataset, counterparty, plan and right.
+    Amounts are integer minor units beside their currency.
+    """
+
+    side = "consumer"
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+
+    @extend_schema(parameters=[ReportQuerySerializer], responses={(200, "application/octet-stream"): bytes})
+    def get(self, request: Request, form: str) -> HttpResponse:
+        if form not in ("csv", "xlsx"):
+            raise missing("form", "Exports are .csv or .xlsx.")
+        org = org_of(request)
+        filters = _period(request)
+        build = selectors.consumer_bill if self.side == "consumer" else selectors.provider_revenue
+        st = build(org, **filters)
+        stem = f"usufruct-{'spending' if self.side == 'consumer' else 'revenue'}"
+        if form == "csv":
+            body, kind = reports.statement_csv(st).encode(), "text/csv"
+        else:
+            body, kind = (
+                reports.statement_xlsx(
+                    st,
+                    title=f"{org.name}: {'spending' if self.side == 'consumer' else 'revenue'}",
+                    counterparty_label="provider" if self.side == "consumer" else "consumer",
+                    since=filters["since"],
+                    until=filters["until"],
+                    provider_side=self.side == "provider",
+                ),
+                reports.XLSX_TYPE,
+            )
+        response = HttpResponse(body, content_type=kind)
+        response["Content-Disposition"] = f'attachment; filename="{stem}.{form}"'
+        return response
+
+
+class RevenueExport(ReportExport):
+    side = "provider"
+    permission_classes = [permissions.IsAuthenticated, IsProvider]
+
+
+class BudgetAlertSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BudgetAlert
+        fields = ["id", "currency", "limit_minor", "email", "created_at", "notified_period", "notified_at"]
+        read_only_fields = ["id", "created_at", "notified_period", "notified_at"]
+
+
+class BudgetAlertInput(api_input.StrictSerializer):
+    currency = serializers.ChoiceField(choices=list(CURRENCIES))
+    limit_minor = api_input.StrictInteger(min_value=1, max_value=10**15, help_text="Monthly limit, minor units.")
+    email = serializers.EmailField()
+
+
+class BudgetAlertList(APIView):
+    """List your budget alerts, or set one (one per currency; setting it again changes it).
+
+    An alert emails its address the first time a UTC month's charges reach the limit; it is
+    checked when set and then by the hub's beat every few minutes. Consumers only.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+
+    @extend_schema(responses={200: BudgetAlertSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        alerts = BudgetAlert.objects.filter(organization=org_of(request)).order_by("currency")
+        return Response(BudgetAlertSerializer(alerts, many=True).data)
+
+    @extend_schema(request=BudgetAlertInput, responses={200: BudgetAlertSerializer})
+    def post(self, request: Request) -> Response:
+        s = BudgetAlertInput(data=request.data)
+        s.is_valid(raise_exception=True)
+        alert = spending.alert_set(organization=org_of(request), user=request.user, **s.validated_data)
+        return Response(BudgetAlertSerializer(alert).data)
+
+
+class BudgetAlertDetail(APIView):
+    """Remove one of your budget alerts. Consumers only."""
+
+    permission_classes = [permissions.IsAuthenticated, IsConsumer]
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        spending.alert_delete(organization=org_of(request), alert_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)

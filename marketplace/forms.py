@@ -136,3 +136,55 @@ class PeriodForm(forms.Form):
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             self.add_error("until", "The end of the period is before its start.")
         return data
+
+
+class ReportForm(PeriodForm):
+    """A bill's or revenue report's filters: period, dataset, counterparty, plan, and the chart's buckets."""
+
+    group = forms.ChoiceField(
+        choices=[("day", "By day"), ("week", "By week"), ("month", "By month")], required=False, label="Chart"
+    )
+    dataset = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Dataset")
+    counterparty = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    plan = forms.ChoiceField(required=False, label="Plan")
+
+    def __init__(self, *args, choices: dict[str, list[tuple[int, str]]], counterparty_label: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].choices = [("", "All datasets"), *choices["datasets"]]
+        self.fields["counterparty"].choices = [("", f"All {counterparty_label}s"), *choices["counterparties"]]
+        self.fields["counterparty"].label = counterparty_label.capitalize()
+        self.fields["plan"].choices = [("", "All plans"), *PricePlan.Kind.choices]
+
+    def filters(self) -> dict[str, object]:
+        """The selector's keyword arguments (all None when the form is unbound or invalid)."""
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        return {
+            "since": data.get("since"),
+            "until": data.get("until"),
+            "dataset": data.get("dataset"),
+            "counterparty": data.get("counterparty"),
+            "plan": data.get("plan") or None,
+            "group": data.get("group") or "month",
+        }
+
+
+class BudgetAlertForm(forms.Form):
+    """A monthly spending limit in major units ("500.00"), stored in minor units."""
+
+    currency = forms.ChoiceField(choices=[(c, c) for c in CURRENCIES], initial="EUR")
+    limit = forms.CharField(
+        max_length=20, label="Monthly limit", widget=forms.TextInput(attrs={"placeholder": "500.00"})
+    )
+    email = forms.EmailField(label="Alert email")
+
+    def clean(self):  # type: ignore[no-untyped-def]
+        data = super().clean()
+        if data.get("currency") and data.get("limit"):
+            try:
+                data["limit_minor"] = to_minor(data["limit"], data["currency"])
+            except ValueError as exc:
+                self.add_error("limit", str(exc).replace("Price", "The limit").replace("a price", "an amount"))
+            else:
+                if data["limit_minor"] <= 0:
+                    self.add_error("limit", "The monthly limit must be more than zero.")
+        return data

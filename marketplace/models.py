@@ -316,3 +316,28 @@ class DocumentLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.seq}"
+
+
+class BudgetAlert(models.Model):
+    """A consumer's monthly spending limit in one currency: one email (Django's email backend)
+    the first time a UTC month's delivered charges reach it (``marketplace.spending``)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="budget_alerts")
+    currency = models.CharField(max_length=3)
+    limit_minor = models.BigIntegerField()
+    email = models.EmailField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    notified_period = models.CharField(max_length=7, blank=True)  # the last month it fired, YYYY-MM
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notified_spent_minor = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "currency"], name="one_budget_alert_per_currency"),
+            models.CheckConstraint(condition=Q(limit_minor__gt=0), name="budget_alert_limit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} {self.currency} {self.limit_minor}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -65,6 +65,9 @@ class Statement:
     by_counterparty: dict[str, dict[str, Money]] = field(default_factory=dict)
     by_plan: dict[str, dict[str, Money]] = field(default_factory=dict)
     by_month: dict[str, dict[str, Money]] = field(default_factory=dict)
+    by_right: dict[str, dict[str, Money]] = field(default_factory=dict)
+    group: str = "month"  # the buckets of ``series``: day, week (ISO) or month
+    series: dict[str, dict[str, Money]] = field(default_factory=dict)
     ledger_seqs: list[int] = field(default_factory=list)
     checkpoint_size: int | None = None  # the smallest signed checkpoint covering every line
 
@@ -73,14 +76,44 @@ class Statement:
         return [li for li in self.lines if li.amount is None]
 
     @property
+    def currency(self) -> str | None:
+        """The first currency: what charts and rankings are drawn in."""
+        return next(iter(self.totals), None)
+
+    @property
     def month_bars(self) -> list[tuple[str, str, int]]:
         """(month, amount text, width %) for a bar chart of the first currency."""
-        if not self.totals:
+        return self._bars(sorted(self.by_month.items()))
+
+    @property
+    def series_bars(self) -> list[tuple[str, str, int]]:
+        """(day, ISO week or month, amount text, width %) in time order, first currency."""
+        return self._bars(sorted(self.series.items()))
+
+    def top(self, bucket: str, n: int = 5) -> list[tuple[str, str, int]]:
+        """The ``n`` largest of ``by_dataset``, ``by_counterparty`` or ``by_right`` in the first currency."""
+        cur = self.currency
+        if cur is None:
             return []
-        cur = next(iter(self.totals))
-        values = [(m, amounts.get(cur, Money.zero(cur))) for m, amounts in sorted(self.by_month.items())]
+        amounts = getattr(self, bucket)
+        ranked = sorted(amounts.items(), key=lambda kv: (-kv[1].get(cur, Money.zero(cur)).minor, kv[0]))
+        return self._bars(ranked[:n])
+
+    def _bars(self, items: list[tuple[str, dict[str, Money]]]) -> list[tuple[str, str, int]]:
+        cur = self.currency
+        if cur is None:
+            return []
+        values = [(key, amounts.get(cur, Money.zero(cur))) for key, amounts in items]
         peak = max((abs(v.minor) for _, v in values), default=0) or 1
-        return [(m, v.format(), round(100 * abs(v.minor) / peak)) for m, v in values]
+        return [(key, v.format(), round(100 * abs(v.minor) / peak)) for key, v in values]
+
+    @property
+    def top_datasets(self) -> list[tuple[str, str, int]]:
+        return self.top("by_dataset")
+
+    @property
+    def top_counterparties(self) -> list[tuple[str, str, int]]:
+        return self.top("by_counterparty")
 
 
 # A use is charged by its job's ``settlement`` entry, never by the ``usage`` entry itself:
@@ -129,7 +162,22 @@ def _price(e: LedgerEntry, plan: billing.Plan) -> tuple[str, int] | None:
     return "refund", -_count(p, "amount_minor")
 
 
-def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> Statement:
+GROUPS = ("day", "week", "month")
+
+
+def bucket(at: datetime, group: str) -> str:
+    """The day (2026-12-03), ISO week (2026-W49) or month (2026-12) a UTC time falls in."""
+    if group == "day":
+        return at.strftime("%Y-%m-%d")
+    if group == "week":
+        year, week, _ = at.isocalendar()
+        return f"{year}-W{week:02d}"
+    return at.strftime("%Y-%m")
+
+
+def _statement(
+    entries: QuerySet[LedgerEntry], *, counterparty_of: str, plan_kind: str | None = None, group: str = "month"
+) -> Statement:
     """Charges from ledger entries at the plan copied into each order, never today's price.
 
     Purchases (prepaid bundles, period fees), delivered uses (a job's settlement, metered
@@ -143,7 +191,9 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
         o.right.id: o for o in Order.objects.filter(right__id__in=right_ids).select_related("offer__dataset", "right")
     }
     orgs = dict(Organization.objects.values_list("id", "name"))
-    statement = Statement()
+    statement = Statement(group=group)
+    by_right: dict[str, dict[str, Money]] = defaultdict(dict)
+    series: dict[str, dict[str, Money]] = defaultdict(dict)
     by_dataset: dict[str, dict[str, Money]] = defaultdict(dict)
     by_party: dict[str, dict[str, Money]] = defaultdict(dict)
     by_plan: dict[str, dict[str, Money]] = defaultdict(dict)
@@ -153,6 +203,8 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
         if order is None:
             continue
         plan = billing.Plan(**order.plan_snapshot)  # type: ignore[arg-type]
+        if plan_kind and plan.kind != plan_kind:
+            continue
         name = order.offer.dataset.name
         other = orgs.get(getattr(e, f"{counterparty_of}_id"), "?")
         usage_seqs = e.payload.get("usage") if e.kind == "settlement" else []
@@ -188,6 +240,8 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
         _add(by_party, other, amount)
         _add(by_plan, plan.kind, amount)
         _add(by_month, e.integrated_at.strftime("%Y-%m"), amount)
+        _add(series, bucket(e.integrated_at, group), amount)
+        _add(by_right, f"#{e.right_id} {name}", amount)
         statement.ledger_seqs.append(e.seq)
     for cur, gross in statement.totals.items():
         statement.fees[cur] = gross.apply_bps(settings.USUFRUCT_PLATFORM_FEE_BPS)
@@ -196,6 +250,8 @@ def _statement(entries: QuerySet[LedgerEntry], *, counterparty_of: str) -> State
     statement.by_counterparty = dict(by_party)
     statement.by_plan = dict(by_plan)
     statement.by_month = dict(by_month)
+    statement.by_right = dict(by_right)
+    statement.series = dict(series)
     if statement.ledger_seqs:
         covering = Checkpoint.objects.filter(size__gt=max(statement.ledger_seqs)).order_by("size").first()
         statement.checkpoint_size = covering.size if covering else None
@@ -211,9 +267,65 @@ def _period(qs: QuerySet[LedgerEntry], since: date | None, until: date | None) -
     return qs
 
 
-def consumer_bill(org: Organization, since: date | None = None, until: date | None = None) -> Statement:
-    return _statement(_period(LedgerEntry.objects.filter(consumer_id=org.id), since, until), counterparty_of="provider")
+def _report(
+    qs: QuerySet[LedgerEntry],
+    counterparty_of: str,
+    since: date | None,
+    until: date | None,
+    dataset: int | None,
+    counterparty: int | None,
+    plan: str | None,
+    group: str,
+) -> Statement:
+    qs = _period(qs, since, until)
+    if dataset is not None:
+        qs = qs.filter(dataset_id=dataset)
+    if counterparty is not None:
+        qs = qs.filter(**{f"{counterparty_of}_id": counterparty})
+    return _statement(qs, counterparty_of=counterparty_of, plan_kind=plan, group=group)
 
 
-def provider_revenue(org: Organization, since: date | None = None, until: date | None = None) -> Statement:
-    return _statement(_period(LedgerEntry.objects.filter(provider_id=org.id), since, until), counterparty_of="consumer")
+def consumer_bill(
+    org: Organization,
+    since: date | None = None,
+    until: date | None = None,
+    *,
+    dataset: int | None = None,
+    counterparty: int | None = None,
+    plan: str | None = None,
+    group: str = "month",
+) -> Statement:
+    """What a consumer spent: optionally one dataset, one provider (``counterparty``) or one plan kind."""
+    qs = LedgerEntry.objects.filter(consumer_id=org.id)
+    return _report(qs, "provider", since, until, dataset, counterparty, plan, group)
+
+
+def provider_revenue(
+    org: Organization,
+    since: date | None = None,
+    until: date | None = None,
+    *,
+    dataset: int | None = None,
+    counterparty: int | None = None,
+    plan: str | None = None,
+    group: str = "month",
+) -> Statement:
+    """What a provider earned: optionally one dataset, one consumer (``counterparty``) or one plan kind."""
+    qs = LedgerEntry.objects.filter(provider_id=org.id)
+    return _report(qs, "consumer", since, until, dataset, counterparty, plan, group)
+
+
+def report_choices(org: Organization, *, side: str) -> dict[str, list[tuple[int, str]]]:
+    """The datasets and counterparties a report can be filtered by: those the org has orders with."""
+    orders = Order.objects.filter(
+        **({"consumer": org} if side == "consumer" else {"offer__dataset__organization": org})
+    )
+    datasets = dict(orders.values_list("offer__dataset_id", "offer__dataset__name"))
+    if side == "consumer":
+        parties = dict(orders.values_list("offer__dataset__organization_id", "offer__dataset__organization__name"))
+    else:
+        parties = dict(orders.values_list("consumer_id", "consumer__name"))
+    return {
+        "datasets": sorted(datasets.items(), key=lambda kv: kv[1]),
+        "counterparties": sorted(parties.items(), key=lambda kv: kv[1]),
+    }

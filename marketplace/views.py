@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
@@ -13,13 +12,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from ledger.hubkey import hub_public_b64
-from marketplace import accounts, selectors, services
+from marketplace import accounts, reports, selectors, services, spending
 from marketplace import rights as rights_service
 from marketplace.exceptions import ServiceError
 from marketplace.filters import DatasetFilter
-from marketplace.forms import BuyForm, NodeForm, OfferForm, PeriodForm
+from marketplace.forms import BudgetAlertForm, BuyForm, NodeForm, OfferForm, ReportForm, form_errors
 from marketplace.models import Dataset, Node, Offer, Order, Organization, UsageRight
-from marketplace.money import CURRENCIES
+from marketplace.money import CURRENCIES, Money
 from marketplace.permissions import page_for
 
 PAGE_CURRENCY = "EUR"  # the catalog page's price filters are in this currency's units
@@ -158,69 +157,102 @@ def rights(request: HttpRequest) -> HttpResponse:
 @login_required
 @page_for("consumer")
 def bill(request: HttpRequest) -> HttpResponse:
-    return _statement_page(request, selectors.consumer_bill, "marketplace/bill.html", "bill")
+    return _statement_page(request, side="consumer")
 
 
 @login_required
 @page_for("provider")
 def revenue(request: HttpRequest) -> HttpResponse:
-    return _statement_page(request, selectors.provider_revenue, "marketplace/revenue.html", "revenue")
+    return _statement_page(request, side="provider")
 
 
-def _statement_page(request: HttpRequest, build, template: str, name: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+@login_required
+@require_POST
+@page_for("consumer")
+def budget_alert_new(request: HttpRequest) -> HttpResponse:
+    form = BudgetAlertForm(request.POST)
     org = selectors.current_org(request.user)
-    period = PeriodForm(request.GET or None)
-    since = until = None
-    if period.is_valid():
-        since, until = period.cleaned_data.get("since"), period.cleaned_data.get("until")
-    statement = build(org, since, until) if org else None
-    if request.GET.get("format") == "csv" and statement is not None:
-        return _csv(statement, f"usufruct-{name}-{since or 'start'}-{until or 'now'}.csv")
-    orders = Order.objects.filter(consumer=org).select_related("offer__dataset") if org else []
-    query = request.GET.copy()
-    query["format"] = "csv"
-    return render(
-        request, template, {"statement": statement, "orders": orders, "period": period, "csv_query": query.urlencode()}
-    )
+    if form.is_valid():
+        try:
+            alert = spending.alert_set(
+                organization=org,  # type: ignore[arg-type]
+                user=request.user,  # type: ignore[arg-type]
+                currency=form.cleaned_data["currency"],
+                limit_minor=form.cleaned_data["limit_minor"],
+                email=form.cleaned_data["email"],
+            )
+        except ServiceError as exc:
+            form_errors(form, exc, rename={"limit_minor": "limit"})
+        else:
+            limit = Money(alert.limit_minor, alert.currency).format()
+            fired = " It has already been reached this month: an email is on its way." if alert.notified_period else ""
+            messages.success(request, f"Budget alert set: {limit} a month, to {alert.email}.{fired}")
+            return redirect("bill")
+    return _statement_page(request, side="consumer", alert_form=form, status=400)
 
 
-def _csv(statement: selectors.Statement, filename: str) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "ledger_seq",
-            "integrated_at_utc",
-            "kind",
-            "plan",
-            "dataset",
-            "counterparty",
-            "job",
-            "right",
-            "rows",
-            "amount_minor",
-            "currency",
-            "problem",
-        ]
-    )
-    for li in statement.lines:
-        writer.writerow(
-            [
-                li.seq,
-                li.at.isoformat(),
-                li.kind,
-                li.plan,
-                li.dataset,
-                li.counterparty,
-                li.job,  # type: ignore[attr-defined]
-                li.right,
-                li.rows,
-                li.amount.minor if li.amount else "",
-                li.amount.currency if li.amount else "",
-                li.problem,
-            ]
+@login_required
+@require_POST
+@page_for("consumer")
+def budget_alert_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    spending.alert_delete(organization=selectors.current_org(request.user), alert_id=pk)  # type: ignore[arg-type]
+    messages.success(request, "Budget alert removed.")
+    return redirect("bill")
+
+
+def _statement_page(
+    request: HttpRequest, *, side: str, alert_form: BudgetAlertForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The consumer's spending (``bill``) or the provider's revenue report, with its exports."""
+    org = selectors.current_org(request.user)
+    assert org is not None  # page_for let the request in
+    label = "provider" if side == "consumer" else "consumer"
+    form = ReportForm(request.GET or None, choices=selectors.report_choices(org, side=side), counterparty_label=label)
+    filters = form.filters()
+    build = selectors.consumer_bill if side == "consumer" else selectors.provider_revenue
+    statement = build(org, **filters)  # type: ignore[arg-type]
+    name = "spending" if side == "consumer" else "revenue"
+    stem = f"usufruct-{name}-{filters['since'] or 'start'}-{filters['until'] or 'now'}"
+    wanted = request.GET.get("format")
+    if wanted == "csv":
+        return _download(reports.statement_csv(statement).encode(), "text/csv", f"{stem}.csv")
+    if wanted == "xlsx":
+        title = f"{org.name}: {'spending' if side == 'consumer' else 'revenue'}"
+        body = reports.statement_xlsx(
+            statement,
+            title=title,
+            counterparty_label=label,
+            since=filters["since"],  # type: ignore[arg-type]
+            until=filters["until"],  # type: ignore[arg-type]
+            provider_side=side == "provider",
         )
+        return _download(body, reports.XLSX_TYPE, f"{stem}.xlsx")
+    query = request.GET.copy()
+    context: dict[str, object] = {
+        "statement": statement,
+        "period": form,
+        "csv_query": _with(query, format="csv"),
+        "xlsx_query": _with(query, format="xlsx"),
+        "counterparty_label": label,
+    }
+    if side == "consumer":
+        context["orders"] = Order.objects.filter(consumer=org).select_related("offer__dataset")
+        context["alerts"] = org.budget_alerts.order_by("currency")
+        context["alert_form"] = alert_form or BudgetAlertForm(initial={"email": request.user.email})  # type: ignore[union-attr]
+    template = "marketplace/bill.html" if side == "consumer" else "marketplace/revenue.html"
+    return render(request, template, context, status=status)
+
+
+def _with(query: QueryDict, **values: str) -> str:
+    q = query.copy()
+    for k, v in values.items():
+        q[k] = v
+    return q.urlencode()
+
+
+def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

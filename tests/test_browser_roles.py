@@ -15,7 +15,7 @@ from tests.conftest import buy, login
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 NAV = {
-    "bank": ["Catalog", "My rights", "Jobs", "Models", "Bill", "Invoices", "Ledger", "API"],
+    "bank": ["Catalog", "My rights", "Jobs", "Models", "Spending", "Invoices", "Ledger", "API"],
     "acme": ["Catalog", "My data", "Orders", "Revenue", "Statements", "Ledger", "API"],
     "regulator": ["Catalog", "Documents", "Ledger", "API"],
 }
@@ -71,7 +71,7 @@ def test_anonymous_visitor_filters_the_catalog_and_signs_up(tdemo, live_server, 
     page.click("button:has-text('Sign up')")
     expect(page.locator("h1")).to_have_text("Ivy Insurance")
     expect(page.locator("#members")).to_contain_text("ivy")
-    assert _nav_texts(page) == ["Catalog", "My rights", "Jobs", "Models", "Bill", "Invoices", "Ledger", "API"]
+    assert _nav_texts(page) == ["Catalog", "My rights", "Jobs", "Models", "Spending", "Invoices", "Ledger", "API"]
 
 
 def test_consumer_manages_members_and_api_token(tdemo, live_server, page: Page) -> None:

@@ -76,4 +76,4 @@ def test_csv_exports_every_line_in_minor_units(sold, client) -> None:  # type: i
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [(r["kind"], r["amount_minor"], r["currency"]) for r in rows] == [("purchase", "1000", "EUR")]
     page = client.get("/bill/").content.decode()
-    assert "Download CSV" in page and "1,000" not in page and "10.00 EUR" in page
+    assert "Download CSV" in page and "1,000 EUR" not in page and "10.00 EUR" in page

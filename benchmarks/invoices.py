@@ -1,7 +1,7 @@
 """Issuing a month's invoices over a 1,000,000-entry ledger, and verifying one of them offline.
 
     .venv/bin/python benchmarks/invoices.py [--consumers 1000] [--entries 1000000] [--uses-per-job 4]
-        [--providers 4] [--verify-runs 5] [--tracemalloc] [--rebuild] [--keep]
+        [--providers 4] [--runs 1] [--verify-runs 5] [--tracemalloc] [--rebuild] [--keep]
 
 The data (``_invoices_data``: consumers with one order each, providers with offers, the month's
 ``usage`` entries and the ``settlement`` entries that charge them, all through the product's
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000, help="usage entries in the month")
     parser.add_argument("--uses-per-job", type=int, default=4, help="usage entries (rounds) per job and settlement")
     parser.add_argument("--providers", type=int, default=4, help="provider organisations (two datasets each)")
+    parser.add_argument("--runs", type=int, default=1, help="issue this many times, each on a fresh copy")
     parser.add_argument("--verify-runs", type=int, default=5)
     parser.add_argument("--tracemalloc", action="store_true", help="also issue once more, traced, for its peak")
     parser.add_argument("--rebuild", action="store_true", help="build the data set again")
@@ -124,12 +125,19 @@ def main() -> None:
     data.restore_hub_key(facts, var)
     run_db = f"{base}_run"
     out = Path(tempfile.mkdtemp(prefix="usufruct-bench-invoices-"))
-    copied = data.copy_database(base, run_db)
-    print(f"copied into {run_db} in {copied:.1f} s; issuing {facts['period']}", flush=True)
-    code, child_s, child_rss = _run_child(["--_child", "issue", "--_db", run_db, "--_out", str(out), *_sizes(args)])
-    if code != 0:
-        raise SystemExit(f"issuing failed (exit {code})")
-    result = json.loads((out / "result.json").read_text())
+    runs = []
+    for k in range(args.runs):
+        rdir = out if k == 0 else out / f"run{k + 1}"
+        rdir.mkdir(exist_ok=True)
+        copied = data.copy_database(base, run_db)
+        print(f"copied into {run_db} in {copied:.1f} s; issuing {facts['period']} (run {k + 1})", flush=True)
+        child = ["--_child", "issue", "--_db", run_db, "--_out", str(rdir), *_sizes(args)]
+        code, child_s, child_rss = _run_child(child)
+        if code != 0:
+            raise SystemExit(f"issuing failed (exit {code})")
+        runs.append(json.loads((rdir / "result.json").read_text()))
+        print(f"  documents_issue: {runs[-1]['seconds']:.1f} s, load average {_load(runs[-1])}", flush=True)
+    result = runs[0]
     traced = None
     if args.tracemalloc:
         data.copy_database(base, run_db)
@@ -150,6 +158,7 @@ def main() -> None:
 
     _setup.URL = data.url_of(base)
     print(f"\nmachine: {_setup.machine()}, {_ram()}")
+    print(f"code: {_revision()}")
     print(
         f"data set: {int(facts['consumers']):,} consumers, {int(facts['providers'])} providers "
         f"({int(facts['providers']) * 2} datasets and offers), {int(facts['entries']):,} usage entries in "
@@ -159,9 +168,15 @@ def main() -> None:
     docs, lines = result["documents"], result["lines"]
     wall = result["seconds"]
     print(
-        f"documents_issue(period={facts['period']!r}): {wall:.1f} s wall "
+        f"documents_issue(period={facts['period']!r}): {wall:.1f} s wall, load average {_load(result)} "
         f"(child process {child_s:.1f} s with start-up and export)"
     )
+    if len(runs) > 1:
+        walls = [r["seconds"] for r in runs]
+        print(
+            f"  {len(runs)} runs, each on a fresh copy: {', '.join(f'{w:.1f}' for w in walls)} s; "
+            f"median {statistics.median(walls):.1f} s (load {'; '.join(_load(r) for r in runs)})"
+        )
     for kind in sorted(docs):
         print(f"  {kind:12s} {docs[kind]:6,} documents, {lines[kind]:9,} lines")
     total_docs, total_lines = sum(docs.values()), sum(lines.values())
@@ -213,6 +228,21 @@ def main() -> None:
         )
         print(f"  {s_said}")
     print(f"exported documents in {out}")
+
+
+def _load(result: dict[str, Any]) -> str:
+    """The 1-minute load average before and after ``documents_issue``."""
+    before, after = result.get("load", [[0.0], [0.0]])
+    return f"{before[0]:.1f} → {after[0]:.1f}"
+
+
+def _revision() -> str:
+    """The commit, and whether the issuing code differs from it (another engineer may be editing it)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    files = ["marketplace/invoicing.py", "marketplace/selectors.py", "ledger/tree.py", "ledger/bundle.py"]
+    dirty = subprocess.run(["git", "status", "--porcelain", *files], cwd=ROOT, capture_output=True, text=True)
+    changed = [line[3:] for line in dirty.stdout.splitlines()]
+    return f"{head.stdout.strip()}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else " (clean)")
 
 
 def _sizes(args: argparse.Namespace) -> list[str]:
@@ -306,10 +336,12 @@ def _issue_child(args: argparse.Namespace) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args._traced:
         tracemalloc.start()
+    load_before = os.getloadavg()
     with connection.execute_wrapper(probes.execute):
         start = time.perf_counter()
         issued = invoicing.documents_issue(period=period)
         seconds = time.perf_counter() - start
+    load_after = os.getloadavg()
     traced_current, traced_peak = tracemalloc.get_traced_memory() if args._traced else (0, 0)
     tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -319,6 +351,7 @@ def _issue_child(args: argparse.Namespace) -> None:
         lines[d.type] += len(d.body["lines"])
     result: dict[str, Any] = {
         "seconds": seconds,
+        "load": [load_before, load_after],
         "documents": dict(documents),
         "lines": dict(lines),
         "by_family": dict(by_family),

@@ -267,6 +267,11 @@ USUFRUCT_OPERATOR = {
 }
 USUFRUCT_TAX = {"name": env_str("USUFRUCT_TAX_NAME", "VAT"), "rate_bps": env_int("USUFRUCT_TAX_BPS", 2000)}
 
+# Regulator alerts: a dataset whose lifetime ε is spent to this fraction; a witness that has not
+# co-signed a checkpoint older than this many seconds.
+USUFRUCT_EPSILON_ALERT_FRACTION = float(os.environ.get("USUFRUCT_EPSILON_ALERT_FRACTION", "0.8"))
+USUFRUCT_WITNESS_GRACE = env_int("USUFRUCT_WITNESS_GRACE", 600)
+
 # Budget alerts and other mail: printed to the console in the embedded profile; production
 # sends through SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
 EMAIL_BACKEND = env_str(

@@ -9,7 +9,7 @@ from marketplace import api as market_api
 from marketplace import documents_views
 from marketplace import views as market_views
 from marketplace import views_accounts as market_accounts
-from portal import ledger_api, ledger_views, privacy
+from portal import ledger_api, ledger_views, privacy, regulator_views
 
 api = [
     path("api/datasets/", market_api.DatasetList.as_view(), name="api-datasets"),
@@ -54,6 +54,10 @@ api = [
     path("api/ledger/corrections/", ledger_api.CorrectionCreate.as_view(), name="api-corrections"),
     path("api/ledger/witnesses/", ledger_api.WitnessList.as_view(), name="api-witnesses"),
     path("api/ledger/bundle/", ledger_api.BundleDownload.as_view(), name="api-ledger-bundle"),
+    path("api/regulator/alerts/", regulator_views.AlertsApi.as_view(), name="api-regulator-alerts"),
+    path("api/regulator/trail/", regulator_views.TrailApi.as_view(), name="api-regulator-trail"),
+    path("api/records/<slug:slug>/", regulator_views.RecordsApi.as_view(), name="api-records"),
+    path("api/records/<slug:slug>/pdf/", regulator_views.RecordsPdfApi.as_view(), name="api-records-pdf"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
@@ -89,6 +93,9 @@ pages = [
     path("ledger/entries/<int:seq>/", ledger_views.entry_detail, name="ledger-entry"),
     path("ledger/checkpoints/", ledger_views.checkpoints, name="ledger-checkpoints"),
     path("ledger/audit/", ledger_views.audit, name="ledger-audit"),
+    path("regulator/alerts/", regulator_views.alerts_page, name="regulator-alerts"),
+    path("records/", regulator_views.records_page, name="records"),
+    path("records/<slug:slug>.<str:form>", regulator_views.records_download, name="records-download"),
     path("rights/<int:pk>/", compute_views.right_detail, name="right"),
     path("provider/orders/", market_accounts.orders_received, name="orders-received"),
     path("signup/", market_accounts.signup, name="signup"),

@@ -258,6 +258,11 @@ def _statement(
     return statement
 
 
+def charges(entries: QuerySet[LedgerEntry]) -> Statement:
+    """Price charged entries (purchases, settlements, refunds) for an auditor: each line's amount."""
+    return _statement(entries, counterparty_of="consumer")
+
+
 def _period(qs: QuerySet[LedgerEntry], since: date | None, until: date | None) -> QuerySet[LedgerEntry]:
     """Entries integrated in [since, until] (whole UTC days)."""
     if since:

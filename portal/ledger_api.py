@@ -79,6 +79,12 @@ class EntryFilters(serializers.Serializer):
     consumer_id = Id(required=False)
     provider_id = Id(required=False)
     right_id = Id(required=False)
+    organization_id = Id(required=False, help_text="Entries naming this organisation as consumer or provider.")
+    purpose = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Under a right whose declared purpose contains this, or of this category.",
+    )
     since = serializers.DateTimeField(required=False, help_text="Integrated at or after (ISO 8601).")
     until = serializers.DateTimeField(required=False, help_text="Integrated before (ISO 8601).")
     seq_from = StrictInteger(required=False, min_value=0, help_text="First sequence number included.")
@@ -89,8 +95,9 @@ class EntryList(generics.ListAPIView):
     """List the ledger entries you may read, oldest first.
 
     Regulators and staff read the whole log; others the entries that name their
-    organisation. Filter by kind, party, time ``[since, until)`` and sequence
-    ``[seq_from, seq_to)``.
+    organisation. Filter by kind, party (or either party: ``organization_id``), declared
+    purpose, time ``[since, until)`` and sequence ``[seq_from, seq_to)``; paginated, in a
+    number of queries that does not grow with the page.
     """
 
     serializer_class = LedgerEntrySerializer
@@ -106,7 +113,11 @@ class EntryList(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return LedgerEntry.objects.none()
         filters = api_input.query(EntryFilters, self.request)
-        qs = access.visible_entries(self.request.user)
+        qs = access.search(
+            access.visible_entries(self.request.user),
+            organization_id=filters.pop("organization_id", None),
+            purpose=filters.pop("purpose", None),
+        )
         return selectors.entries_filter(qs, **filters).order_by("seq")
 
 

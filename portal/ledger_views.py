@@ -14,6 +14,7 @@ from ledger.exceptions import LedgerError
 from ledger.hubkey import hub_kid, hub_public_b64
 from ledger.models import Checkpoint, LedgerEntry, Witness
 from marketplace.models import Dataset, Organization
+from portal import regulator_views
 from portal import selectors as access
 
 
@@ -26,10 +27,15 @@ def entries(request: HttpRequest) -> HttpResponse:
     g = request.GET
     kind = g.get("kind") if g.get("kind") in LedgerEntry.Kind.values else None
     qs = selectors.entries_filter(
-        access.visible_entries(request.user),
+        access.search(
+            access.visible_entries(request.user),
+            organization_id=_int(g.get("organization")),
+            purpose=(g.get("purpose") or "").strip()[:200] or None,
+        ),
         kind=kind,
         dataset_id=_int(g.get("dataset")),
         consumer_id=_int(g.get("consumer")),
+        provider_id=_int(g.get("provider")),
         since=parse_datetime(g.get("since") or "") if g.get("since") else None,
         until=parse_datetime(g.get("until") or "") if g.get("until") else None,
     ).order_by("-seq")
@@ -46,6 +52,8 @@ def entries(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "kind": kind,
             "kinds": LedgerEntry.Kind.values,
+            "organizations": Organization.objects.order_by("name").values_list("id", "name"),
+            "organization": _int(g.get("organization")),
             "query": keep.urlencode(),
             "filters": g,
             "hub_kid": hub_kid(),
@@ -105,15 +113,14 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
 def audit(request: HttpRequest) -> HttpResponse:
     if not access.is_auditor(request.user):
         raise PermissionDenied
-    dataset_id = _int(request.GET.get("dataset"))
-    dataset = Dataset.objects.filter(id=dataset_id).select_related("organization").first() if dataset_id else None
     return render(
         request,
         "ledger/audit.html",
         {
             "datasets": Dataset.objects.select_related("organization").order_by("name"),
             "consumers": Organization.objects.filter(is_consumer=True).order_by("name"),
-            "dataset": dataset,
-            "trail": access.audit_trail(dataset.id) if dataset else [],
+            "providers": Organization.objects.filter(is_provider=True).order_by("name"),
+            "query": request.GET.urlencode(),
+            **regulator_views.trail_context(request),
         },
     )

@@ -35,32 +35,19 @@ def visible_entries(user: User) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(Q(consumer_id=org.id) | Q(provider_id=org.id))
 
 
-def audit_trail(dataset_id: int) -> list[dict[str, Any]]:
-    """Who used a dataset, when, under which right and for which declared purpose, from the ledger alone."""
-    grants = {
-        e.right_id: e.payload
-        for e in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RIGHT_GRANTED, dataset_id=dataset_id).only(
-            "right_id", "payload"
+def search(
+    qs: QuerySet[LedgerEntry], *, organization_id: int | None = None, purpose: str | None = None
+) -> QuerySet[LedgerEntry]:
+    """Entries naming an organisation (as consumer or provider), or under a right whose declared
+    purpose contains ``purpose`` or whose purpose category is it. One query: the rights are a subquery."""
+    if organization_id is not None:
+        qs = qs.filter(Q(consumer_id=organization_id) | Q(provider_id=organization_id))
+    if purpose:
+        rights = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RIGHT_GRANTED).filter(
+            Q(payload__purpose__icontains=purpose) | Q(payload__purpose_category__iexact=purpose)
         )
-    }
-    names = dict(Organization.objects.values_list("id", "name"))
-    rows = []
-    for e in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE, dataset_id=dataset_id).order_by("seq"):
-        grant = grants.get(e.right_id, {})
-        rows.append(
-            {
-                "seq": e.seq,
-                "at": e.producer_time,
-                "consumer": names.get(e.consumer_id, e.consumer_id),
-                "right": e.right_id,
-                "job": e.payload.get("job"),
-                "operation": e.payload.get("operation"),
-                "rows": e.payload.get("rows"),
-                "purpose": grant.get("purpose", ""),
-                "node": (e.payload.get("receipt") or {}).get("payload", {}).get("node"),
-            }
-        )
-    return rows
+        qs = qs.filter(right_id__in=rights.values("right_id"))
+    return qs
 
 
 def describe(entries: list[LedgerEntry]) -> dict[int, str]:

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 NAV = {
     "bank": ["Catalog", "My rights", "Jobs", "Models", "Spending", "Invoices", "Ledger", "API"],
     "acme": ["Catalog", "My data", "Orders", "Revenue", "Statements", "Ledger", "API"],
-    "regulator": ["Catalog", "Documents", "Ledger", "API"],
+    "regulator": ["Catalog", "Documents", "Ledger", "Audit", "Alerts", "Records", "API"],
 }
 
 

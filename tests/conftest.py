@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -332,3 +333,74 @@ def run_verifier(bundle: Path, vkey: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def sell(provider: str, buyer: str, plan: dict, key: str, quota: int = 4) -> int:  # type: ignore[type-arg]
+    """``provider`` publishes an offer on its dataset with ``plan``; ``buyer`` buys it. The right's id."""
+    from marketplace.models import Dataset
+
+    dataset = Dataset.objects.filter(organization__slug=provider).order_by("id").first()
+    assert dataset is not None
+    offer = api_for(provider).post(
+        "/api/offers/",
+        {
+            "dataset": dataset.id,
+            "title": f"offer {key}",
+            "operations": ["stats"],
+            "quota_jobs": quota,
+            "duration_days": 30,
+            "plans": [{"currency": "EUR", "billing": "prepaid", **plan}],
+        },
+        format="json",
+    )
+    assert offer.status_code == 201, offer.content
+    order = api_for(buyer).post(
+        "/api/orders/",
+        {"offer": offer.json()["id"], "purpose": "p", "accept_terms": True, "again": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert order.status_code == 201, order.content
+    return order.json()["right"]["id"]
+
+
+def right_for_purpose(category: str, key: str) -> Any:
+    """acme sells stats and PSI (1.00 EUR per job, ε = 3); the bank buys it declaring ``category``."""
+    from marketplace.models import Dataset, UsageRight
+
+    dataset = Dataset.objects.get(node__slug="acme")
+    offer = api_for("acme").post(
+        "/api/offers/",
+        {
+            "dataset": dataset.id,
+            "title": f"offer {key}",
+            "operations": ["stats", "psi"],
+            "plans": [{"kind": "per_job", "amount_minor": 100, "currency": "EUR"}],
+            "quota_jobs": 5,
+            "duration_days": 30,
+            "epsilon": 3,
+        },
+        format="json",
+    )
+    assert offer.status_code == 201, offer.content
+    r = api_for("bank").post(
+        "/api/orders/",
+        {"offer": offer.json()["id"], "purpose": f"purpose {key}", "purpose_category": category,
+         "accept_terms": True, "again": True},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )  # fmt: skip
+    assert r.status_code == 201, r.content
+    return UsageRight.objects.get(id=r.json()["right"]["id"])
+
+
+def run_psi(right: Any) -> Any:
+    from compute.models import Job
+    from marketplace.models import Dataset
+    from tests import federation
+
+    own = Dataset.objects.get(node__slug="bank")
+    params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}
+    job = federation.run(federation.submit([right.id], algorithm="psi", params=params))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    return job

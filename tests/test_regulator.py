@@ -16,58 +16,22 @@ from django.test.utils import CaptureQueriesContext
 from compute.models import Job
 from ledger import services as ledger_services
 from ledger.models import LedgerEntry, Witness
-from marketplace.models import Dataset, Organization, UsageRight
+from marketplace.models import Dataset, Organization
 from protocol import checkpoint as notes
 from tests import federation
-from tests.conftest import api_for
+from tests.conftest import api_for, right_for_purpose, run_psi
 from tests.ledger.conftest import dpa_id, register_witness
 
 pytestmark = pytest.mark.django_db
 
 
-def _right(category: str, key: str) -> UsageRight:
-    """acme sells stats and PSI (1.00 EUR per job, ε = 3); the bank buys it declaring ``category``."""
-    dataset = Dataset.objects.get(node__slug="acme")
-    offer = api_for("acme").post(
-        "/api/offers/",
-        {
-            "dataset": dataset.id,
-            "title": f"offer {key}",
-            "operations": ["stats", "psi"],
-            "plans": [{"kind": "per_job", "amount_minor": 100, "currency": "EUR"}],
-            "quota_jobs": 5,
-            "duration_days": 30,
-            "epsilon": 3,
-        },
-        format="json",
-    )
-    assert offer.status_code == 201, offer.content
-    r = api_for("bank").post(
-        "/api/orders/",
-        {"offer": offer.json()["id"], "purpose": f"purpose {key}", "purpose_category": category,
-         "accept_terms": True, "again": True},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )  # fmt: skip
-    assert r.status_code == 201, r.content
-    return UsageRight.objects.get(id=r.json()["right"]["id"])
-
-
-def _psi(right: UsageRight) -> Job:
-    own = Dataset.objects.get(node__slug="bank")
-    params = {"consumer_dataset": own.local_name, "consumer_id_column": "applicant_id", "epsilon": 1.0}
-    job = federation.run(federation.submit([right.id], algorithm="psi", params=params))
-    assert job.status == Job.Status.SUCCEEDED, job.error
-    return job
-
-
 @pytest.fixture
 def history(demo):  # type: ignore[no-untyped-def]
     """A stats job (within 'statistics') and a PSI job (beyond it) under one right."""
-    right = _right("statistics", "stat")
+    right = right_for_purpose("statistics", "stat")
     stats = federation.run(federation.submit([right.id]))
     assert stats.status == Job.Status.SUCCEEDED, stats.error
-    psi = _psi(right)
+    psi = run_psi(right)
     return right, stats, psi
 
 
@@ -127,7 +91,7 @@ def test_alerts_name_purpose_misuse_budget_refusals_and_a_silent_witness(history
     (budget,) = kinds()["budget"]
     assert budget["severity"] == "warning" and "83 %" in budget["detail"]
     # A tampering node's refused reply.
-    other = _right("credit risk", "tamper")
+    other = right_for_purpose("credit risk", "tamper")
     job = federation.run(federation.submit([other.id]), tamper=federation.rewrite_receipt(rows=10**12))
     assert job.status == Job.Status.FAILED
     (refused,) = kinds()["refused_reply"]
@@ -209,7 +173,7 @@ def test_the_pages_download_records_for_their_own_organisation_only(history, cli
 
 def test_ledger_search_by_organisation_and_purpose_in_constant_queries(history) -> None:  # type: ignore[no-untyped-def]
     right, _, _ = history
-    other = _right("credit risk", "second")
+    other = right_for_purpose("credit risk", "second")
     reg = api_for("regulator")
     bank = Organization.objects.get(slug="northwind")
     everything = reg.get(f"/api/ledger/entries/?organization_id={bank.id}&limit=500").json()["results"]

@@ -16,45 +16,18 @@ from openpyxl import load_workbook
 from marketplace import spending
 from marketplace.models import BudgetAlert, Dataset, Organization
 from marketplace.tasks import budget_alerts_check
-from tests.conftest import api_for
+from tests.conftest import api_for, sell
 
 pytestmark = pytest.mark.django_db
-
-
-def _sell(provider: str, buyer: str, plan: dict, key: str, quota: int = 4) -> int:  # type: ignore[type-arg]
-    """``provider`` publishes an offer on its dataset with ``plan``; ``buyer`` buys it. The right's id."""
-    dataset = Dataset.objects.filter(organization__slug=provider).order_by("id").first()
-    assert dataset is not None
-    offer = api_for(provider).post(
-        "/api/offers/",
-        {
-            "dataset": dataset.id,
-            "title": f"offer {key}",
-            "operations": ["stats"],
-            "quota_jobs": quota,
-            "duration_days": 30,
-            "plans": [{"currency": "EUR", "billing": "prepaid", **plan}],
-        },
-        format="json",
-    )
-    assert offer.status_code == 201, offer.content
-    order = api_for(buyer).post(
-        "/api/orders/",
-        {"offer": offer.json()["id"], "purpose": "p", "accept_terms": True, "again": True},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )
-    assert order.status_code == 201, order.content
-    return order.json()["right"]["id"]
 
 
 @pytest.fixture
 def market(demo):  # type: ignore[no-untyped-def]
     """acme sells the bank 4 jobs at 2.50 (10.00) and the research institute 4 at 1.25 (5.00);
     taxco sells the bank a subscription at 7.00."""
-    _sell("acme", "bank", {"kind": "per_job", "amount_minor": 250}, "a-bank")
-    _sell("acme", "research", {"kind": "per_job", "amount_minor": 125}, "a-res")
-    _sell("taxco", "bank", {"kind": "subscription", "amount_minor": 700}, "t-bank")
+    sell("acme", "bank", {"kind": "per_job", "amount_minor": 250}, "a-bank")
+    sell("acme", "research", {"kind": "per_job", "amount_minor": 125}, "a-res")
+    sell("taxco", "bank", {"kind": "subscription", "amount_minor": 700}, "t-bank")
 
 
 def _minor(amounts: list[dict]) -> int:  # type: ignore[type-arg]
@@ -137,7 +110,7 @@ def test_a_budget_alert_emails_once_a_month_when_spending_reaches_it(market) -> 
     )
     assert r.status_code == 200, r.content
     assert r.json()["notified_period"] == "" and mail.outbox == []  # 17.00 spent, limit 20.00
-    _sell("acme", "bank", {"kind": "per_job", "amount_minor": 100}, "a-bank-2")  # +4.00: 21.00
+    sell("acme", "bank", {"kind": "per_job", "amount_minor": 100}, "a-bank-2")  # +4.00: 21.00
     assert budget_alerts_check.apply().get() == 1
     (sent,) = mail.outbox
     assert sent.to == ["cfo@northwind.example"] and "21.00" in sent.subject and "20.00" in sent.body

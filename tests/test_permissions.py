@@ -91,6 +91,24 @@ MATRIX = [
     ("post", "/api/nodes/", lambda w: {"slug": "matrix-node"}, {A: 401, C: 201, P: 201, R: 403, S: 403}),
     ("get", "/api/billing/bill/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
     ("get", "/api/billing/revenue/", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
+    ("get", "/api/billing/bill/export.csv", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
+    ("get", "/api/billing/revenue/export.xlsx", None, {A: 401, C: 403, P: 200, R: 403, S: 403}),
+    ("get", "/api/billing/alerts/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
+    (
+        "post",
+        "/api/billing/alerts/",
+        lambda w: {"currency": "EUR", "limit_minor": 100_000, "email": "cfo@example.org"},
+        {A: 401, C: 200, P: 403, R: 403, S: 403},
+    ),
+    # The regulator's reads: all of it, and no write.
+    ("get", "/api/regulator/alerts/", None, {A: 401, C: 403, P: 403, R: 200, S: 200}),
+    ("post", "/api/regulator/alerts/", lambda w: {}, {A: 401, C: 403, P: 403, R: 405, S: 405}),
+    ("get", "/api/regulator/trail/", None, {A: 401, C: 403, P: 403, R: 200, S: 200}),
+    ("post", "/api/regulator/trail/", lambda w: {}, {A: 401, C: 403, P: 403, R: 405, S: 405}),
+    # Records of processing: the organisation's own, and every one for an auditor.
+    ("get", "/api/records/acme/", None, {A: 401, C: 403, P: 200, R: 200, S: 200}),
+    ("get", "/api/records/northwind/pdf/", None, {A: 401, C: 200, P: 403, R: 200, S: 200}),
+    ("post", "/api/records/acme/", lambda w: {}, {A: 401, C: 405, P: 405, R: 405, S: 405}),
     ("get", "/api/jobs/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
     ("get", "/api/jobs/{job}/", None, {A: 401, C: 200, P: 403, R: 403, S: 403}),
     (

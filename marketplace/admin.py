@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from marketplace.models import (
+    BudgetAlert,
     Dataset,
     Document,
     DocumentLine,
@@ -105,3 +106,12 @@ class DocumentAdmin(ReadOnlyAdmin):
 @admin.register(DocumentLine)
 class DocumentLineAdmin(ReadOnlyAdmin):
     list_display = ("document", "family", "seq")
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    """Consumers' monthly spending alerts (set on the Spending page or the API)."""
+
+    list_display = ("organization", "currency", "limit_minor", "email", "notified_period")
+    list_filter = ("currency",)
+    readonly_fields = ("notified_period", "notified_at", "notified_spent_minor", "created_by", "created_at")

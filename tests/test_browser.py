@@ -55,7 +55,7 @@ def test_consumer_buys_runs_a_job_and_sees_it_billed_provider_sees_revenue(worke
     expect(rows.nth(0)).to_contain_text("Acme shopper behaviour 2026")
     expect(rows.nth(1)).to_contain_text("TaxCo SME invoice signals")
 
-    page.click("header >> text=Bill")
+    page.click("header >> text=Spending")
     expect(page.locator("#bill-total")).to_contain_text("3.50 EUR")
     expect(page.locator("#bill-lines tbody tr")).to_have_count(2)
 

@@ -97,7 +97,7 @@ def test_consumer_previews_overlap_for_free_before_buying(workers, live_server, 
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
     expect(page.locator("#r-consumer-ids")).to_have_text("2000")
     expect(page.locator("#r-bucket")).to_have_text("1,000–9,999")
-    page.click("header >> text=Bill")
+    page.click("header >> text=Spending")
     expect(page.locator("#bill-total")).to_contain_text("0.00")
 
 

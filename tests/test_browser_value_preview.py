@@ -34,7 +34,7 @@ def test_the_bank_estimates_what_a_dataset_adds_before_buying(workers, live_serv
     expect(page.locator("#value-preview-result #chart-value")).to_be_visible()
     expect(page.locator("#chart-value rect[data-label]")).to_have_count(5)
     expect(page.locator("#value-preview-result")).to_contain_text("An estimate, not a promise")
-    page.click("header >> text=Bill")
+    page.click("header >> text=Spending")
     expect(page.locator("body")).not_to_contain_text("Acme shopper behaviour 2026")
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -277,11 +278,13 @@ def _report(
     counterparty_of: str,
     since: date | None,
     until: date | None,
-    dataset: int | None,
-    counterparty: int | None,
-    plan: str | None,
-    group: str,
+    *,
+    dataset: int | None = None,
+    counterparty: int | None = None,
+    plan: str | None = None,
+    group: str = "month",
 ) -> Statement:
+    """A bill or revenue report, optionally for one dataset, one counterparty or one plan kind."""
     qs = _period(qs, since, until)
     if dataset is not None:
         qs = qs.filter(dataset_id=dataset)
@@ -290,34 +293,16 @@ def _report(
     return _statement(qs, counterparty_of=counterparty_of, plan_kind=plan, group=group)
 
 
-def consumer_bill(
-    org: Organization,
-    since: date | None = None,
-    until: date | None = None,
-    *,
-    dataset: int | None = None,
-    counterparty: int | None = None,
-    plan: str | None = None,
-    group: str = "month",
-) -> Statement:
-    """What a consumer spent: optionally one dataset, one provider (``counterparty``) or one plan kind."""
-    qs = LedgerEntry.objects.filter(consumer_id=org.id)
-    return _report(qs, "provider", since, until, dataset, counterparty, plan, group)
+def consumer_bill(org: Organization, since: date | None = None, until: date | None = None, **filters: Any) -> Statement:
+    """What a consumer spent (``counterparty``: a provider); filters as :func:`_report`."""
+    return _report(LedgerEntry.objects.filter(consumer_id=org.id), "provider", since, until, **filters)
 
 
 def provider_revenue(
-    org: Organization,
-    since: date | None = None,
-    until: date | None = None,
-    *,
-    dataset: int | None = None,
-    counterparty: int | None = None,
-    plan: str | None = None,
-    group: str = "month",
+    org: Organization, since: date | None = None, until: date | None = None, **filters: Any
 ) -> Statement:
-    """What a provider earned: optionally one dataset, one consumer (``counterparty``) or one plan kind."""
-    qs = LedgerEntry.objects.filter(provider_id=org.id)
-    return _report(qs, "consumer", since, until, dataset, counterparty, plan, group)
+    """What a provider earned (``counterparty``: a consumer); filters as :func:`_report`."""
+    return _report(LedgerEntry.objects.filter(provider_id=org.id), "consumer", since, until, **filters)
 
 
 def report_choices(org: Organization, *, side: str) -> dict[str, list[tuple[int, str]]]:

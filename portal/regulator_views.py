@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 
 from marketplace import api_input
 from marketplace import selectors as market
+from marketplace.api import PeriodSerializer
 from marketplace.exceptions import Forbidden, NotFound
 from marketplace.models import Dataset, Organization
 from portal import processing, regulator
@@ -31,17 +32,10 @@ from portal import selectors as access
 from portal.ledger_api import IsAuditor
 
 
-class TrailQuery(serializers.Serializer):
+class TrailQuery(PeriodSerializer):
     dataset = api_input.Id(required=False, help_text="One dataset's trail.")
     consumer = api_input.Id(required=False, help_text="One consumer organisation's trail.")
     provider = api_input.Id(required=False, help_text="One provider organisation's trail.")
-    since = api_input.StrictDateField(required=False, help_text="First UTC day included.")
-    until = api_input.StrictDateField(required=False, help_text="Last UTC day included.")
-
-    def validate(self, attrs):  # type: ignore[no-untyped-def]
-        if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
-            raise serializers.ValidationError({"until": ["The end of the period is before its start."]})
-        return attrs
 
 
 def _trail(q: dict[str, Any]) -> list[regulator.TrailRow]:

@@ -433,28 +433,7 @@ class ReportExport(APIView):
     def get(self, request: Request, form: str) -> HttpResponse:
         if form not in ("csv", "xlsx"):
             raise missing("form", "Exports are .csv or .xlsx.")
-        org = org_of(request)
-        filters = _period(request)
-        build = selectors.consumer_bill if self.side == "consumer" else selectors.provider_revenue
-        st = build(org, **filters)
-        stem = f"usufruct-{'spending' if self.side == 'consumer' else 'revenue'}"
-        if form == "csv":
-            body, kind = reports.statement_csv(st).encode(), "text/csv"
-        else:
-            body, kind = (
-                reports.statement_xlsx(
-                    st,
-                    title=f"{org.name}: {'spending' if self.side == 'consumer' else 'revenue'}",
-                    counterparty_label="provider" if self.side == "consumer" else "consumer",
-                    since=filters["since"],
-                    until=filters["until"],
-                    provider_side=self.side == "provider",
-                ),
-                reports.XLSX_TYPE,
-            )
-        response = HttpResponse(body, content_type=kind)
-        response["Content-Disposition"] = f'attachment; filename="{stem}.{form}"'
-        return response
+        return reports.export(org_of(request), side=self.side, form=form, filters=_period(request))
 
 
 class RevenueExport(ReportExport):

@@ -12,10 +12,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
+from typing import Any
 
+from django.http import HttpResponse
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from marketplace import selectors
+from marketplace.models import Organization
 from marketplace.money import Money
 from marketplace.selectors import Statement
 
@@ -115,3 +119,27 @@ def statement_xlsx(
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
+
+
+def export(org: Organization, *, side: str, form: str, filters: dict[str, Any]) -> HttpResponse:
+    """The consumer's spending (``side="consumer"``) or the provider's revenue as a CSV or XLSX
+    download, built with the report's filters (``selectors.consumer_bill`` / ``provider_revenue``)."""
+    build = selectors.consumer_bill if side == "consumer" else selectors.provider_revenue
+    statement = build(org, **filters)
+    name = "spending" if side == "consumer" else "revenue"
+    stem = f"usufruct-{name}-{filters.get('since') or 'start'}-{filters.get('until') or 'now'}"
+    if form == "csv":
+        body, kind = statement_csv(statement).encode(), "text/csv"
+    else:
+        body = statement_xlsx(
+            statement,
+            title=f"{org.name}: {name}",
+            counterparty_label="provider" if side == "consumer" else "consumer",
+            since=filters.get("since"),
+            until=filters.get("until"),
+            provider_side=side == "provider",
+        )
+        kind = XLSX_TYPE
+    response = HttpResponse(body, content_type=kind)
+    response["Content-Disposition"] = f'attachment; filename="{stem}.{form}"'
+    return response

@@ -209,24 +209,11 @@ def _statement_page(
     label = "provider" if side == "consumer" else "consumer"
     form = ReportForm(request.GET or None, choices=selectors.report_choices(org, side=side), counterparty_label=label)
     filters = form.filters()
-    build = selectors.consumer_bill if side == "consumer" else selectors.provider_revenue
-    statement = build(org, **filters)  # type: ignore[arg-type]
-    name = "spending" if side == "consumer" else "revenue"
-    stem = f"usufruct-{name}-{filters['since'] or 'start'}-{filters['until'] or 'now'}"
     wanted = request.GET.get("format")
-    if wanted == "csv":
-        return _download(reports.statement_csv(statement).encode(), "text/csv", f"{stem}.csv")
-    if wanted == "xlsx":
-        title = f"{org.name}: {'spending' if side == 'consumer' else 'revenue'}"
-        body = reports.statement_xlsx(
-            statement,
-            title=title,
-            counterparty_label=label,
-            since=filters["since"],  # type: ignore[arg-type]
-            until=filters["until"],  # type: ignore[arg-type]
-            provider_side=side == "provider",
-        )
-        return _download(body, reports.XLSX_TYPE, f"{stem}.xlsx")
+    if wanted in ("csv", "xlsx"):
+        return reports.export(org, side=side, form=wanted, filters=filters)
+    build = selectors.consumer_bill if side == "consumer" else selectors.provider_revenue
+    statement = build(org, **filters)
     query = request.GET.copy()
     context: dict[str, object] = {
         "statement": statement,
@@ -248,12 +235,6 @@ def _with(query: QueryDict, **values: str) -> str:
     for k, v in values.items():
         q[k] = v
     return q.urlencode()
-
-
-def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 @login_required

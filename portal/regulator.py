@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -281,7 +281,7 @@ def _budget_alerts() -> list[Alert]:
 
 def _refused_replies() -> list[Alert]:
     """Node replies the hub read and refused (a usage receipt failing a check), newest first."""
-    refused = Message.objects.exclude(refused_code="").select_related("job").order_by("-created_at")[:200]
+    refused = Message.objects.exclude(refused_code="").order_by("-created_at")[:200]
     return [
         Alert(
             "refused_reply",
@@ -341,9 +341,3 @@ def _witness_alerts(now: datetime | None = None) -> list[Alert]:
             )
         )
     return out
-
-
-def trail_queryset_seqs(rows: list[TrailRow]) -> QuerySet[LedgerEntry]:
-    """The ledger entries a trail summarises (for a bundle an auditor checks offline)."""
-    seqs = [s for r in rows for s in (*r.usage_seqs, *r.dp_seqs, r.settlement_seq) if s]
-    return LedgerEntry.objects.filter(seq__in=seqs)

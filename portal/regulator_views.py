@@ -153,14 +153,14 @@ def records_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def records_download(request: HttpRequest, slug: str, form: str) -> HttpResponse:
+    if form not in ("json", "pdf"):
+        raise Http404("Records of processing are .json or .pdf.")
     org = get_object_or_404(Organization, slug=slug)
     if not access.is_auditor(request.user) and market.current_org(request.user) != org:
         raise PermissionDenied
     doc = processing.records(org)
     if form == "pdf":
         return _pdf(doc, slug)
-    if form != "json":
-        raise Http404("Records of processing are .json or .pdf.")
     response = HttpResponse(json.dumps(doc, cls=DjangoJSONEncoder, indent=2), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="records-of-processing-{slug}.json"'
     return response

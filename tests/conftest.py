@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = ("acme", "taxco", "bank")
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +36,70 @@ def _nodes_in_tmp_path(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     # PBKDF2 costs ~0.2 s per demo user; tests check permissions, not hash strength.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+
+
+_SEEDED: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The test database with the demo world seeded once, committed, for every ``demo`` test.
+
+    Each ``demo`` test runs in a transaction rolled back at its end (pytest-django), so it
+    starts from this same world, and gets its own copy of the demo nodes' folders (keys,
+    data, job state). pytest-django runs these tests before the transactional ones, whose
+    flush clears the world; ``tdemo`` seeds it again for each of them.
+    """
+    from django.test import override_settings
+
+    nodes = tmp_path_factory.mktemp("seeded") / "nodes"
+    with django_db_blocker.unblock(), override_settings(USUFRUCT_NODES_DIR=nodes, PASSWORD_HASHERS=FAST_HASHERS):
+        call_command("seed_demo", quiet=True)
+    _SEEDED["nodes"] = nodes
+
+
+def _world_exists() -> bool:
+    from marketplace.models import Organization
+
+    return Organization.objects.exists()
+
+
+@pytest.fixture(autouse=True)
+def _no_world_unless_asked(request) -> None:  # type: ignore[no-untyped-def]
+    """A database test that did not ask for ``demo`` starts from an empty database, as before
+    the world was seeded once: inside its transaction (rolled back after it) the tables are
+    emptied, append-only triggers paused for that statement only."""
+    names = request.fixturenames
+    marker = request.node.get_closest_marker("django_db")
+    if {"demo", "tdemo"} & set(names) or not (marker or "db" in names or "transactional_db" in names):
+        return
+    if "transactional_db" in names or "live_server" in names or (marker and marker.kwargs.get("transaction")):
+        request.getfixturevalue("transactional_db")
+        if _world_exists():
+            call_command("flush", interactive=False, verbosity=0)
+        return
+    request.getfixturevalue("db")
+    tables = ", ".join(connection.ops.quote_name(t) for t in connection.introspection.django_table_names())
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")
+        cur.execute(f"TRUNCATE {tables} CASCADE")
+        cur.execute("SET LOCAL session_replication_role = origin")
 
 
 @pytest.fixture
-def demo(db) -> None:  # type: ignore[no-untyped-def]
+def demo(db, settings) -> None:  # type: ignore[no-untyped-def]
     """The seeded demo world: orgs, users, enrolled nodes, signed datasets, offers."""
-    call_command("seed_demo", quiet=True)
+    import shutil
+
+    shutil.copytree(_SEEDED["nodes"], settings.USUFRUCT_NODES_DIR, dirs_exist_ok=True)
 
 
 @pytest.fixture
 def tdemo(transactional_db) -> None:  # type: ignore[no-untyped-def]
     """The demo world committed for real, so that worker processes can see it."""
+    if _world_exists():  # the session's world, before the first flush
+        call_command("flush", interactive=False, verbosity=0)
     call_command("seed_demo", quiet=True)
 
 

@@ -53,6 +53,8 @@ def entries(request: HttpRequest) -> HttpResponse:
             "kind": kind,
             "kinds": LedgerEntry.Kind.values,
             "organizations": Organization.objects.order_by("name").values_list("id", "name"),
+            "datasets": Dataset.objects.order_by("name").values_list("id", "name"),
+            "dataset": _int(g.get("dataset")),
             "organization": _int(g.get("organization")),
             "query": keep.urlencode(),
             "filters": g,

@@ -57,6 +57,16 @@ def previous_month(today: date) -> str:
     return f"{last.year:04d}-{last.month:02d}"
 
 
+@dataclass(frozen=True)
+class _Cited:
+    """What every document of one issuing run cites: read once per run, not once per document."""
+
+    cp: Checkpoint
+    note: str
+    log_keys: list[dict[str, str]]
+    witness_keys: list[str]
+
+
 @dataclass
 class _Draft:
     type: str
@@ -82,16 +92,18 @@ def documents_issue(
     cp = ledger_services.checkpoint_create()
     if cp is None:
         return []
+    cited = _Cited(cp, checkpoint_note(cp), bundle.log_keys(), bundle.witness_keys())
     issued: list[Document] = []
     for org in orgs:
         if org.is_consumer:
-            issued += _issue(org, "buyer", first, until, cp, now)
+            issued += _issue(org, "buyer", first, until, cited, now)
         if org.is_provider:
-            issued += _issue(org, "seller", first, until, cp, now)
+            issued += _issue(org, "seller", first, until, cited, now)
     return issued
 
 
-def _issue(org: Organization, family: str, first: date, until: date, cp: Checkpoint, now: datetime) -> list[Document]:
+def _issue(org: Organization, family: str, first: date, until: date, cited: _Cited, now: datetime) -> list[Document]:
+    cp = cited.cp
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_NUMBER_LOCK])
@@ -107,7 +119,7 @@ def _issue(org: Organization, family: str, first: date, until: date, cp: Checkpo
         drafts = _drafts(org, family, fresh)
         out = []
         for draft in drafts:
-            out.append(_write(draft, first, until, cp, now))
+            out.append(_write(draft, first, until, cited, now))
         return out
 
 
@@ -193,14 +205,16 @@ def _description(li: selectors.ChargeLine) -> str:
     return f"{what}{job} — {li.dataset}, right #{li.right} ({li.plan})"
 
 
-def _write(draft: _Draft, first: date, until: date, cp: Checkpoint, now: datetime) -> Document:
+def _write(draft: _Draft, first: date, until: date, cited: _Cited, now: datetime) -> Document:
+    cp = cited.cp
     lines = sorted(draft.lines, key=lambda li: li.seq)
     seqs = [li.seq for li in lines]
     entries = {e.seq: e for e in LedgerEntry.objects.filter(seq__in=seqs)}
     # The grant of every right a line does not itself grant: it names the parties and the price.
-    cited = {li.right for li in lines if li.kind != "purchase"}
+    priced_rights = {li.right for li in lines if li.kind != "purchase"}
     grants = {
-        e.right_id: e for e in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RIGHT_GRANTED, right_id__in=cited)
+        e.right_id: e
+        for e in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RIGHT_GRANTED, right_id__in=priced_rights)
     }
     proofs = tree.inclusion_proofs([*seqs, *(g.seq for g in grants.values())], cp.size)
     year = now.year
@@ -268,9 +282,9 @@ def _write(draft: _Draft, first: date, until: date, cp: Checkpoint, now: datetim
         }
         total = subtotal + tax
     body |= {
-        "checkpoint": {"size": cp.size, "note": checkpoint_note(cp)},
-        "log_keys": bundle.log_keys(),
-        "witness_keys": bundle.witness_keys(),
+        "checkpoint": {"size": cp.size, "note": cited.note},
+        "log_keys": cited.log_keys,
+        "witness_keys": cited.witness_keys,
     }
     body["digest"] = document_digest(body)
     family = FAMILY[draft.type]  # type: ignore[index]

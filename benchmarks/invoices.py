@@ -74,6 +74,17 @@ def _verify(path: Path, vkey: str, runs: int) -> tuple[list[float], int, str]:
     return times, rss, out.strip()
 
 
+def _floor(runs: int) -> float:
+    """Median seconds of the verifier's process doing nothing: interpreter start-up and its imports."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import audit.invoice"], cwd=ROOT, env=env, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _ram() -> str:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -135,9 +146,10 @@ def main() -> None:
         code, child_s, child_rss = _run_child(child)
         if code != 0:
             raise SystemExit(f"issuing failed (exit {code})")
-        runs.append(json.loads((rdir / "result.json").read_text()))
+        runs.append({**json.loads((rdir / "result.json").read_text()), "child_s": child_s, "child_rss": child_rss})
         print(f"  documents_issue: {runs[-1]['seconds']:.1f} s, load average {_load(runs[-1])}", flush=True)
     result = runs[0]
+    child_s, child_rss = result["child_s"], result["child_rss"]
     traced = None
     if args.tracemalloc:
         data.copy_database(base, run_db)
@@ -151,6 +163,7 @@ def main() -> None:
         data.drop_database(run_db)
     invoice = out / f"{result['exported']['invoice']['number']}.json"
     times, verify_rss, said = _verify(invoice, result["vkey"], args.verify_runs)
+    floor = _floor(args.verify_runs)
     statement = result["exported"].get("statement")
     s_times: list[float] = []
     if statement:
@@ -221,6 +234,7 @@ def main() -> None:
         f"({', '.join(f'{t:.3f}' for t in times)}), peak RSS {verify_rss / 1024:.0f} MiB"
     )
     print(f"  {said}")
+    print(f"  baseline, same runs: the verifier's process importing audit.invoice and exiting: median {floor:.3f} s")
     if statement:
         print(
             f"offline verification of {statement['number']} ({statement['lines']:,} lines, "

@@ -29,6 +29,7 @@ and organisations. All of it is integrated today, so the period is the current m
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -114,6 +115,31 @@ def drop_database(name: str) -> None:
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
+
+
+def drop_stale_copies(base: str) -> list[str]:
+    """Drop the copies ``<base>_run<pid>`` whose run's process is gone (a run that was killed leaves its copy)."""
+    admin = _admin()
+    with admin.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{base}_run%"])
+        names = [row[0] for row in cur.fetchall()]
+    dropped = []
+    for name in names:
+        pid = name.removeprefix(f"{base}_run")
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        dropped.append(name)
+    admin.close()
+    return dropped
 
 
 def restore_hub_key(facts: dict[str, str], directory: str) -> None:

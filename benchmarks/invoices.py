@@ -118,6 +118,7 @@ def main() -> None:
         _issue_child(args)
         return
 
+    revision = _revision()  # before issuing: the code the children import
     base = data.base_name(args.consumers, args.entries)
     facts = None if args.rebuild else data.meta(base)
     if facts is not None and facts.get("uses_per_job") != str(args.uses_per_job):
@@ -134,7 +135,9 @@ def main() -> None:
         print(f"reusing {base} (built {facts['built_at']} in {facts['build_seconds']} s)", flush=True)
     var = data.var_dir(args.consumers, args.entries)
     data.restore_hub_key(facts, var)
-    run_db = f"{base}_run"
+    run_db = f"{base}_run{os.getpid()}"  # its own: two runs at once must not drop each other's copy
+    for stale in data.drop_stale_copies(base):
+        print(f"dropped {stale}, left by a run that did not finish", flush=True)
     out = Path(tempfile.mkdtemp(prefix="usufruct-bench-invoices-"))
     runs = []
     for k in range(args.runs):
@@ -171,7 +174,7 @@ def main() -> None:
 
     _setup.URL = data.url_of(base)
     print(f"\nmachine: {_setup.machine()}, {_ram()}")
-    print(f"code: {_revision()}")
+    print(f"code: {revision}")
     print(
         f"data set: {int(facts['consumers']):,} consumers, {int(facts['providers'])} providers "
         f"({int(facts['providers']) * 2} datasets and offers), {int(facts['entries']):,} usage entries in "

@@ -57,15 +57,22 @@ class Channel(redis.Channel):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def together(channel: Any) -> Iterator[None]:
+def together(channel: Any) -> Iterator[bool]:
     """Messages published on ``channel`` inside the block reach Redis in one round trip, when
-    the block ends (in the order published). On another transport the block changes nothing."""
-    if not isinstance(channel, Channel) or channel._usufruct_batch is not None:
-        yield
+    the block ends (in the order published). On another transport the block changes nothing.
+
+    The block yields whether publishing is buffered: a buffered publish touches no socket (the
+    pipeline at the end retries alone, one message at a time), so the caller may publish
+    without kombu's per-message retry wrappers."""
+    if not isinstance(channel, Channel):
+        yield False
+        return
+    if channel._usufruct_batch is not None:
+        yield True
         return
     channel._usufruct_batch = batch = []
     try:
-        yield
+        yield True
     finally:
         channel._usufruct_batch = None
     if batch:

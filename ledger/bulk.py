@@ -50,7 +50,7 @@ def copy_text(model: type[models.Model], columns: Sequence[str], lines: Iterable
     buf.seek(0)
     table = connection.ops.quote_name(model._meta.db_table)
     cols = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, connection.wrap_database_errors:  # IntegrityError as Django's
         cursor.cursor.copy_expert(f"COPY {table} ({cols}) FROM STDIN", buf)
 
 

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ledger import services
+from ledger.bulk import insert_rows
 from ledger.exceptions import LedgerConflict
 from ledger.models import LedgerEntry, PendingEntry
 from protocol import jcs
@@ -78,6 +79,12 @@ def entry_enqueue(
     _insert([row])
 
 
+_PENDING_COLUMNS = [
+    "kind", "event_id", "payload_json", "producer_time", "dataset_id", "consumer_id", "provider_id", "right_id",
+    "created_at",
+]  # fmt: skip
+
+
 def _insert(rows: list[PendingEntry], *, retry: bool = True) -> None:
     """Insert pending rows in one statement, leaving out each one already pending or on the log
     with the same kind and body; a different body under a known event id is a conflict."""
@@ -99,7 +106,12 @@ def _insert(rows: list[PendingEntry], *, retry: bool = True) -> None:
         return
     try:
         with transaction.atomic():
-            PendingEntry.objects.bulk_create(first.values())
+            now = timezone.now()
+            insert_rows(
+                PendingEntry,
+                _PENDING_COLUMNS,
+                [[*(getattr(r, c) for c in _PENDING_COLUMNS[:-1]), now] for r in first.values()],
+            )
     except IntegrityError:
         # Another transaction left one of these since the read above: read and compare again.
         if not retry:

@@ -63,7 +63,9 @@ def together(channel: Any) -> Iterator[bool]:
 
     The block yields whether publishing is buffered: a buffered publish touches no socket (the
     pipeline at the end retries alone, one message at a time), so the caller may publish
-    without kombu's per-message retry wrappers."""
+    without kombu's per-message retry wrappers. Only a queue's first declaration on a connection
+    still goes to Redis then, unretried; the hub's steps that fail there are sent again by the
+    ``resend_unanswered`` beat."""
     if not isinstance(channel, Channel):
         yield False
         return

@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 from django.conf import settings
 
 from compute import services
+from config import broker
 
 log = logging.getLogger(__name__)
+
+
+class IntakeBatches(Batches):  # type: ignore[misc]
+    """celery-batches, with a batch's acknowledgements sent to the broker in one round trip.
+
+    The hub's intake acknowledges early (the task is not ``acks_late``), as celery-batches
+    does when it hands the batch to the pool: a reply lost with a worker is asked for again by
+    ``resend_unanswered``, and one taken twice is a duplicate by its digest. Celery defers each
+    acknowledgement to its event loop, one round trip each; here the batch's messages are
+    acknowledged together first, and the requests marked so (celery-batches then skips them)."""
+
+    def flush(self, requests: Any) -> Any:
+        early = [r for r in requests if not r.task.acks_late and not r.acknowledged]
+        if early:
+            with broker.acks_together(early[0].message.channel):
+                for request in early:
+                    if not request.message.acknowledged:
+                        request.message.ack()
+                    request.acknowledged = True
+        return super().flush(requests)
 
 
 @shared_task(name="usufruct.hub.start_job")
@@ -21,7 +43,7 @@ def start_job(job_id: str) -> None:
 
 @shared_task(
     name="usufruct.hub.receive",
-    base=Batches,
+    base=IntakeBatches,
     flush_every=settings.USUFRUCT_INTAKE_BATCH,
     flush_interval=settings.USUFRUCT_INTAKE_WAIT_SECONDS,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
 
@@ -122,3 +123,90 @@ def test_together_changes_nothing_on_another_transport() -> None:
             producer.publish({"i": 7}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
         assert not buffered  # not buffered: a caller keeps kombu's retries
         assert _drain(conn, queue, 1) == [7]
+
+
+def _unacked(client) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    return client.zcard("unacked_index"), client.hlen("unacked")
+
+
+def test_acknowledgements_together_leave_redis_in_one_round_trip(redis_url: str) -> None:
+    name, queue = _queue()
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        for i in range(4):
+            producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
+        with conn.SimpleQueue(queue) as simple:
+            messages = [simple.get(timeout=5) for _ in range(4)]
+            client = redis.Redis.from_url(redis_url)
+            before = _unacked(client)
+            assert before[0] >= 4 and before[1] >= 4  # kombu keeps each delivered message until acked
+            zrem = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
+            with broker.acks_together(messages[0].channel):
+                with broker.acks_together(messages[0].channel):  # an inner block joins the outer one
+                    messages[0].ack()
+                for m in messages[1:]:
+                    m.ack()
+                assert _unacked(client) == before  # held until the block ends
+            assert _unacked(client) == (before[0] - 4, before[1] - 4)
+            assert client.info("commandstats")["cmdstat_zrem"]["calls"] == zrem + 1  # one ZREM for all four
+            assert all(m.acknowledged for m in messages)
+            assert not channel.qos._delivered or not set(channel.qos._delivered) - channel.qos._dirty
+        channel.queue_delete(name)
+
+
+def test_an_acknowledgement_from_another_thread_is_not_held(redis_url: str) -> None:
+    import threading
+
+    name, queue = _queue()
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        conn.Producer(channel).publish({"i": 1}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        with conn.SimpleQueue(queue) as simple:
+            message = simple.get(timeout=5)
+            client = redis.Redis.from_url(redis_url)
+            before = _unacked(client)
+            with broker.acks_together(message.channel):
+                thread = threading.Thread(target=message.ack)
+                thread.start()
+                thread.join()
+                assert _unacked(client) == (before[0] - 1, before[1] - 1)  # acked at once, not held
+        channel.queue_delete(name)
+
+
+def test_acks_together_changes_nothing_on_another_transport() -> None:
+    name, queue = _queue()
+    with Connection("memory://") as conn:
+        channel = conn.channel()
+        conn.Producer(channel).publish({"i": 7}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        with conn.SimpleQueue(queue) as simple:
+            message = simple.get(timeout=5)
+            with broker.acks_together(message.channel):
+                message.ack()
+            assert message.acknowledged
+
+
+def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The real hub worker (``compute.tasks.IntakeBatches``): 30 node messages that it refuses
+    (unknown keys) are acknowledged in a few ZREMs, not one each, and none is left unacked."""
+    import time
+
+    from config.celery import app
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete("hub")
+    for i in range(30):
+        wire = {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": f"n{i}"}, "kid": "nobody", "sig": "x"}
+        app.send_task("usufruct.hub.receive", args=[wire], queue="hub")
+    assert client.llen("hub") == 30
+    zrem = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
+    processes.start("hub")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (client.llen("hub") or any(_unacked(client))):
+        time.sleep(0.1)
+    assert client.llen("hub") == 0 and _unacked(client) == (0, 0)
+    log = processes.logs["hub"].read_text()
+    taken = sum(int(n) for n in __import__("re").findall(r"hub took (\d+) node message", log))
+    assert taken == 30, log[-3000:]
+    calls = client.info("commandstats")["cmdstat_zrem"]["calls"] - zrem
+    assert 1 <= calls <= 5, f"{calls} ZREMs for 30 messages"

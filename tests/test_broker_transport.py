@@ -210,3 +210,35 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     assert taken == 30, log[-3000:]
     calls = client.info("commandstats")["cmdstat_zrem"]["calls"] - zrem
     assert 1 <= calls <= 5, f"{calls} ZREMs for 30 messages"
+
+
+def test_publish_task_sends_the_message_send_task_sends(redis_url: str) -> None:
+    """The hub's buffered publish (``broker.publish_task``) puts on the wire what ``app.send_task``
+    puts there for a direct queue, apart from the ids and send_task's repr and reply-to extras."""
+    import json
+
+    from config.celery import app
+
+    name = f"usufruct-test-{uuid.uuid4().hex}"
+    wire = {"payload": {"job": "j", "step": "s"}, "kid": "k", "sig": "x"}
+    with app.producer_or_acquire() as producer:
+        app.send_task("usufruct.node.run_step", args=[wire], queue=name, producer=producer, argsrepr="[j s]")
+        with broker.together(producer.channel) as buffered:
+            task_id = broker.publish_task(
+                app, producer, "usufruct.node.run_step", args=[wire], queue=name, argsrepr="[j s]"
+            )
+        assert buffered
+    client = redis.Redis.from_url(redis_url)
+    theirs, ours = [json.loads(m) for m in reversed(client.lrange(name, 0, -1))]
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"] == task_id
+    ids = {
+        "headers": ["id", "root_id"],
+        "properties": ["correlation_id", "delivery_tag", "reply_to", "argsrepr", "kwargsrepr"],
+    }
+    for part, keys in ids.items():
+        for key in keys:
+            theirs[part].pop(key, None)
+            ours[part].pop(key, None)
+    assert ours == theirs
+    assert ours["headers"]["argsrepr"] == "[j s]" and ours["headers"]["task"] == "usufruct.node.run_step"
+    client.delete(name)

@@ -17,9 +17,10 @@ Set-up, not timed: the demo world in a fresh PostgreSQL database, one offer boug
 (``compute.node.runtime.handle_step``), so every reply is one the hub asked for.
 
 Timed: from the first publish until every reply's usage entry is pending or on the
-log. Baseline, same run, same broker, same worker processes and the same messages: a
-no-op task (``benchmarks/_noop.py``, which only counts in Redis). Run for 1 and 2 hub
-worker processes. The broker is ``CELERY_BROKER_URL`` (default Redis db 13).
+log; also the worker processes' CPU time per message in each phase (``/proc``), which a
+noisy host moves less than the wall clock. Baseline, same run, same broker, same worker
+processes and the same messages: a no-op task (``benchmarks/_noop.py``, which only counts
+in Redis). Run for 1 and 2 hub worker processes. The broker is ``CELERY_BROKER_URL`` (default Redis db 13).
 ``BENCH_HUB_LOG_LEVEL=INFO`` keeps the workers' "hub took N node message(s) in T ms" lines
 (one per batch) in the logs the run leaves under ``/tmp/usufruct-bench-replies-*``.
 """
@@ -132,6 +133,16 @@ def _usage_count() -> int:
         return int(cur.fetchone()[0])
 
 
+def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU time (user + system) the worker processes have used so far, from ``/proc``: a figure
+    a noisy host moves less than wall time (another tenant's load slows the clock, not the work)."""
+    total = 0
+    for p in procs:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (after the name: fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(task: str, wires: list[dict], done) -> float:  # type: ignore[no-untyped-def, type-arg]
     from config.celery import app
 
@@ -187,8 +198,11 @@ def main() -> None:
         try:
             r.delete(COUNTER)
             want = len(replies)
+            cpu0 = _cpu_seconds(procs)
             base = _timed("bench.noop", replies, lambda w=want: int(r.get(COUNTER) or 0) >= w)
+            cpu1 = _cpu_seconds(procs)
             hub = _timed("usufruct.hub.receive", replies, lambda w=want + before: _usage_count() >= w)
+            cpu2 = _cpu_seconds(procs)
         finally:
             _stop(procs)
         from compute.models import Job
@@ -197,6 +211,8 @@ def main() -> None:
         assert moved == args.jobs, f"only {moved} of {args.jobs} jobs moved on to decryption"
         b, h = len(replies) / base, len(replies) / hub
         print(f"{n} hub worker(s): baseline no-op task {b:7,.0f} msgs/s | usufruct replies {h:7,.0f}/s ({h / b:.0%})")
+        cb, ch = (cpu1 - cpu0) / want * 1000, (cpu2 - cpu1) / want * 1000
+        print(f"    workers' CPU per message: no-op {cb:.2f} ms | reply {ch:.2f} ms ({cb / ch:.0%} by CPU)")
 
 
 if __name__ == "__main__":

@@ -818,8 +818,9 @@ def messages_receive(*, wires: list[Any]) -> list[str | Exception]:
     if not opened:
         return results
     Node.objects.filter(id__in={node.id for *_, node in opened}).update(last_seen_at=timezone.now())
+    receipts = _receipts_verified(opened, active)
     try:
-        _replies_receive(opened, results, active)
+        _replies_receive(opened, results, active, receipts)
     except Exception as exc:
         if len(opened) == 1:
             if not isinstance(exc, UsufructError):
@@ -829,12 +830,32 @@ def messages_receive(*, wires: list[Any]) -> list[str | Exception]:
         log.warning("a batch of %d node replies failed (%s): taking each alone", len(opened), exc)
         for one in opened:
             try:
-                _replies_receive([one], results, active)
+                _replies_receive([one], results, active, receipts)
             except Exception as alone:  # this reply alone is refused; the others go on
                 if not isinstance(alone, UsufructError):
                     log.exception("a node reply failed")
                 results[one[0]] = alone
     return results
+
+
+def _receipts_verified(
+    opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]], active: dict[str, Node]
+) -> dict[str, envelope.Opened]:
+    """The usage receipts whose signature verifies under an active node's key, by the digest of
+    the reply that carries them: checked before the batch's transaction takes its locks (a
+    right's lock is shared by every job under it). Inside, the same key answers for the same
+    kid (``_Intake.node_key``), so a receipt found here is not verified again; one missing
+    is verified there, and refused there with its reason."""
+    verified = {}
+    for _, _, o, _ in opened:
+        receipt = o.payload["body"].get("receipt")
+        if not isinstance(receipt, dict) or receipt.get("kid") not in active:
+            continue
+        try:
+            verified[o.digest] = envelope.verify_signed(receipt, lambda kid: _key_of(active.get(kid)))
+        except envelope.EnvelopeError:
+            continue
+    return verified
 
 
 def _key_of(node: Node | None) -> Any:
@@ -1009,6 +1030,7 @@ class _Intake:
     answered: set[str]  # steps answered
     active: dict[str, Node]
     writes: _Writes = dataclasses.field(default_factory=_Writes)
+    receipts: dict[str, envelope.Opened] = dataclasses.field(default_factory=dict)  # verified, by reply digest
 
     @classmethod
     def load(cls, opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]], active: dict[str, Node]) -> _Intake:
@@ -1065,10 +1087,13 @@ def _replies_receive(
     opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]],
     results: list[str | Exception],
     active: dict[str, Node],
+    receipts: dict[str, envelope.Opened] | None = None,
 ) -> None:
-    """Check and apply verified job replies in one transaction; each outcome goes into ``results``."""
+    """Check and apply verified job replies in one transaction; each outcome goes into ``results``
+    (``receipts``: those :func:`_receipts_verified` already verified)."""
     with transaction.atomic(), ledger_writer.entries_collected():
         intake = _Intake.load(opened, active)
+        intake.receipts = receipts or {}
         for i, wire, o, node in opened:
             try:
                 results[i] = _reply(intake, node=node, wire=wire, opened=o)
@@ -1148,8 +1173,9 @@ def _reply(intake: _Intake, *, node: Node, wire: dict[str, Any], opened: envelop
     if party.role == "provider":
         try:
             _record_usage(
-                job=job, party=party, node=node, receipt_wire=body.get("receipt"), asked=asked, resolve=intake.node_key
-            )
+                job=job, party=party, node=node, receipt_wire=body.get("receipt"), asked=asked, resolve=intake.node_key,
+                verified=intake.receipts.get(opened.digest),
+            )  # fmt: skip
         except ReceiptRejected as exc:
             # The claim is kept as evidence, the step fails, and nothing is charged.
             message.refused_code, message.refused_reason = exc.code, str(exc)[:1000]
@@ -1172,7 +1198,14 @@ def _whole(value: Any) -> bool:
 
 
 def _check_receipt(
-    *, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message, resolve: Any
+    *,
+    job: Job,
+    party: JobParty,
+    node: Node,
+    receipt_wire: Any,
+    asked: Message,
+    resolve: Any,
+    verified: envelope.Opened | None = None,
 ) -> tuple[envelope.Opened, int]:
     """Hold every field of a node's usage receipt to what the hub asked and what it knows.
 
@@ -1181,8 +1214,8 @@ def _check_receipt(
     """
     if not isinstance(receipt_wire, dict):
         raise ReceiptRejected("no_receipt", "a provider result must carry a usage receipt")
-    try:
-        receipt = envelope.verify_signed(receipt_wire, resolve)
+    try:  # ``verified``: this very receipt, verified under the key ``resolve`` gives for its kid
+        receipt = verified if verified is not None else envelope.verify_signed(receipt_wire, resolve)
     except envelope.EnvelopeError as exc:
         raise ReceiptRejected(f"receipt_{exc.code}", f"receipt: {exc}") from None
     r = receipt.payload
@@ -1226,7 +1259,16 @@ def _check_receipt(
     return receipt, passes
 
 
-def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, asked: Message, resolve: Any) -> None:
+def _record_usage(
+    *,
+    job: Job,
+    party: JobParty,
+    node: Node,
+    receipt_wire: Any,
+    asked: Message,
+    resolve: Any,
+    verified: envelope.Opened | None = None,
+) -> None:
     """Check the node's receipt, then append a ``usage`` entry: a use, not yet a charge.
 
     Every use is on the ledger whatever becomes of the job; the job's ``settlement``
@@ -1234,7 +1276,7 @@ def _record_usage(*, job: Job, party: JobParty, node: Node, receipt_wire: Any, a
     The entry's time is the hub's: when it issued the step (rights are judged by it).
     """
     receipt, passes = _check_receipt(
-        job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked, resolve=resolve
+        job=job, party=party, node=node, receipt_wire=receipt_wire, asked=asked, resolve=resolve, verified=verified
     )
     r = receipt.payload
     right = party.right

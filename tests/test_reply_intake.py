@@ -188,3 +188,38 @@ def test_a_node_message_that_breaks_does_not_cost_the_job_replies_beside_it(demo
     assert job.state["phase"] == "decrypt"
     with pytest.raises(RuntimeError):  # alone, it is raised as before
         services.message_receive(wire=announce)
+
+
+def test_receipts_are_verified_before_the_batch_takes_its_locks(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each receipt's signature is checked once, before ``_Intake.load`` locks the rights (shared
+    by every job under a right); one whose signature fails is checked again inside and refused."""
+    import base64
+
+    right = _right("acme")
+    honest = [w for _ in range(3) for w in _partials(_at_partial([right.id]))]
+
+    def forged(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        payload["body"]["receipt"]["sig"] = base64.b64encode(bytes(64)).decode()
+        return payload
+
+    (bad,) = _partials(_at_partial([right.id]), forged)
+    locked = {"now": False}
+    calls: list[tuple[bool, bool]] = []  # (inside the locks, a receipt)
+    real_load, real_verify = services._Intake.load.__func__, envelope.verify_signed
+
+    def load(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+        locked["now"] = True
+        return real_load(cls, *args, **kwargs)
+
+    def verify(wire, resolve):  # type: ignore[no-untyped-def]
+        calls.append((locked["now"], isinstance(wire, dict) and wire.get("payload", {}).get("type") == "usage_receipt"))
+        return real_verify(wire, resolve)
+
+    monkeypatch.setattr(services._Intake, "load", classmethod(load))
+    monkeypatch.setattr(envelope, "verify_signed", verify)
+
+    outcomes = services.messages_receive(wires=[*honest, bad])
+
+    assert outcomes == ["advanced"] * 3 + ["receipt refused: receipt_bad_signature"]
+    receipts = [inside for inside, receipt in calls if receipt]
+    assert receipts == [False] * 4 + [True]  # four before the locks; only the forged one again inside

@@ -67,12 +67,28 @@ class IntakeBatches(Batches):  # type: ignore[misc]
             if body is not None or headers.get("eta") or not isinstance(message.payload, list | tuple):
                 return full(message, body, ack, reject, callbacks, **kw)  # protocol 1, an ETA, a hybrid body
             put(_Taken(message, task, hostname, ack, errors))
-            if self._tref is None:  # the first message starts the flush timer
-                self._tref = timer.call_repeatedly(self.flush_interval, self._do_flush)
             if not next(self._count) % self.flush_every:
-                self._do_flush()
+                self._flush_now()
+            elif self._tref is None:  # the wait starts with the first message of a batch
+                self._tref = timer.call_after(self.flush_interval, self._flush_now)
 
+        self._timer = timer
         return handler
+
+    def _flush_now(self) -> None:
+        """Flush the buffer: a batch is full, or its first message has waited the flush interval.
+
+        celery-batches keeps one timer firing every interval whatever the buffer holds: after a
+        batch that took longer than the interval it fires at once, on the few messages taken
+        since, and the next batch is small. Here the wait is counted from the first message
+        held, so a busy worker takes full batches (a reply costs a quarter less in a batch of
+        100 than in one of 30)."""
+        if self._tref is not None:
+            self._tref.cancel()
+            self._tref = None
+        self._do_flush()
+        if self._pending.qsize() and self._tref is None:  # a message's ETA is still ahead: look again
+            self._tref = self._timer.call_after(self.flush_interval, self._flush_now)
 
     def flush(self, requests: Any) -> Any:
         early = [r for r in requests if not r.task.acks_late and not r.acknowledged]

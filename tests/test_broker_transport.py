@@ -253,3 +253,36 @@ def test_publish_task_sends_the_message_send_task_sends(redis_url: str) -> None:
     assert ours == theirs
     assert ours["headers"]["argsrepr"] == "[j s]" and ours["headers"]["task"] == "usufruct.node.run_step"
     client.delete(name)
+
+
+def test_a_batch_waits_from_its_own_first_message(processes, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The intake's wait (``USUFRUCT_INTAKE_WAIT_MS``) counts from a batch's first message, not on
+    a clock that keeps ticking: a message that comes half a wait after a flush is held a whole
+    wait (celery-batches' repeating timer would take it at the next tick, after half of one)."""
+    import re
+    import time
+
+    from config.celery import app
+
+    def taken() -> int:
+        return len(re.findall(r"hub took \d+ node message", processes.logs["hub"].read_text()))
+
+    def wire(nonce: str) -> dict[str, object]:
+        return {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": nonce}, "kid": "nobody", "sig": "x"}
+
+    def wait_for_batches(n: int) -> float:
+        deadline = time.monotonic() + 30
+        while taken() < n:
+            assert time.monotonic() < deadline, processes.logs["hub"].read_text()[-3000:]
+            time.sleep(0.01)
+        return time.monotonic()
+
+    processes.env_for["hub"] = {"USUFRUCT_INTAKE_WAIT_MS": "1500"}
+    processes.start("hub")
+    app.send_task("usufruct.hub.receive", args=[wire("a")], queue="hub")
+    first = wait_for_batches(1)
+    time.sleep(0.75)  # half a wait after the first batch
+    sent = time.monotonic()
+    app.send_task("usufruct.hub.receive", args=[wire("b")], queue="hub")
+    held = wait_for_batches(2) - sent
+    assert 1.3 <= held <= 3.0, f"the second message was held {held:.2f} s (the first batch at {first:.2f})"

@@ -286,3 +286,24 @@ def test_a_batch_waits_from_its_own_first_message(processes, redis_url: str) -> 
     app.send_task("usufruct.hub.receive", args=[wire("b")], queue="hub")
     held = wait_for_batches(2) - sent
     assert 1.3 <= held <= 3.0, f"the second message was held {held:.2f} s (the first batch at {first:.2f})"
+
+
+def test_a_hub_worker_freezes_its_start_up_heap() -> None:
+    """Connected to the solo worker's ``worker_ready`` and a pool child's ``worker_process_init``:
+    what exists then is left out of the garbage collector's scans."""
+    import gc
+    import weakref
+
+    from celery import signals
+
+    from config import celery
+
+    for signal in (signals.worker_ready, signals.worker_process_init):
+        receivers = [r() if isinstance(r, weakref.ref) else r for _, r in signal.receivers]
+        assert celery.freeze_startup_heap in receivers, signal
+    assert gc.get_freeze_count() == 0
+    try:
+        celery.freeze_startup_heap()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()

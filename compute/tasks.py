@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 class _Taken:
     """A node message taken off the broker and held for the next batch: what celery-batches
     and ``SimpleRequest`` read of a request. Celery's full ``Request`` (header parsing, time
-    limits, its signal) cost a fifth of a reply's time outside the batch; the batch needs none
-    of it."""
+    limits, its signal) and celery-batches' strategy took 7 % of a hub worker's time (py-spy);
+    the batch needs none of it."""
 
     __slots__ = ("message", "task", "id", "name", "_payload", "delivery_info", "hostname", "reply_to",
                  "correlation_id", "request_dict", "ignore_result", "acknowledged", "_on_ack", "_errors")  # fmt: skip

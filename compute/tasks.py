@@ -16,6 +16,17 @@ from config import broker
 log = logging.getLogger(__name__)
 
 
+def _plain(payload: Any) -> bool:
+    """A protocol-2 body as nodes send it: ``[args, kwargs, embed]``, a list and two objects."""
+    return (
+        isinstance(payload, list | tuple)
+        and len(payload) == 3
+        and isinstance(payload[0], list | tuple)
+        and isinstance(payload[1], dict)
+        and isinstance(payload[2], dict)
+    )
+
+
 class _Taken:
     """A node message taken off the broker and held for the next batch: what celery-batches
     and ``SimpleRequest`` read of a request. Celery's full ``Request`` (header parsing, time
@@ -63,9 +74,12 @@ class IntakeBatches(Batches):  # type: ignore[misc]
         put = self._buffer.put
 
         def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> None:
-            headers = message.headers
-            if body is not None or headers.get("eta") or not isinstance(message.payload, list | tuple):
+            payload = message.payload
+            if body is not None or message.headers.get("eta") or isinstance(payload, dict):
                 return full(message, body, ack, reject, callbacks, **kw)  # protocol 1, an ETA, a hybrid body
+            if not _plain(payload):  # it would break its whole batch where celery-batches unpacks it
+                log.warning("hub dropped a message whose body is not [args, kwargs, embed]: %.200r", payload)
+                return reject(log, errors)
             put(_Taken(message, task, hostname, ack, errors))
             if not next(self._count) % self.flush_every:
                 self._flush_now()
@@ -86,17 +100,20 @@ class IntakeBatches(Batches):  # type: ignore[misc]
         if self._tref is not None:
             self._tref.cancel()
             self._tref = None
-        self._do_flush()
-        if self._pending.qsize() and self._tref is None:  # a message's ETA is still ahead: look again
-            self._tref = self._timer.call_after(self.flush_interval, self._flush_now)
+        try:
+            self._do_flush()
+        finally:
+            if self._pending.qsize() and self._tref is None:  # a message's ETA is still ahead: look again
+                self._tref = self._timer.call_after(self.flush_interval, self._flush_now)
 
     def flush(self, requests: Any) -> Any:
         early = [r for r in requests if not r.task.acks_late and not r.acknowledged]
         if early:
             with broker.acks_together(early[0].message.channel):
                 for request in early:
-                    if not request.message.acknowledged:
-                        request.message.ack()
+                    message = request.message
+                    if not message.acknowledged:  # as Celery's deferred ack: a lost connection is logged
+                        message.ack_log_error(log, message.channel.connection_errors)
                     request.acknowledged = True
             consumer = getattr(self, "_consumer", None)
             if consumer is not None and consumer.restart_count > 0 and not consumer._maximum_prefetch_restored:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -129,34 +133,45 @@ def _unacked(client) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return client.zcard("unacked_index"), client.hlen("unacked")
 
 
-def test_acknowledgements_together_leave_redis_in_one_round_trip(redis_url: str) -> None:
+def test_acknowledgements_together_leave_redis_in_one_round_trip(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, queue = _queue()
     with Connection(redis_url, transport=broker.Transport) as conn:
-        channel = conn.channel()
-        producer = conn.Producer(channel)
+        producer = conn.Producer(conn.channel())
         for i in range(4):
             producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, declare=[queue], serializer="json")
         with conn.SimpleQueue(queue) as simple:
             messages = [simple.get(timeout=5) for _ in range(4)]
+            qos = messages[0].channel.qos
             client = redis.Redis.from_url(redis_url)
             before = _unacked(client)
             assert before[0] >= 4 and before[1] >= 4  # kombu keeps each delivered message until acked
-            zrem = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
+            pipelines: list[list[tuple[object, ...]]] = []  # each pipeline this process sends: its commands
+            real = redis.client.Pipeline.execute
+
+            def execute(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                pipelines.append([tuple(command[0]) for command in self.command_stack])
+                return real(self, *args, **kwargs)
+
+            monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
             with broker.acks_together(messages[0].channel):
                 with broker.acks_together(messages[0].channel):  # an inner block joins the outer one
                     messages[0].ack()
                 for m in messages[1:]:
                     m.ack()
-                assert _unacked(client) == before  # held until the block ends
+                assert _unacked(client) == before and not pipelines  # held until the block ends
+            monkeypatch.undo()
             assert _unacked(client) == (before[0] - 4, before[1] - 4)
-            assert client.info("commandstats")["cmdstat_zrem"]["calls"] == zrem + 1  # one ZREM for all four
+            tags = [m.delivery_tag for m in messages]
+            ((zrem, hdel),) = pipelines  # one round trip for all four
+            assert zrem == ("ZREM", qos.unacked_index_key, *tags) and hdel == ("HDEL", qos.unacked_key, *tags)
             assert all(m.acknowledged for m in messages)
-            assert not channel.qos._delivered or not set(channel.qos._delivered) - channel.qos._dirty
-        channel.queue_delete(name)
+            assert all(t in qos._dirty or t not in qos._delivered for t in tags)  # kombu's own state: acked
+        conn.channel().queue_delete(name)
 
 
 def test_an_acknowledgement_from_another_thread_is_not_held(redis_url: str) -> None:
-    import threading
 
     name, queue = _queue()
     with Connection(redis_url, transport=broker.Transport) as conn:
@@ -189,10 +204,10 @@ def test_acks_together_changes_nothing_on_another_transport() -> None:
 def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     """The real hub worker (``compute.tasks.IntakeBatches``): 30 node messages that it refuses
     (unknown keys) are acknowledged in a few ZREMs, not one each, and none is left unacked; one
-    more with an ETA takes celery-batches' own path and is taken too."""
+    more with an ETA takes celery-batches' own path and is taken too; one whose body is not a
+    task call is dropped alone, not with its batch."""
     import json
     import re
-    import time
 
     from config.celery import app
 
@@ -204,7 +219,10 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
         ids.add(app.send_task("usufruct.hub.receive", args=[wire], queue="hub").id)
     late = {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": "late"}, "kid": "nobody", "sig": "x"}
     ids.add(app.send_task("usufruct.hub.receive", args=[late], queue="hub", countdown=1).id)  # celery-batches' own path
-    assert client.llen("hub") == 31
+    with app.producer_or_acquire() as producer:  # a node's message whose body is not a task call
+        headers = {"task": "usufruct.hub.receive", "id": str(uuid.uuid4())}
+        producer.publish([[late], {}], exchange="", routing_key="hub", headers=headers, serializer="json")
+    assert client.llen("hub") == 32
 
     def held() -> int:  # of these 30, the messages kombu still holds unacknowledged (others' may be there too)
         return sum(json.loads(raw)[0]["headers"]["id"] in ids for raw in client.hvals("unacked"))
@@ -212,15 +230,44 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     def taken() -> int:  # messages the worker's batches took, by its log
         return sum(int(n) for n in re.findall(r"hub took (\d+) node message", processes.logs["hub"].read_text()))
 
-    zrem = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
-    processes.start("hub")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (client.llen("hub") or held() or taken() < 31):
-        time.sleep(0.1)
+    with _zrems(redis_url) as zrems:
+        processes.start("hub")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (client.llen("hub") or held() or taken() < 31):
+            time.sleep(0.1)
     assert client.llen("hub") == 0 and held() == 0
     assert taken() == 31, processes.logs["hub"].read_text()[-3000:]
-    calls = client.info("commandstats")["cmdstat_zrem"]["calls"] - zrem
-    assert 1 <= calls <= 5, f"{calls} ZREMs for 30 messages"
+    assert 1 <= zrems[0] <= 5, f"{zrems[0]} ZREMs for 31 messages"
+    assert "whose body is not [args, kwargs, embed]" in processes.logs["hub"].read_text()  # the broken one, dropped
+
+
+@contextlib.contextmanager
+def _zrems(redis_url: str) -> Iterator[list[int]]:
+    """Count the ZREMs sent to the test broker's database while the block runs (Redis MONITOR,
+    filtered to that database: another client's commands elsewhere do not count)."""
+    client = redis.Redis.from_url(redis_url)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    count, stop, ready = [0], threading.Event(), threading.Event()
+
+    def listen() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if stop.is_set():
+                    return
+                if command.get("db") == db and command["command"].split(" ", 1)[0].upper() == "ZREM":
+                    count[0] += 1
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield count
+    finally:
+        time.sleep(0.2)  # what the worker sent last reaches the monitor
+        stop.set()
+        client.ping()  # wakes the listener
+        thread.join(timeout=5)
 
 
 def test_publish_task_sends_the_message_send_task_sends(redis_url: str) -> None:
@@ -260,7 +307,6 @@ def test_a_batch_waits_from_its_own_first_message(processes, redis_url: str) -> 
     a clock that keeps ticking: a message that comes half a wait after a flush is held a whole
     wait (celery-batches' repeating timer would take it at the next tick, after half of one)."""
     import re
-    import time
 
     from config.celery import app
 

@@ -223,3 +223,38 @@ def test_receipts_are_verified_before_the_batch_takes_its_locks(demo, monkeypatc
     assert outcomes == ["advanced"] * 3 + ["receipt refused: receipt_bad_signature"]
     receipts = [inside for inside, receipt in calls if receipt]
     assert receipts == [False] * 4 + [True]  # four before the locks; only the forged one again inside
+
+
+def test_a_receipt_that_cannot_be_checked_costs_only_its_own_reply(demo) -> None:  # type: ignore[no-untyped-def]
+    """A receipt whose key id is not a string, or whose payload holds a number canonical JSON
+    refuses, is the node's claim like any other: the replies beside it in the batch go on."""
+    import base64
+    import json
+
+    from nacl.public import SealedBox
+
+    from ledger.hubkey import hub_private_key
+    from protocol import sealed
+
+    right = _right("acme")
+    honest = [w for _ in range(2) for w in _partials(_at_partial([right.id]))]
+
+    def kid_list(slug: str, payload: dict[str, Any]) -> dict[str, Any]:
+        payload["body"]["receipt"]["kid"] = []
+        return payload
+
+    (listed,) = _partials(_at_partial([right.id]), kid_list)
+    # A node that seals plain JSON with a number beyond I-JSON (canonical() refuses 2**60), signed by it.
+    (reply,) = _partials(_at_partial([right.id]))
+    payload = dict(reply["payload"])
+    body = federation.body_of(reply)
+    body["receipt"]["payload"]["rows"] = 2**60
+    box = SealedBox(sealed.x25519_public(hub_private_key().public_key()))
+    payload["body"] = {"sealed": base64.b64encode(box.encrypt(json.dumps(body).encode())).decode()}
+    huge = federation.resign("acme", {"payload": payload})
+
+    outcomes = services.messages_receive(wires=[honest[0], listed, huge, honest[1]])
+
+    assert outcomes[0] == outcomes[3] == "advanced"
+    assert outcomes[1] == "receipt refused: receipt_malformed"
+    assert isinstance(outcomes[2], Exception)  # refused alone (the batch was taken again reply by reply)

@@ -95,7 +95,7 @@ class IntakeBatches(Batches):  # type: ignore[misc]
         celery-batches keeps one timer firing every interval whatever the buffer holds: after a
         batch that took longer than the interval it fires at once, on the few messages taken
         since, and the next batch is small. Here the wait is counted from the first message
-        held, so a busy worker takes full batches (a reply costs a quarter less in a batch of
+        held, so a busy worker takes full batches (a reply costs a fifth less in a batch of
         100 than in one of 30)."""
         if self._tref is not None:
             self._tref.cancel()

@@ -44,7 +44,7 @@ class QoS(redis.QoS):  # type: ignore[misc]
         try:
             with self.pipe_or_acquire() as pipe:
                 pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
-        except Exception as exc:  # noqa: BLE001 — a lost connection, a read-only replica after a failover
+        except Exception as exc:  # a lost connection, a read-only replica after a failover
             log.warning("acknowledging %d messages together failed (%s): kombu restores them later", len(tags), exc)
         finally:
             for tag in tags:  # gone from this channel's own unacked state either way, as kombu's ack does

@@ -20,7 +20,8 @@ Timed: from the first publish until every reply's usage entry is pending or on t
 log; also the worker processes' CPU time per message in each phase (``/proc``), which a
 noisy host moves less than the wall clock. Baseline, same run, same broker, same worker
 processes and the same messages: a no-op task (``benchmarks/_noop.py``, which only counts
-in Redis). Run for 1 and 2 hub worker processes. The broker is ``CELERY_BROKER_URL`` (default Redis db 13).
+in Redis). Run for 1 and 2 hub worker processes. The broker is ``CELERY_BROKER_URL``
+(default Redis db 13).
 ``BENCH_HUB_LOG_LEVEL=INFO`` keeps the workers' "hub took N node message(s) in T ms" lines
 (one per batch) in the logs the run leaves under ``/tmp/usufruct-bench-replies-*``.
 """

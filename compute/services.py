@@ -1088,13 +1088,13 @@ def _replies_receive(
     opened: list[tuple[int, dict[str, Any], envelope.Opened, Node]],
     results: list[str | Exception],
     active: dict[str, Node],
-    receipts: dict[str, envelope.Opened] | None = None,
+    receipts: dict[str, envelope.Opened],
 ) -> None:
     """Check and apply verified job replies in one transaction; each outcome goes into ``results``
     (``receipts``: those :func:`_receipts_verified` already verified)."""
     with transaction.atomic(), ledger_writer.entries_collected():
         intake = _Intake.load(opened, active)
-        intake.receipts = receipts or {}
+        intake.receipts = receipts
         for i, wire, o, node in opened:
             try:
                 results[i] = _reply(intake, node=node, wire=wire, opened=o)

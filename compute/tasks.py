@@ -67,6 +67,9 @@ class IntakeBatches(Batches):  # type: ignore[misc]
     acknowledged together first and marked so (celery-batches then skips them). Celery's
     ``task_received`` signal is not sent for these messages (nothing here listens to it)."""
 
+    _consumer: Any = None
+    _connection_errors: tuple[type[BaseException], ...] = ()  # the consumer's, as Celery's own acks log
+
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:  # noqa: N802 (Celery's name)
         full = super().Strategy(task, app, consumer)  # celery-batches' own, for what the light path does not take
         self._consumer = consumer
@@ -86,7 +89,7 @@ class IntakeBatches(Batches):  # type: ignore[misc]
             elif self._tref is None:  # the wait starts with the first message of a batch
                 self._tref = timer.call_after(self.flush_interval, self._flush_now)
 
-        self._timer = timer
+        self._timer, self._connection_errors = timer, errors
         return handler
 
     def _flush_now(self) -> None:
@@ -113,9 +116,9 @@ class IntakeBatches(Batches):  # type: ignore[misc]
                 for request in early:
                     message = request.message
                     if not message.acknowledged:  # as Celery's deferred ack: a lost connection is logged
-                        message.ack_log_error(log, message.channel.connection_errors)
+                        message.ack_log_error(log, self._connection_errors)
                     request.acknowledged = True
-            consumer = getattr(self, "_consumer", None)
+            consumer = self._consumer
             if consumer is not None and consumer.restart_count > 0 and not consumer._maximum_prefetch_restored:
                 for _ in early:  # what Celery's deferred acknowledgement does after a reconnection
                     consumer._restore_prefetch_count_after_connection_restart(None)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -133,6 +135,16 @@ def _unacked(client) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return client.zcard("unacked_index"), client.hlen("unacked")
 
 
+def _unknown(nonce: str) -> dict[str, object]:
+    """A node message the hub refuses without touching a job: its key id is nobody's."""
+    return {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": nonce}, "kid": "nobody", "sig": "x"}
+
+
+def _taken(log: Path) -> list[int]:
+    """The sizes of the batches a hub worker took, by its log ("hub took N node message(s)")."""
+    return [int(n) for n in re.findall(r"hub took (\d+) node message", log.read_text())]
+
+
 def test_acknowledgements_together_leave_redis_in_one_round_trip(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,7 +184,6 @@ def test_acknowledgements_together_leave_redis_in_one_round_trip(
 
 
 def test_an_acknowledgement_from_another_thread_is_not_held(redis_url: str) -> None:
-
     name, queue = _queue()
     with Connection(redis_url, transport=broker.Transport) as conn:
         channel = conn.channel()
@@ -207,7 +218,6 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     more with an ETA takes celery-batches' own path and is taken too; one whose body is not a
     task call is dropped alone, not with its batch."""
     import json
-    import re
 
     from config.celery import app
 
@@ -215,9 +225,8 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     client.delete("hub")
     ids = set()
     for i in range(30):
-        wire = {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": f"n{i}"}, "kid": "nobody", "sig": "x"}
-        ids.add(app.send_task("usufruct.hub.receive", args=[wire], queue="hub").id)
-    late = {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": "late"}, "kid": "nobody", "sig": "x"}
+        ids.add(app.send_task("usufruct.hub.receive", args=[_unknown(f"n{i}")], queue="hub").id)
+    late = _unknown("late")
     ids.add(app.send_task("usufruct.hub.receive", args=[late], queue="hub", countdown=1).id)  # celery-batches' own path
     with app.producer_or_acquire() as producer:  # a node's message whose body is not a task call
         headers = {"task": "usufruct.hub.receive", "id": str(uuid.uuid4())}
@@ -227,16 +236,13 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     def held() -> int:  # of these 30, the messages kombu still holds unacknowledged (others' may be there too)
         return sum(json.loads(raw)[0]["headers"]["id"] in ids for raw in client.hvals("unacked"))
 
-    def taken() -> int:  # messages the worker's batches took, by its log
-        return sum(int(n) for n in re.findall(r"hub took (\d+) node message", processes.logs["hub"].read_text()))
-
     with _zrems(redis_url) as zrems:
         processes.start("hub")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (client.llen("hub") or held() or taken() < 31):
+        while time.monotonic() < deadline and (client.llen("hub") or held() or sum(_taken(processes.logs["hub"])) < 31):
             time.sleep(0.1)
     assert client.llen("hub") == 0 and held() == 0
-    assert taken() == 31, processes.logs["hub"].read_text()[-3000:]
+    assert sum(_taken(processes.logs["hub"])) == 31, processes.logs["hub"].read_text()[-3000:]
     assert 1 <= zrems[0] <= 5, f"{zrems[0]} ZREMs for 31 messages"
     assert "whose body is not [args, kwargs, embed]" in processes.logs["hub"].read_text()  # the broken one, dropped
 
@@ -306,30 +312,22 @@ def test_a_batch_waits_from_its_own_first_message(processes, redis_url: str) -> 
     """The intake's wait (``USUFRUCT_INTAKE_WAIT_MS``) counts from a batch's first message, not on
     a clock that keeps ticking: a message that comes half a wait after a flush is held a whole
     wait (celery-batches' repeating timer would take it at the next tick, after half of one)."""
-    import re
-
     from config.celery import app
-
-    def taken() -> int:
-        return len(re.findall(r"hub took \d+ node message", processes.logs["hub"].read_text()))
-
-    def wire(nonce: str) -> dict[str, object]:
-        return {"payload": {"job": str(uuid.uuid4()), "step": "partial", "nonce": nonce}, "kid": "nobody", "sig": "x"}
 
     def wait_for_batches(n: int) -> float:
         deadline = time.monotonic() + 30
-        while taken() < n:
+        while len(_taken(processes.logs["hub"])) < n:
             assert time.monotonic() < deadline, processes.logs["hub"].read_text()[-3000:]
             time.sleep(0.01)
         return time.monotonic()
 
     processes.env_for["hub"] = {"USUFRUCT_INTAKE_WAIT_MS": "1500"}
     processes.start("hub")
-    app.send_task("usufruct.hub.receive", args=[wire("a")], queue="hub")
+    app.send_task("usufruct.hub.receive", args=[_unknown("a")], queue="hub")
     first = wait_for_batches(1)
     time.sleep(0.75)  # half a wait after the first batch
     sent = time.monotonic()
-    app.send_task("usufruct.hub.receive", args=[wire("b")], queue="hub")
+    app.send_task("usufruct.hub.receive", args=[_unknown("b")], queue="hub")
     held = wait_for_batches(2) - sent
     assert 1.3 <= held <= 3.0, f"the second message was held {held:.2f} s (the first batch at {first:.2f})"
 

@@ -257,4 +257,5 @@ def test_a_receipt_that_cannot_be_checked_costs_only_its_own_reply(demo) -> None
 
     assert outcomes[0] == outcomes[3] == "advanced"
     assert outcomes[1] == "receipt refused: receipt_malformed"
-    assert isinstance(outcomes[2], Exception)  # refused alone (the batch was taken again reply by reply)
+    assert isinstance(outcomes[2], ValueError)  # refused alone (the batch was taken again reply by reply)
+    assert PendingEntry.objects.filter(kind="usage").count() == 2  # the honest two; nothing for either claim

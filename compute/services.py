@@ -419,6 +419,8 @@ class _Writes:
     rights: dict[int, UsageRight] = dataclasses.field(default_factory=dict)
     settled: set[int] = dataclasses.field(default_factory=set)
     refunds: dict[int, Decimal] = dataclasses.field(default_factory=dict)  # dataset → ε given back
+    # Parties as they were read (status, usage, quota settled): one unchanged is not written again.
+    read: dict[int, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
 
     def touch(self, job: Job, parties: list[JobParty]) -> None:
         self.jobs[job.pk] = job
@@ -433,7 +435,9 @@ class _Writes:
             for job in self.jobs.values():
                 job.updated_at = now
             update_rows(Job, list(self.jobs.values()), _JOB_FIELDS)
-        update_rows(JobParty, list(self.parties.values()), ["status", "usage", "quota_settled"])
+        changed = [p for p in self.parties.values() if self.read.get(p.pk) != _party_written(p)]
+        update_rows(JobParty, changed, ["status", "usage", "quota_settled"])
+        self.read.update((p.pk, _party_written(p)) for p in changed)
         update_rows(UsageRight, [self.rights[i] for i in sorted(self.settled)], right_svc.SETTLE_FIELDS)
         if self.refunds:  # datasets last (after rights, jobs and nodes), in ascending order
             budget.datasets_refund(self.refunds)
@@ -441,6 +445,10 @@ class _Writes:
         if self.sends:
             transaction.on_commit(lambda sends=self.sends: _send_all(sends))
         self.messages, self.jobs, self.parties, self.sends, self.settled = [], {}, {}, [], set()
+
+
+def _party_written(party: JobParty) -> tuple[Any, ...]:
+    return party.status, [list(u) for u in party.usage], party.quota_settled  # a copy: compared by value
 
 
 _JOB_FIELDS = ["status", "progress", "state", "outputs", "error", "finished_at", "updated_at"]
@@ -1039,15 +1047,15 @@ class _Intake:
         right_ids = sorted(
             set(JobParty.objects.filter(job_id__in=job_ids, right__isnull=False).values_list("right_id", flat=True))
         )
-        rights = UsageRight.objects.select_for_update(of=("self",)).select_related("dataset")
-        held = {r.id: r for r in rights.filter(id__in=right_ids).order_by("id")}
-        locked = Job.objects.select_for_update(of=("self",)).select_related("consumer", "consumer_node")
-        jobs = {str(j.id): j for j in locked.filter(id__in=job_ids).order_by("id")}
-        parties: dict[str, list[JobParty]] = {job_id: [] for job_id in jobs}
-        for p in _party_rows(JobParty.objects.filter(job_id__in=list(jobs))):
-            parties[str(p.job_id)].append(_linked(p, jobs[str(p.job_id)]))
+        held = {r.id: r for r in UsageRight.objects.select_for_update().filter(id__in=right_ids).order_by("id")}
+        jobs = {str(j.id): j for j in Job.objects.select_for_update().filter(id__in=job_ids).order_by("id")}
+        rows = list(JobParty.objects.filter(job_id__in=list(jobs)).order_by("id"))
         node_ids = sorted({node.id for *_, node in opened})
         nodes = {n.id: n for n in Node.objects.select_for_update().filter(id__in=node_ids).order_by("id")}
+        _share_related(jobs, rows, held, nodes)
+        parties: dict[str, list[JobParty]] = {job_id: [] for job_id in jobs}
+        for p in rows:
+            parties[str(p.job_id)].append(p)
         bodies = [o.payload["body"] for _, _, o, _ in opened]
         asks = [b["in_reply_to"] for b in bodies if isinstance(b.get("in_reply_to"), str)]
         nonce_pairs = {(o.payload["sender"], o.payload["nonce"]) for _, _, o, _ in opened}
@@ -1070,7 +1078,7 @@ class _Intake:
             nonces={pair for pair in used if pair in nonce_pairs},
             answered=set(Message.objects.filter(in_reply_to__in=asks).values_list("in_reply_to", flat=True)),
             active=active,
-            writes=_Writes(rights=held),
+            writes=_Writes(rights=held, read={p.pk: _party_written(p) for p in rows}),
         )
 
     def keep(self, message: Message) -> None:
@@ -1082,6 +1090,46 @@ class _Intake:
 
     def node_key(self, kid: str) -> Any:
         return _key_of(self.active[kid]) if kid in self.active else market.node_public_key(kid)
+
+
+def _share_related(
+    jobs: dict[str, Job], parties: list[JobParty], rights: dict[int, UsageRight], locked: dict[int, Node]
+) -> None:
+    """One object per row for what a batch's jobs and parties point to (their consumers, nodes,
+    datasets and rights), each read once for the batch: every job under the same right and
+    between the same nodes shares them, so a batch of a hundred replies builds a few of these
+    instead of six per reply, as ``select_related`` would. A sender's node is its locked row;
+    a right is the row the batch holds locked."""
+    node_ids = {j.consumer_node_id for j in jobs.values()} | {p.node_id for p in parties}
+    nodes = {n.id: n for n in Node.objects.filter(id__in=sorted(node_ids - set(locked)))} | locked
+    datasets = {
+        d.id: d
+        for d in Dataset.objects.defer(*(f.removeprefix("dataset__") for f in _PARTY_DEFERRED)).filter(
+            id__in=sorted({p.dataset_id for p in parties if p.dataset_id} | {r.dataset_id for r in rights.values()})
+        )
+    }
+    orgs = {o.id: o for o in Organization.objects.filter(id__in=sorted({j.consumer_id for j in jobs.values()}))}
+    cache = _cache_related
+    for d in datasets.values():
+        if d.node_id in nodes:
+            cache(d, "node", nodes[d.node_id])
+    for r in rights.values():
+        cache(r, "dataset", datasets[r.dataset_id])
+        if r.consumer_id in orgs:
+            cache(r, "consumer", orgs[r.consumer_id])
+    for j in jobs.values():
+        cache(j, "consumer", orgs[j.consumer_id])
+        cache(j, "consumer_node", nodes[j.consumer_node_id])
+    for p in parties:
+        cache(p, "job", jobs[str(p.job_id)])
+        cache(p, "node", nodes[p.node_id])
+        cache(p, "dataset", datasets[p.dataset_id] if p.dataset_id else None)
+        cache(p, "right", rights[p.right_id] if p.right_id else None)
+
+
+def _cache_related(obj: Any, name: str, value: Any) -> None:
+    """Point ``obj``'s foreign key ``name`` at ``value`` (a row already read), as ``select_related`` does."""
+    obj._meta.get_field(name).set_cached_value(obj, value)
 
 
 def _replies_receive(

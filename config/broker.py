@@ -25,29 +25,86 @@ from kombu.utils.uuid import uuid
 log = logging.getLogger(__name__)
 
 
+# Tasks whose messages kombu records only in the consuming process (see ``QoS.append``).
+_UNRECORDED: set[str] = set()
+
+
+def unrecorded(task_name: str) -> None:
+    """Keep the messages of ``task_name`` out of Redis's unacked record while a worker holds them.
+
+    For a task acknowledged as soon as it runs (not ``acks_late``) whose lost messages its own
+    protocol asks for again. kombu writes each message it delivers to an unacked table and index
+    (one round trip each) and deletes it at the acknowledgement (another): it restores from there
+    what a worker killed outright held. Such a task's messages are held in the worker's memory
+    only (kombu's own in-memory record, as its in-memory transport keeps), put back on their
+    queue when the channel closes or a message is requeued; one a killed worker held is lost."""
+    _UNRECORDED.add(task_name)
+
+
 class QoS(redis.QoS):  # type: ignore[misc]
-    """Redis ack emulation that can hold acknowledgements and send them in one pipeline."""
+    """Redis ack emulation that can hold acknowledgements and send them in one pipeline, and
+    keeps the messages of :func:`unrecorded` tasks out of Redis."""
 
     _usufruct_acks: list[Any] | None = None
     _usufruct_thread: int | None = None  # only the block's own thread has its acks held
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_memory: set[Any] = set()  # delivery tags of held messages Redis has no record of
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        if _UNRECORDED and (message.headers or {}).get("task") in _UNRECORDED:
+            self._in_memory.add(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+        else:
+            super().append(message, delivery_tag)
+
     def ack(self, delivery_tag: Any) -> None:
-        if self._usufruct_acks is None or threading.get_ident() != self._usufruct_thread:
+        if delivery_tag in self._in_memory:
+            self._in_memory.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+        elif self._usufruct_acks is None or threading.get_ident() != self._usufruct_thread:
             super().ack(delivery_tag)
         else:
             self._usufruct_acks.append(delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if delivery_tag not in self._in_memory:
+            return super().reject(delivery_tag, requeue=requeue)
+        if requeue:
+            self._put_back(delivery_tag, leftmost=True)
+        self._in_memory.discard(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        for tag in [t for t in self._delivered if t in self._in_memory]:
+            self._put_back(tag, leftmost=False)
+            self._in_memory.discard(tag)
+            del self._delivered[tag]
+        super().restore_unacked(client)
+
+    def _put_back(self, tag: Any, *, leftmost: bool) -> None:
+        """A held message back on its queue (as kombu restores one from its Redis record)."""
+        message = self._delivered[tag]
+        info = message.delivery_info
+        with self.channel.conn_or_acquire() as client, client.pipeline() as pipe:
+            self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], pipe, leftmost)
+            pipe.execute()
 
     def _ack_together(self, tags: list[Any]) -> None:
         """Remove the messages from the unacked index and table in one round trip. If that
         fails they stay there, and kombu restores them after the visibility timeout (a hub
         reply taken twice is a duplicate by its digest)."""
+        recorded = [t for t in tags if t not in self._in_memory]
         try:
-            with self.pipe_or_acquire() as pipe:
-                pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+            if recorded:
+                with self.pipe_or_acquire() as pipe:
+                    pipe.zrem(self.unacked_index_key, *recorded).hdel(self.unacked_key, *recorded).execute()
         except Exception as exc:  # a lost connection, a read-only replica after a failover
             log.warning("acknowledging %d messages together failed (%s): kombu restores them later", len(tags), exc)
         finally:
             for tag in tags:  # gone from this channel's own unacked state either way, as kombu's ack does
+                self._in_memory.discard(tag)
                 virtual.QoS.ack(self, tag)
 
 

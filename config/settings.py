@@ -245,6 +245,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 USUFRUCT_INTAKE_BATCH = env_int("USUFRUCT_INTAKE_BATCH", 100)
 USUFRUCT_INTAKE_WAIT_SECONDS = env_int("USUFRUCT_INTAKE_WAIT_MS", 50) / 1000
 CELERY_WORKER_PREFETCH_MULTIPLIER = 2 * USUFRUCT_INTAKE_BATCH
+USUFRUCT_LEDGER_WAKE_MS = env_int("USUFRUCT_LEDGER_WAKE_MS", 250)  # the ledger writer's wake-ups (ledger.writer)
 
 # --- Usufruct -------------------------------------------------------------------------
 USUFRUCT_HUB_KEY_FILE = Path(env_str("USUFRUCT_HUB_KEY_FILE", str(VAR_DIR / "hub_ed25519.pem")))

@@ -200,6 +200,55 @@ def test_an_acknowledgement_from_another_thread_is_not_held(redis_url: str) -> N
         channel.queue_delete(name)
 
 
+def _held(conn: Connection, queue: Queue, task: str, n: int) -> list:  # type: ignore[type-arg]
+    """``n`` messages of ``task`` published to ``queue`` and taken, not acknowledged."""
+    producer = conn.Producer(conn.channel())
+    for i in range(n):
+        producer.publish({"i": i}, exchange=queue.exchange, routing_key=queue.name, declare=[queue],
+                         serializer="json", headers={"task": task})  # fmt: skip
+    simple = conn.SimpleQueue(queue)
+    return [simple.get(timeout=5) for _ in range(n)]
+
+
+def test_an_unrecorded_task_leaves_no_unacked_record_in_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name, queue = _queue()
+    task = f"test.unrecorded.{name}"
+    monkeypatch.setattr(broker, "_UNRECORDED", {task})
+    client = redis.Redis.from_url(redis_url)
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        before = _unacked(client)
+        held = _held(conn, queue, task, 3)
+        assert _unacked(client) == before  # held by this process only
+        other = _held(conn, _queue()[1], "test.recorded", 1)
+        assert _unacked(client) == (before[0] + 1, before[1] + 1)  # another task: kombu's record
+        with broker.acks_together(held[0].channel):
+            for m in held:
+                m.ack()
+        other[0].ack()
+        assert _unacked(client) == before and all(m.acknowledged for m in held)
+        assert not held[0].channel.qos._in_memory
+        conn.channel().queue_delete(name)
+
+
+def test_an_unrecorded_message_goes_back_when_requeued_or_when_its_channel_closes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, queue = _queue()
+    task = f"test.unrecorded.{name}"
+    monkeypatch.setattr(broker, "_UNRECORDED", {task})
+    client = redis.Redis.from_url(redis_url)
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        first, second, third = _held(conn, queue, task, 3)
+        first.reject(requeue=True)  # back at the head of its queue
+        second.reject(requeue=False)  # dropped
+        assert client.llen(name) == 1
+        third.channel.close()  # a worker's warm shutdown: what it holds goes back
+        assert client.llen(name) == 2
+    with Connection(redis_url, transport=broker.Transport) as conn:
+        assert sorted(_drain(conn, queue, 2)) == [0, 2]
+        conn.channel().queue_delete(name)
+
+
 def test_acks_together_changes_nothing_on_another_transport() -> None:
     name, queue = _queue()
     with Connection("memory://") as conn:
@@ -212,11 +261,12 @@ def test_acks_together_changes_nothing_on_another_transport() -> None:
             assert message.acknowledged
 
 
-def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_hub_worker_takes_node_messages_without_a_redis_record(processes, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     """The real hub worker (``compute.tasks.IntakeBatches``): 30 node messages that it refuses
-    (unknown keys) are acknowledged in a few ZREMs, not one each, and none is left unacked; one
-    more with an ETA takes celery-batches' own path and is taken too; one whose body is not a
-    task call is dropped alone, not with its batch."""
+    (unknown keys) are taken and acknowledged without one unacked record written to Redis or
+    removed from it (``broker.unrecorded``), and none is left; one more with an ETA takes
+    celery-batches' own path and is taken too; one whose body is not a task call is dropped
+    alone, not with its batch. A task of another name still gets kombu's record."""
     import json
 
     from config.celery import app
@@ -236,24 +286,36 @@ def test_the_hub_worker_acknowledges_a_batch_in_one_round_trip(processes, redis_
     def held() -> int:  # of these 30, the messages kombu still holds unacknowledged (others' may be there too)
         return sum(json.loads(raw)[0]["headers"]["id"] in ids for raw in client.hvals("unacked"))
 
-    with _zrems(redis_url) as zrems:
+    with _commands(redis_url, ("ZADD", "HSET", "ZREM", "HDEL")) as sent:
         processes.start("hub")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (client.llen("hub") or held() or sum(_taken(processes.logs["hub"])) < 31):
+        while time.monotonic() < deadline and (client.llen("hub") or sum(_taken(processes.logs["hub"])) < 31):
+            assert held() == 0  # not even while the worker holds them for a batch
             time.sleep(0.1)
     assert client.llen("hub") == 0 and held() == 0
     assert sum(_taken(processes.logs["hub"])) == 31, processes.logs["hub"].read_text()[-3000:]
-    assert 1 <= zrems[0] <= 5, f"{zrems[0]} ZREMs for 31 messages"
+    mine = [c for c in sent if any(i in c for i in ids)]
+    assert not mine, mine[:3]
+    assert len([c for c in sent if c.startswith("HSET")]) <= 2, sent[:5]  # the start-up wake-up's, not 32
     assert "whose body is not [args, kwargs, embed]" in processes.logs["hub"].read_text()  # the broken one, dropped
+    # Another task on the same queue (the ledger writer's wake-up) is recorded until it is acknowledged.
+    with _commands(redis_url, ("ZADD", "HSET", "ZREM", "HDEL")) as sent:
+        woken = app.send_task("ledger.tasks.integrate_pending", queue="hub").id
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(c.startswith("ZREM") for c in sent):
+            time.sleep(0.1)
+    assert any(c.startswith("HSET") and woken in c for c in sent), sent[:5]
+    assert any(c.startswith("ZREM") for c in sent) and client.hlen("unacked") == 0
 
 
 @contextlib.contextmanager
-def _zrems(redis_url: str) -> Iterator[list[int]]:
-    """Count the ZREMs sent to the test broker's database while the block runs (Redis MONITOR,
-    filtered to that database: another client's commands elsewhere do not count)."""
+def _commands(redis_url: str, names: tuple[str, ...]) -> Iterator[list[str]]:
+    """The commands named ``names`` sent to the test broker's database while the block runs, as
+    text (Redis MONITOR, filtered to that database: another client's commands elsewhere do not count)."""
     client = redis.Redis.from_url(redis_url)
     db = client.connection_pool.connection_kwargs.get("db", 0)
-    count, stop, ready = [0], threading.Event(), threading.Event()
+    sent: list[str] = []
+    stop, ready = threading.Event(), threading.Event()
 
     def listen() -> None:
         with client.monitor() as monitor:
@@ -261,14 +323,15 @@ def _zrems(redis_url: str) -> Iterator[list[int]]:
             for command in monitor.listen():
                 if stop.is_set():
                     return
-                if command.get("db") == db and command["command"].split(" ", 1)[0].upper() == "ZREM":
-                    count[0] += 1
+                text = command["command"]
+                if command.get("db") == db and text.split(" ", 1)[0].upper() in names:
+                    sent.append(text)
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
     assert ready.wait(5)
     try:
-        yield count
+        yield sent
     finally:
         time.sleep(0.2)  # what the worker sent last reaches the monitor
         stop.set()

@@ -259,3 +259,58 @@ def test_a_receipt_that_cannot_be_checked_costs_only_its_own_reply(demo) -> None
     assert outcomes[1] == "receipt refused: receipt_malformed"
     assert isinstance(outcomes[2], ValueError)  # refused alone (the batch was taken again reply by reply)
     assert PendingEntry.objects.filter(kind="usage").count() == 2  # the honest two; nothing for either claim
+
+
+def test_a_batch_reads_what_its_jobs_share_once_and_writes_only_changed_parties(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Jobs under one right between the same nodes share one object per row (the right the batch
+    holds, its dataset, each node, the consumer); a party the batch leaves as it was (the
+    consumer's, at a provider's partial) is not written again: its row version is unchanged."""
+    right = _right("acme")
+    jobs = [_at_partial([right.id]) for _ in range(3)]
+    wires = [w for job in jobs for w in _partials(job)]
+    consumer_parties = list(JobParty.objects.filter(job__in=jobs, role="consumer").values_list("id", flat=True))
+
+    def versions() -> dict[int, str]:
+        with connection.cursor() as cur:
+            cur.execute("SELECT id, xmin::text FROM compute_jobparty WHERE id = ANY(%s)", [consumer_parties])
+            return dict(cur.fetchall())
+
+    before = versions()
+    loaded = []
+    real = services._Intake.load
+
+    def load(opened, active):  # type: ignore[no-untyped-def]
+        intake = real(opened, active)
+        loaded.append(intake)
+        return intake
+
+    monkeypatch.setattr(services._Intake, "load", load)
+    assert services.messages_receive(wires=wires) == ["advanced"] * 3
+    (intake,) = loaded
+    parties = [p for ps in intake.parties.values() for p in ps]
+    providers = [p for p in parties if p.role == "provider"]
+    assert len(parties) == 6 and len(providers) == 3
+    assert {id(p.right) for p in providers} == {id(intake.writes.rights[right.id])}  # the locked row
+    assert {id(p.dataset) for p in providers} == {id(intake.writes.rights[right.id].dataset)}
+    assert len({id(p.node) for p in parties}) == 2  # the bank's and Acme's nodes, once each
+    assert len({id(j.consumer) for j in intake.jobs.values()}) == 1
+    assert {id(j.consumer_node) for j in intake.jobs.values()} == {id(p.node) for p in parties if p.role == "consumer"}
+    assert versions() == before  # the consumer parties were not rewritten
+    assert all(p.status == "done" for p in JobParty.objects.filter(job__in=jobs, role="provider"))
+
+
+def test_jobs_and_parties_leave_room_for_updates_in_place_and_digests_have_one_index(db) -> None:  # type: ignore[no-untyped-def]
+    """Migration ``compute.0007``: each step rewrites a job and its parties, never an indexed
+    column, so their pages keep room for the new version (fillfactor 70: HOT updates); a
+    message's digest is looked up by equality only, so it has its unique index and no LIKE copy."""
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL (make test sets DATABASE_URL)")
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('compute_job', 'compute_jobparty') ORDER BY 1"
+        )
+        assert cur.fetchall() == [("compute_job", ["fillfactor=70"]), ("compute_jobparty", ["fillfactor=70"])]
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'compute_message' AND indexdef LIKE '%(digest%'")
+        assert [d for (d,) in cur.fetchall()] == [
+            "CREATE UNIQUE INDEX compute_message_digest_key ON public.compute_message USING btree (digest)"
+        ]
